@@ -1,0 +1,390 @@
+# -*- coding: utf-8 -*-
+# Copyright: mixedrun.kong contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The collection's one Kong Admin API client (private to the collection).
+
+A ``requests.Session`` with connection reuse, workspace and RBAC support, TLS options, pagination that
+follows ``next``, retries decided by status AND method with jittered backoff, check-mode aware writes and
+a record of every call made. It raises ``KongApiError`` and never exits the module itself.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import json
+import random
+import threading
+import time
+
+try:
+    from urllib.parse import quote, urlsplit, urlunsplit, parse_qsl, urlencode
+except ImportError:  # pragma: no cover - Python 2 is not supported by the collection
+    from urllib import quote, urlencode  # type: ignore
+    from urlparse import urlsplit, urlunsplit, parse_qsl  # type: ignore
+
+try:
+    import requests
+    from requests.adapters import HTTPAdapter
+    HAS_REQUESTS = True
+    REQUESTS_IMPORT_ERROR = None
+except ImportError as _exc:  # pragma: no cover - reported by KongModule
+    requests = None
+    HTTPAdapter = object
+    HAS_REQUESTS = False
+    REQUESTS_IMPORT_ERROR = _exc
+
+
+PAGE_SIZE = 1000
+# Retried for every method: the request never reached Kong or Kong/its proxy said "try again".
+ALWAYS_RETRYABLE = frozenset([502, 503])
+# Retried only where repeating the request cannot create a second entity.
+IDEMPOTENT_RETRYABLE = frozenset([500, 504])
+IDEMPOTENT_METHODS = frozenset(["GET", "HEAD", "PUT", "PATCH", "DELETE", "OPTIONS"])
+
+STATUS_HINTS = {
+    401: "Kong refused the request without valid credentials: set admin_token (or KONG_ADMIN_TOKEN), and "
+         "admin_token_header if your Kong uses another rbac_auth_header",
+    403: "the admin token is valid but has no permission for this: grant its RBAC role access to this "
+         "entity and workspace, or use another token",
+    405: "Kong refused this method; DB-less and hybrid data-plane nodes refuse every write: point admin_url "
+         "at a node with a database (the control plane)",
+    409: "an entity with the same unique key already exists",
+}
+
+
+class KongApiError(Exception):
+    """One failed Admin API call, with Kong's own error fields. Never carries request headers."""
+
+    def __init__(self, method, path, status=None, message=None, code=None, name=None, fields=None, body=None):
+        self.method = method
+        self.path = path
+        self.status = status
+        self.code = code
+        self.name = name
+        self.message = message or ""
+        self.fields = fields
+        self.body = body
+        super(KongApiError, self).__init__(self.describe())
+
+    @property
+    def hint(self):
+        return STATUS_HINTS.get(self.status)
+
+    def describe(self):
+        where = "%s %s" % (self.method, self.path)
+        if self.status is None:
+            text = "%s: %s" % (where, self.message)
+        else:
+            text = "%s -> HTTP %s" % (where, self.status)
+            if self.name or self.code is not None:
+                text += " (%s%s)" % (self.name or "", "" if self.code is None else ", code %s" % self.code)
+            if self.message:
+                text += ": %s" % self.message
+        if self.fields:
+            text += "; fields: %s" % json.dumps(self.fields, sort_keys=True)
+        if self.hint:
+            text += "; %s" % self.hint
+        return text
+
+    def as_dict(self):
+        return {
+            "method": self.method, "path": self.path, "status": self.status, "code": self.code,
+            "name": self.name, "message": self.message, "fields": self.fields,
+        }
+
+
+def redact_url(url):
+    """Drop any user:password@ part of a URL before it is shown."""
+    parts = urlsplit(url)
+    if "@" in parts.netloc:
+        host = parts.netloc.rsplit("@", 1)[1]
+        parts = parts._replace(netloc="***@" + host)
+    return urlunsplit(parts)
+
+
+def validate_admin_url(url):
+    """Return the admin URL without a trailing slash, or raise ValueError that says how to write it."""
+    if not url or not isinstance(url, str):
+        raise ValueError("admin_url is required: set admin_url (or the KONG_ADMIN_URL environment variable, or "
+                         "module_defaults for group/mixedrun.kong.kong), e.g. https://kong-admin.example.com:8444")
+    parts = urlsplit(url.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("admin_url %r is not an http(s) URL: write it as http://host:8001 or https://host:8444"
+                         % redact_url(url))
+    if parts.query or parts.fragment:
+        raise ValueError("admin_url must not carry a query or fragment; got %r" % redact_url(url))
+    try:
+        parts.port  # pylint: disable=pointless-statement
+    except ValueError:
+        raise ValueError("admin_url %r has an invalid port" % redact_url(url))
+    return urlunsplit((parts.scheme, parts.netloc, parts.path.rstrip("/"), "", ""))
+
+
+def quote_segment(value):
+    """Escape one path segment (a name, an id or ``host:port``; ``[`` ``]`` ``:`` stay readable)."""
+    return quote(str(value), safe=":[]@")
+
+
+def _backoff_delays(retries, base=0.3, cap=5.0):
+    """Full-jitter exponential backoff delays for ``retries`` retries."""
+    for attempt in range(retries):
+        yield random.uniform(0, min(cap, base * (2 ** attempt)))
+
+
+class KongClient:
+    """A Kong Admin API session. Thread-safe for concurrent requests (bounded by ``pool_size``)."""
+
+    def __init__(self, admin_url, admin_token=None, admin_token_header="Kong-Admin-Token", workspace=None,
+                 headers=None, validate_certs=True, ca_path=None, client_cert=None, client_key=None,
+                 timeout=10, retries=3, check_mode=False, pool_size=16, backoff_base=0.3):
+        if not HAS_REQUESTS:
+            raise RuntimeError("the Python library 'requests' is required on the host that runs this task: "
+                               "pip install requests")
+        self.base_url = validate_admin_url(admin_url)
+        self.workspace = workspace or None
+        self.timeout = float(timeout)
+        self.retries = int(retries)
+        if self.retries < 0:
+            raise ValueError("retries must be 0 or more, got %d" % self.retries)
+        if self.timeout <= 0:
+            raise ValueError("timeout must be more than 0 seconds, got %s" % timeout)
+        self.check_mode = bool(check_mode)
+        self.backoff_base = backoff_base
+        self.calls = []
+        self._lock = threading.Lock()
+        self.session = requests.Session()
+        adapter = HTTPAdapter(pool_connections=4, pool_maxsize=max(pool_size, 4), max_retries=0)
+        self.session.mount("http://", adapter)
+        self.session.mount("https://", adapter)
+        self.session.headers.update({"Accept": "application/json", "User-Agent": "mixedrun.kong"})
+        if headers:
+            self.session.headers.update(dict((str(k), str(v)) for k, v in headers.items()))
+        if admin_token:
+            self.session.headers[admin_token_header or "Kong-Admin-Token"] = admin_token
+        if ca_path:
+            self.session.verify = ca_path
+        else:
+            self.session.verify = bool(validate_certs)
+        if client_cert:
+            self.session.cert = (client_cert, client_key) if client_key else client_cert
+        elif client_key:
+            raise ValueError("client_key is set without client_cert: give both, or client_cert alone when it "
+                             "holds the key too")
+
+    CONNECTION_OPTIONS = ("admin_url", "admin_token", "admin_token_header", "workspace", "headers",
+                          "validate_certs", "ca_path", "client_cert", "client_key", "timeout", "retries")
+
+    @classmethod
+    def from_params(cls, params, check_mode=False, **kwargs):
+        options = dict((k, params.get(k)) for k in cls.CONNECTION_OPTIONS if params.get(k) is not None)
+        options.update(kwargs)
+        return cls(check_mode=check_mode, **options)
+
+    # -- URL building -----------------------------------------------------------------------------------
+    def _prefix(self):
+        return "/" + quote_segment(self.workspace) if self.workspace else ""
+
+    def url_for(self, path):
+        if not path.startswith("/"):
+            path = "/" + path
+        return self.base_url + self._prefix() + path
+
+    @staticmethod
+    def quote(value):
+        return quote_segment(value)
+
+    def _record(self, method, path, status, check_mode=False):
+        entry = {"method": method, "path": path, "status": status}
+        if check_mode:
+            entry["check_mode"] = True
+        with self._lock:
+            self.calls.append(entry)
+
+    # -- the request loop ---------------------------------------------------------------------------------
+    def request(self, method, path, body=None, params=None, url=None):
+        """Send one request with retries; return the decoded JSON body (or None for 204/empty).
+
+        404 raises KongApiError like any other error status; ``get``/``delete`` map it."""
+        method = method.upper()
+        target_url = url or self.url_for(path)
+        delays = _backoff_delays(self.retries, self.backoff_base)
+        data = None
+        headers = {}
+        if body is not None:
+            data = json.dumps(body)
+            headers["Content-Type"] = "application/json"
+        while True:
+            try:
+                response = self.session.request(method, target_url, data=data, params=params, headers=headers,
+                                                timeout=self.timeout)
+            except requests.exceptions.RequestException as exc:
+                retry = self._retry_after_exception(method, exc)
+                delay = next(delays, None) if retry else None
+                if delay is None:
+                    self._record(method, path, None)
+                    raise KongApiError(method, path, None, message=self._connection_message(exc))
+                time.sleep(delay)
+                continue
+            status = response.status_code
+            if status >= 400 and self._retry_status(method, status):
+                delay = next(delays, None)
+                if delay is not None:
+                    time.sleep(delay)
+                    continue
+            self._record(method, path, status)
+            if status >= 400:
+                raise self._error(method, path, response)
+            if status == 204 or not response.content:
+                return None
+            try:
+                return response.json()
+            except ValueError:
+                raise KongApiError(method, path, status, message="the answer is not JSON (is admin_url the Kong "
+                                   "Admin API and not the proxy?): %r" % response.text[:200])
+
+    @staticmethod
+    def _retry_status(method, status):
+        if status in ALWAYS_RETRYABLE:
+            return True
+        return status in IDEMPOTENT_RETRYABLE and method in IDEMPOTENT_METHODS
+
+    @staticmethod
+    def _retry_after_exception(method, exc):
+        # A refused or timed-out connect never reached Kong: safe for every method. Anything after the
+        # request was sent (read timeout, dropped connection) may have been applied: only idempotent methods.
+        if isinstance(exc, (requests.exceptions.ConnectTimeout, requests.exceptions.SSLError)):
+            return not isinstance(exc, requests.exceptions.SSLError)
+        if isinstance(exc, requests.exceptions.ConnectionError):
+            text = str(exc)
+            if "NewConnectionError" in text or "Connection refused" in text or "Failed to resolve" in text:
+                return True
+            return method in IDEMPOTENT_METHODS
+        if isinstance(exc, requests.exceptions.Timeout):
+            return method in IDEMPOTENT_METHODS
+        return False
+
+    def _connection_message(self, exc):
+        where = redact_url(self.base_url)
+        if isinstance(exc, requests.exceptions.SSLError):
+            return ("TLS verification failed for the Kong Admin API at %s: give ca_path (a CA bundle), or "
+                    "validate_certs=false for a lab only (%s)" % (where, type(exc).__name__))
+        if isinstance(exc, requests.exceptions.Timeout):
+            return ("the Kong Admin API at %s did not answer within %ss (after %d retries): check admin_url, "
+                    "or raise timeout" % (where, self.timeout, self.retries))
+        if isinstance(exc, requests.exceptions.ConnectionError):
+            return ("cannot reach the Kong Admin API at %s (after %d retries): check admin_url (or "
+                    "KONG_ADMIN_URL) and that Kong's admin_listen is reachable from this host" % (where, self.retries))
+        return "request to the Kong Admin API at %s failed: %s" % (where, type(exc).__name__)
+
+    @staticmethod
+    def _error(method, path, response):
+        try:
+            payload = response.json()
+        except ValueError:
+            payload = None
+        if isinstance(payload, dict):
+            fields = payload.get("fields")
+            message = payload.get("message")
+            if message is None and fields is None:
+                # Older Kong answers {"field": "error"} without a wrapper.
+                fields = payload
+            return KongApiError(method, path, response.status_code, message=message, code=payload.get("code"),
+                                name=payload.get("name"), fields=fields, body=payload)
+        return KongApiError(method, path, response.status_code, message=(response.text or "")[:200])
+
+    # -- verbs --------------------------------------------------------------------------------------------
+    def get(self, path, params=None):
+        """GET one object; None when Kong answers 404."""
+        try:
+            return self.request("GET", path, params=params)
+        except KongApiError as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    def list(self, path, params=None):
+        """GET every page of a collection (``size=1000``, following ``next``)."""
+        query = dict(params or {})
+        query.setdefault("size", PAGE_SIZE)
+        items = []
+        page = self.request("GET", path, params=query)
+        while True:
+            items.extend((page or {}).get("data") or [])
+            next_path = (page or {}).get("next")
+            if not next_path:
+                return items
+            page = self.request("GET", path, url=self._next_url(next_path, query))
+
+    def _next_url(self, next_path, query):
+        parts = urlsplit(next_path)
+        path = parts.path
+        prefix = self._prefix()
+        if prefix and not path.startswith(prefix + "/"):
+            path = prefix + path
+        args = dict(parse_qsl(parts.query))
+        args.setdefault("size", str(query.get("size", PAGE_SIZE)))
+        return self.base_url + path + "?" + urlencode(args)
+
+    def post(self, path, body):
+        return self.request("POST", path, body=body)
+
+    def patch(self, path, body):
+        return self.request("PATCH", path, body=body)
+
+    def put(self, path, body=None):
+        return self.request("PUT", path, body=body)
+
+    def delete(self, path):
+        """DELETE; True when something was deleted, False when Kong said 404 (already absent)."""
+        try:
+            self.request("DELETE", path)
+        except KongApiError as exc:
+            if exc.status == 404:
+                return False
+            raise
+        return True
+
+    def write(self, method, path, body=None):
+        """A change. In check mode it is recorded and not sent (returns None)."""
+        if self.check_mode:
+            self._record(method.upper(), path, None, check_mode=True)
+            return None
+        if method.upper() == "DELETE":
+            self.delete(path)
+            return None
+        return self.request(method, path, body=body)
+
+    def map_concurrent(self, func, items, concurrency=8):
+        """Run ``func(item)`` for every item with at most ``concurrency`` in flight.
+
+        Returns ``[(item, result, error)]`` in input order; every item is attempted even when some fail,
+        so the caller can report exactly what was applied."""
+        items = list(items)
+        if not items:
+            return []
+        if concurrency <= 1 or len(items) == 1:
+            out = []
+            for item in items:
+                try:
+                    out.append((item, func(item), None))
+                except KongApiError as exc:
+                    out.append((item, None, exc))
+            return out
+        from concurrent.futures import ThreadPoolExecutor
+
+        def run(item):
+            try:
+                return (item, func(item), None)
+            except KongApiError as exc:
+                return (item, None, exc)
+
+        with ThreadPoolExecutor(max_workers=min(concurrency, len(items))) as pool:
+            return list(pool.map(run, items))
+
+    def node_info(self):
+        """``GET /`` of the node (version, node_id); not workspace-prefixed."""
+        return self.request("GET", "/", url=self.base_url + "/")
+
+    def close(self):
+        self.session.close()

@@ -1,0 +1,77 @@
+# -*- coding: utf-8 -*-
+# Copyright: mixedrun.kong contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""KongModule: an AnsibleModule with the shared Kong connection options and one way to fail."""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+from ansible.module_utils.basic import AnsibleModule, env_fallback, missing_required_lib
+
+from ansible_collections.mixedrun.kong.plugins.module_utils._kong_api import (
+    HAS_REQUESTS,
+    REQUESTS_IMPORT_ERROR,
+    KongApiError,
+    KongClient,
+)
+
+KONG_CONNECTION_SPEC = dict(
+    admin_url=dict(type="str", fallback=(env_fallback, ["KONG_ADMIN_URL"])),
+    admin_token=dict(type="str", no_log=True, fallback=(env_fallback, ["KONG_ADMIN_TOKEN"])),
+    admin_token_header=dict(type="str", default="Kong-Admin-Token", no_log=False,
+                            fallback=(env_fallback, ["KONG_ADMIN_TOKEN_HEADER"])),
+    workspace=dict(type="str", fallback=(env_fallback, ["KONG_WORKSPACE"])),
+    headers=dict(type="dict", no_log=True),
+    validate_certs=dict(type="bool", default=True, fallback=(env_fallback, ["KONG_VALIDATE_CERTS"])),
+    ca_path=dict(type="path", fallback=(env_fallback, ["KONG_CA_PATH"])),
+    client_cert=dict(type="path", fallback=(env_fallback, ["KONG_CLIENT_CERT"])),
+    client_key=dict(type="path", no_log=False, fallback=(env_fallback, ["KONG_CLIENT_KEY"])),
+    timeout=dict(type="float", default=10.0),
+    retries=dict(type="int", default=3),
+)
+
+
+def kong_argument_spec(**extra):
+    """The connection options plus a module's own options."""
+    spec = dict((k, dict(v)) for k, v in KONG_CONNECTION_SPEC.items())
+    spec.update(extra)
+    return spec
+
+
+class KongModule(AnsibleModule):
+    """AnsibleModule + the Kong connection options + ``self.client`` + ``fail_json_kong``."""
+
+    def __init__(self, argument_spec=None, **kwargs):
+        super(KongModule, self).__init__(argument_spec=kong_argument_spec(**(argument_spec or {})), **kwargs)
+        if not HAS_REQUESTS:
+            self.fail_json(msg=missing_required_lib("requests"), exception=str(REQUESTS_IMPORT_ERROR))
+        self._client = None
+
+    @property
+    def client(self):
+        if self._client is None:
+            try:
+                self._client = KongClient.from_params(self.params, check_mode=self.check_mode)
+            except ValueError as exc:
+                self.fail_json(msg=str(exc), api_calls=[])
+        return self._client
+
+    @property
+    def api_calls(self):
+        return list(self._client.calls) if self._client is not None else []
+
+    def fail_json_kong(self, exc, msg, **result):
+        """Fail with ``"<msg>: <what Kong said>"`` plus Kong's structured error and the calls made."""
+        if isinstance(exc, KongApiError):
+            text = "%s: %s" % (msg, exc.describe())
+            result["kong_error"] = exc.as_dict()
+            result["status"] = exc.status
+        else:
+            text = "%s: %s" % (msg, exc)
+        result.setdefault("api_calls", self.api_calls)
+        self.fail_json(msg=text, **result)
+
+    def exit_kong(self, **result):
+        result.setdefault("api_calls", self.api_calls)
+        self.exit_json(**result)
