@@ -1,0 +1,118 @@
+# mixedrun.kong: one entry point for people and CI.
+#   make demo   - start the lab, bind a mixed service, shift traffic VM -> containers, show it, stop the lab
+#   make test   - everything: unit, lab, sanity, lint, integration, molecule, end-to-end
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+ROOT        := $(abspath .)
+PYTHON      ?= python3
+VENV        := $(ROOT)/.venv
+BIN         := $(VENV)/bin
+TMP         := $(ROOT)/.tmp
+COLL_ROOT   := $(TMP)/collections
+COLL_LINK   := $(COLL_ROOT)/ansible_collections/mixedrun/kong
+SANITY_ROOT := $(TMP)/sanity/ansible_collections/mixedrun/kong
+TEST_LAB    := $(TMP)/lab-test
+export PATH := $(BIN):$(PATH)
+export ANSIBLE_COLLECTIONS_PATH := $(COLL_ROOT)
+export PYTHONPATH := $(COLL_ROOT):$(ROOT)
+export ANSIBLE_CONFIG := $(ROOT)/ansible.cfg
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+PYTEST      := $(BIN)/python -m pytest -p no:cacheprovider
+
+RSYNC_COLLECTION = mkdir -p $(1) && rsync -a --delete --exclude .git --exclude .venv --exclude .tmp --exclude .lab \
+	--exclude __pycache__ --exclude .pytest_cache --exclude reports --exclude 'tests/output' $(ROOT)/ $(1)/
+
+.PHONY: help
+help:
+	@echo "make demo         run the migration demo on the lab (README's first command)"
+	@echo "make test         run every test (unit, lab, sanity, lint, integration, molecule, e2e)"
+	@echo "make units | lab-tests | sanity | lint | integration | molecule | e2e | bench"
+	@echo "make lab-up | lab-down | build"
+
+# --- environment --------------------------------------------------------------------------------
+$(BIN)/activate:
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.stamp: tests/requirements.txt requirements.txt | $(BIN)/activate
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -r tests/requirements.txt -r requirements.txt
+	touch $@
+
+.PHONY: venv collection-link system-deps
+venv: $(VENV)/.stamp
+
+collection-link:
+	@mkdir -p $(dir $(COLL_LINK))
+	@ln -sfn $(ROOT) $(COLL_LINK)
+
+# HAProxy and Prometheus come from Debian packages; the script installs them when missing (as root).
+system-deps:
+	bash tests/lab/install-deps.sh
+
+# --- the main job ---------------------------------------------------------------------------------
+.PHONY: demo lab-up lab-down
+demo: venv collection-link system-deps
+	$(BIN)/ansible-playbook playbooks/demo.yml
+
+lab-up: venv collection-link system-deps
+	$(BIN)/python -m tests.lab up
+
+lab-down:
+	$(BIN)/python -m tests.lab down
+
+# --- tests ----------------------------------------------------------------------------------------
+.PHONY: test units lab-tests sanity lint integration molecule e2e bench build
+test: venv collection-link system-deps
+	$(MAKE) units
+	$(MAKE) lab-tests
+	$(MAKE) sanity
+	$(MAKE) lint
+	$(MAKE) integration
+	@echo "make test: all suites passed"
+
+units: venv collection-link
+	$(PYTEST) -q -n 2 tests/unit
+
+lab-tests: venv collection-link system-deps
+	$(PYTEST) -q tests/lab/tests
+
+sanity: venv
+	$(call RSYNC_COLLECTION,$(SANITY_ROOT))
+	@pipver=$$(grep -oP "pip='\K[0-9.]+" $(VENV)/lib/python*/site-packages/ansible_test/_internal/python_requirements.py | head -1); \
+	  mkdir -p $$HOME/.ansible/test/cache; \
+	  cp tests/tools/get_pip.py "$$HOME/.ansible/test/cache/get_pip_$${pipver//./_}.py"
+	cd $(SANITY_ROOT) && $(BIN)/ansible-test sanity --venv --python $$($(BIN)/python -c 'import sys; print("%d.%d" % sys.version_info[:2])') --color no
+
+lint: venv collection-link
+	$(BIN)/ansible-lint --offline
+
+# Integration: ansible-test targets, pytest end-to-end tests and molecule scenarios, all against one
+# lab started here and stopped at the end whatever happens.
+integration: venv collection-link system-deps
+	@rm -rf $(TEST_LAB); mkdir -p $(TEST_LAB)
+	@trap 'MIXEDRUN_LAB_DIR=$(TEST_LAB) $(BIN)/python -m tests.lab down >/dev/null 2>&1 || true' EXIT; \
+	  MIXEDRUN_LAB_DIR=$(TEST_LAB) $(BIN)/python -m tests.lab up > $(TEST_LAB)/up.json; \
+	  $(BIN)/python tests/tools/integration_config.py $(TEST_LAB)/lab.json > tests/integration/integration_config.yml; \
+	  $(MAKE) --no-print-directory _integration LAB_JSON=$(TEST_LAB)/lab.json
+
+_integration:
+	$(call RSYNC_COLLECTION,$(SANITY_ROOT))
+	cd $(SANITY_ROOT) && $(BIN)/ansible-test integration --python $$($(BIN)/python -c 'import sys; print("%d.%d" % sys.version_info[:2])') --color no
+	MIXEDRUN_LAB_JSON=$(LAB_JSON) $(PYTEST) -q -p tests.lab.pytest_plugin tests/integration
+	MIXEDRUN_LAB_JSON=$(LAB_JSON) $(MAKE) --no-print-directory molecule
+
+molecule: venv collection-link
+	@set -e; for scenario in $$(ls extensions/molecule 2>/dev/null | grep -v '^default$$' || true); do \
+	  [ -f extensions/molecule/$$scenario/molecule.yml ] || continue; \
+	  echo "== molecule scenario $$scenario"; \
+	  (cd extensions && $(BIN)/molecule test -s $$scenario); \
+	done
+
+bench: venv collection-link system-deps
+	@for b in tests/benchmarks/bench_*.py; do m=$${b%.py}; m=$${m//\//.}; echo "== $$m"; $(BIN)/python -m $$m; done
+
+build: venv
+	@mkdir -p $(TMP)/dist
+	$(BIN)/ansible-galaxy collection build --force --output-path $(TMP)/dist .
