@@ -73,5 +73,8 @@ class KongModule(AnsibleModule):
         self.fail_json(msg=text, **result)
 
     def exit_kong(self, **result):
+        """Exit with ``result`` plus ``api_calls``; ``diff`` only in diff mode."""
         result.setdefault("api_calls", self.api_calls)
+        if not self._diff:
+            result.pop("diff", None)
         self.exit_json(**result)

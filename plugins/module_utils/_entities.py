@@ -1,0 +1,513 @@
+# -*- coding: utf-8 -*-
+# Copyright: mixedrun.kong contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The ensure_* logic of the Kong entity modules (services, routes, upstreams, targets).
+
+Every function follows the same contract: validate all input first (``ValueError`` naming the field and the
+fix, before any request), GET the current state, compare only the fields the user gave, write only what
+differs through ``client.write`` (which records and sends nothing in check mode), and return
+``{"changed", <entity>, "diff": {"before", "after"}}``. Kong errors surface as ``KongApiError``.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import re
+
+try:
+    from urllib.parse import urlsplit
+except ImportError:  # pragma: no cover
+    from urlparse import urlsplit  # type: ignore
+
+from ansible_collections.mixedrun.kong.plugins.module_utils._kong_api import KongApiError, KongClient
+from ansible_collections.mixedrun.kong.plugins.module_utils._compare import (
+    KONG_NULL,
+    diff_entity,
+    merge_healthchecks,
+    predict_after,
+    strip_volatile,
+    to_body,
+    unknown_keys,
+    HEALTHCHECKS_DEFAULTS,
+)
+from ansible_collections.mixedrun.kong.plugins.module_utils._targets import (
+    TargetError,
+    plan_target_set,
+    split_target,
+    target_key,
+    validate_weight,
+)
+
+SINGULAR = {"services": "service", "routes": "route", "upstreams": "upstream", "targets": "target"}
+# Kong's ``name`` typedef: letters, digits and . - _ ~
+_NAME_RE = re.compile(r"^[0-9A-Za-z.\-_~]+$")
+_UUID_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+SERVICE_PROTOCOLS = ("http", "https", "grpc", "grpcs", "tcp", "tls", "tls_passthrough", "udp", "ws", "wss")
+DEFAULT_PORTS = {"http": 80, "ws": 80, "grpc": 80, "https": 443, "wss": 443, "grpcs": 443}
+
+
+class KongBatchError(KongApiError):
+    """Some writes of a batch failed; ``result`` holds what was applied and what failed."""
+
+    def __init__(self, failures, total, result):
+        self.failures = failures
+        self.result = result
+        first = failures[0]["error"] if failures else None
+        super(KongBatchError, self).__init__(
+            first.method if first else "BATCH", first.path if first else "", first.status if first else None,
+            message=first.message if first else "", code=first.code if first else None,
+            name=first.name if first else None, fields=first.fields if first else None)
+        self.total = total
+
+    def describe(self):
+        if not getattr(self, "failures", None):
+            return "batch failed"
+        shown = "; ".join("%s %s: %s" % (f["action"], f["target"], f["error"].describe()) for f in self.failures[:5])
+        more = "" if len(self.failures) <= 5 else "; and %d more" % (len(self.failures) - 5)
+        return ("%d of %d writes failed (the others were applied; see applied and failed): %s%s"
+                % (len(self.failures), self.total, shown, more))
+
+
+# -- input validation (pure) ---------------------------------------------------------------------------------
+
+def validate_entity_name(value, field="name"):
+    """Kong's ``name`` rule (letters, digits, ``. - _ ~``)."""
+    if not isinstance(value, str) or not value:
+        raise ValueError("%s is required and must be a non-empty string" % field)
+    if not _NAME_RE.match(value):
+        raise ValueError("%s %r is not a valid Kong name: use only letters, digits, '.', '-', '_' and '~'"
+                         % (field, value))
+    return value
+
+
+def validate_upstream_name(value, field="name"):
+    """An upstream name is a hostname (what a Service's ``host`` names): no IP address, no port."""
+    if not isinstance(value, str) or not value:
+        raise ValueError("%s is required: the upstream's hostname, e.g. shop.upstream" % field)
+    if _UUID_RE.match(value):
+        return value
+    try:
+        kind, host, port = split_target(value)
+    except TargetError:
+        raise ValueError("%s %r is not a valid hostname: use letters, digits, '-', '.' and '_', e.g. shop.upstream"
+                         % (field, value))
+    if kind != "name":
+        raise ValueError("%s %r is an IP address; an upstream name must be a hostname (Kong refuses IP "
+                         "addresses), e.g. shop.upstream" % (field, value))
+    if port is not None:
+        raise ValueError("%s %r carries a port; an upstream name is a hostname without a port (the Service "
+                         "sets the port), e.g. %s" % (field, value, host))
+    return value
+
+
+def parse_service_url(url):
+    """Kong's ``url`` shorthand: ``protocol://host[:port][/path]`` -> the four fields Kong stores."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        raise ValueError("url %r has an invalid port: write it as http://host:port/path" % url)
+    if parts.scheme not in SERVICE_PROTOCOLS:
+        raise ValueError("url %r must start with one of %s://, e.g. http://shop.upstream:80/"
+                         % (url, "://, ".join(SERVICE_PROTOCOLS)))
+    if not parts.hostname:
+        raise ValueError("url %r has no host: write it as %s://host:port/path" % (url, parts.scheme or "http"))
+    if parts.query or parts.fragment or "@" in parts.netloc:
+        raise ValueError("url %r must not carry credentials, a query or a fragment" % url)
+    if port is None:
+        port = DEFAULT_PORTS.get(parts.scheme, 80)
+    return {
+        "protocol": parts.scheme,
+        "host": parts.hostname,
+        "port": port,
+        "path": parts.path if parts.path else KONG_NULL,
+    }
+
+
+def desired_fields(params, fields):
+    """The subset of module ``params`` that are entity fields (``None`` = not given)."""
+    return dict((f, params.get(f)) for f in fields)
+
+
+# -- generic services / routes / upstreams -------------------------------------------------------------------
+
+def _entity_path(client, kind, ref):
+    return "/%s/%s" % (kind, client.quote(ref))
+
+
+def ensure_entity(client, kind, name, desired, state="present"):
+    """Make the entity ``kind`` (``services``, ``routes``, ``upstreams``) named ``name`` match ``desired``.
+
+    Creates with ``PUT /<kind>/<name>`` (Kong's upsert, safe to retry), updates with ``PATCH /<kind>/<id>``
+    of only the differing fields, deletes with ``DELETE /<kind>/<id>``."""
+    key = SINGULAR[kind]
+    current = client.get(_entity_path(client, kind, name))
+    before = strip_volatile(current)
+    if state == "absent":
+        if current is None:
+            return {"changed": False, key: None, "diff": {"before": {}, "after": {}}}
+        client.write("DELETE", _entity_path(client, kind, current["id"]))
+        return {"changed": True, key: None, "diff": {"before": before, "after": {}}}
+
+    changes = diff_entity(desired, current)
+    if current is None:
+        body = dict((k, v) for k, v in desired.items() if v is not None and v is not KONG_NULL)
+        if not _UUID_RE.match(name):
+            body["name"] = name
+        written = client.write("PUT", _entity_path(client, kind, name), to_body(body))
+        after = written if written is not None else predict_after({"name": name}, body)
+    elif changes:
+        written = client.write("PATCH", _entity_path(client, kind, current["id"]), to_body(changes))
+        after = written if written is not None else predict_after(current, changes)
+    else:
+        return {"changed": False, key: current, "diff": {"before": before, "after": before}}
+    return {"changed": True, key: after, "diff": {"before": before or {}, "after": strip_volatile(after)}}
+
+
+def resolve_service(client, service):
+    """``{"id": ...}`` of the service named (or with id) ``service``; a clear error when it does not exist."""
+    found = client.get(_entity_path(client, "services", service))
+    if found is None:
+        raise ValueError("service %r does not exist in Kong: create it first (mixedrun.kong.kong_service) or fix "
+                         "the route's service option" % service)
+    return {"id": found["id"]}
+
+
+SERVICE_FIELDS = ("protocol", "host", "port", "path", "retries", "connect_timeout", "read_timeout",
+                  "write_timeout", "enabled", "tags")
+ROUTE_FIELDS = ("protocols", "methods", "hosts", "paths", "headers", "snis", "strip_path", "preserve_host",
+                "regex_priority", "https_redirect_status_code", "tags")
+UPSTREAM_FIELDS = ("algorithm", "hash_on", "hash_fallback", "hash_on_header", "hash_fallback_header",
+                   "hash_on_cookie", "hash_on_cookie_path", "hash_on_query_arg", "hash_fallback_query_arg",
+                   "hash_on_uri_capture", "hash_fallback_uri_capture", "slots", "host_header",
+                   "client_certificate", "use_srv_name", "healthchecks", "tags")
+
+
+def ensure_service(client, params):
+    validate_entity_name(params["name"])
+    desired = desired_fields(params, SERVICE_FIELDS)
+    if params.get("url"):
+        clash = [f for f in ("protocol", "host", "port", "path") if params.get(f) is not None]
+        if clash:
+            raise ValueError("url is a shorthand for protocol, host, port and path: give either url or %s, not both"
+                             % ", ".join(clash))
+        desired.update(parse_service_url(params["url"]))
+    if params["state"] == "present":
+        for field in ("port", "retries", "connect_timeout", "read_timeout", "write_timeout"):
+            value = desired.get(field)
+            low = 1 if field.endswith("timeout") else 0
+            high = 32767 if field == "retries" else (65535 if field == "port" else 2147483646)
+            if value is not None and not low <= value <= high:
+                raise ValueError("%s must be between %d and %d, got %d" % (field, low, high, value))
+        if desired.get("path") not in (None, KONG_NULL) and not desired["path"].startswith("/"):
+            raise ValueError("path %r must start with '/'" % desired["path"])
+    return ensure_entity(client, "services", params["name"], desired, params["state"])
+
+
+def ensure_route(client, params):
+    validate_entity_name(params["name"])
+    desired = desired_fields(params, ROUTE_FIELDS)
+    for path in params.get("paths") or []:
+        if not (path.startswith("/") or path.startswith("~/")):
+            raise ValueError("paths entry %r must start with '/' (or '~/' for a regex path)" % path)
+    if desired.get("headers") is not None:
+        desired["headers"] = dict((str(k), [str(v)] if not isinstance(v, list) else [str(x) for x in v])
+                                  for k, v in desired["headers"].items())
+    if params["state"] == "present" and params.get("service"):
+        desired["service"] = resolve_service(client, params["service"])
+    return ensure_entity(client, "routes", params["name"], desired, params["state"])
+
+
+def ensure_upstream(client, params):
+    validate_upstream_name(params["name"])
+    desired = desired_fields(params, UPSTREAM_FIELDS)
+    slots = desired.get("slots")
+    if slots is not None and not 10 <= slots <= 65536:
+        raise ValueError("slots must be between 10 and 65536, got %d" % slots)
+    if desired.get("healthchecks") is not None:
+        typos = unknown_keys(desired["healthchecks"], HEALTHCHECKS_DEFAULTS)
+        if typos:
+            raise ValueError("unknown healthchecks option(s) %s: see Kong's upstream healthchecks fields"
+                             % ", ".join(sorted(typos)))
+        desired["healthchecks"] = merge_healthchecks(desired["healthchecks"])
+    if desired.get("client_certificate") is not None:
+        desired["client_certificate"] = {"id": desired["client_certificate"]}
+    return ensure_entity(client, "upstreams", params["name"], desired, params["state"])
+
+
+# -- targets ------------------------------------------------------------------------------------------------
+
+def get_upstream(client, upstream):
+    """The upstream object, or a clear error naming it when it does not exist."""
+    found = client.get(_entity_path(client, "upstreams", upstream))
+    if found is None:
+        raise ValueError("upstream %r does not exist in Kong: create it first (mixedrun.kong.kong_upstream) or "
+                         "fix the upstream option" % upstream)
+    return found
+
+
+def _target_view(item):
+    """The stable part of a target for diffs and results."""
+    if item is None:
+        return {}
+    return {"id": item.get("id"), "target": item.get("target"), "weight": item.get("weight"),
+            "tags": sorted(item.get("tags") or [])}
+
+
+def _health_of(client, upstream_id, key):
+    page = client.get("/upstreams/%s/health" % client.quote(upstream_id), params={"size": 1000})
+    while page:
+        for item in page.get("data") or []:
+            if target_key(item.get("target", "")) == key:
+                return item.get("health")
+        if not page.get("next"):
+            break
+        page = client.request("GET", "/upstreams/%s/health" % upstream_id,
+                              url=client._next_url(page["next"], {"size": 1000}))  # pylint: disable=protected-access
+    return None
+
+
+def ensure_target(client, params):
+    """One target of one upstream: present / absent / healthy / unhealthy."""
+    try:
+        key = target_key(params["target"])
+    except TargetError as exc:
+        raise ValueError("target: %s" % exc)
+    weight = validate_weight(params["weight"]) if params.get("weight") is not None else None
+    tags = params.get("tags")
+    state = params["state"]
+    upstream = get_upstream(client, params["upstream"])
+    base = "/upstreams/%s/targets" % client.quote(upstream["id"])
+    current = client.get("%s/%s" % (base, client.quote(key)))
+    result = {"changed": False, "upstream": {"id": upstream["id"], "name": upstream.get("name")}}
+    before = _target_view(current)
+    if state == "absent":
+        if current is not None:
+            client.write("DELETE", "%s/%s" % (base, client.quote(current["id"])))
+            result["changed"] = True
+        result.update(target=None, diff={"before": before, "after": {}})
+        return result
+    desired = {"weight": weight, "tags": tags}
+    after = current
+    if current is None:
+        body = dict((k, v) for k, v in desired.items() if v is not None)
+        body["target"] = key
+        written = client.write("POST", base, body)
+        after = written if written is not None else dict({"weight": 100, "tags": None}, **body)
+        result["changed"] = True
+    else:
+        changes = diff_entity(desired, current)
+        if changes:
+            written = client.write("PATCH", "%s/%s" % (base, client.quote(current["id"])), changes)
+            after = written if written is not None else predict_after(current, changes)
+            result["changed"] = True
+    if state in ("healthy", "unhealthy"):
+        health = _health_of(client, upstream["id"], key) if current is not None else None
+        result["health_before"] = health
+        if health != state.upper():
+            client.write("PUT", "%s/%s/%s" % (base, client.quote(key), state))
+            result["changed"] = True
+    result.update(target=after, diff={"before": before, "after": _target_view(after)})
+    return result
+
+
+def _desired_targets(params):
+    """Validate the ``targets`` list of kong_upstream_targets; return normalised desired items."""
+    default_weight = params.get("default_weight")
+    if default_weight is not None:
+        default_weight = validate_weight(default_weight, "default_weight")
+    common = list(params.get("tags") or [])
+    if params.get("purge_tag") and params["purge_tag"] not in common:
+        common.append(params["purge_tag"])
+    items = []
+    errors = []
+    for index, entry in enumerate(params.get("targets") or []):
+        where = "targets[%d]" % index
+        try:
+            key = target_key(entry.get("target"))
+        except TargetError as exc:
+            errors.append("%s.target: %s" % (where, exc))
+            continue
+        weight = entry.get("weight")
+        try:
+            weight = validate_weight(weight, "%s.weight (%s)" % (where, key)) if weight is not None else default_weight
+        except ValueError as exc:
+            errors.append(str(exc))
+            continue
+        tags = entry.get("tags")
+        if tags is not None or common:
+            merged = list(common)
+            merged.extend(t for t in (tags or []) if t not in merged)
+            tags = sorted(merged)
+        items.append({"target": key, "weight": weight, "tags": tags})
+    if errors:
+        raise ValueError("invalid targets, nothing was changed: %s" % "; ".join(errors))
+    return items
+
+
+def _sorted_views(items):
+    return sorted((_target_view(i) for i in items), key=lambda t: t["target"])
+
+
+def ensure_upstream_targets(client, params):
+    """The whole target set of one upstream in one task (bounded parallel writes)."""
+    desired = _desired_targets(params)
+    concurrency = params.get("concurrency") or 8
+    if concurrency < 1 or concurrency > 64:
+        raise ValueError("concurrency must be between 1 and 64, got %d" % concurrency)
+    if params.get("purge_tag") and not params.get("purge"):
+        raise ValueError("purge_tag only limits purge: set purge=true as well, or drop purge_tag")
+    plan = plan_target_set([], desired)  # raises on a target listed twice with different settings
+    upstream = get_upstream(client, params["upstream"])
+    base = "/upstreams/%s/targets" % client.quote(upstream["id"])
+    current = client.list(base + "/all")
+    plan = plan_target_set(current, desired, purge=params.get("purge", False), purge_tag=params.get("purge_tag"))
+
+    writes = [("create", item["target"], "POST", base, dict((k, v) for k, v in item.items() if v is not None), None)
+              for item in plan["create"]]
+    writes += [("update", cur["target"], "PATCH", "%s/%s" % (base, client.quote(cur["id"])), body, cur)
+               for cur, body in plan["update"]]
+    writes += [("delete", cur["target"], "DELETE", "%s/%s" % (base, client.quote(cur["id"])), None, cur)
+               for cur in plan["delete"]]
+
+    def apply(write):
+        return client.write(write[2], write[3], write[4])
+
+    outcome = client.map_concurrent(apply, writes, concurrency=concurrency)
+    by_key = dict((target_key(t["target"]), t) for t in current)
+    counts = {"created": 0, "updated": 0, "deleted": 0, "unchanged": len(plan["unchanged"])}
+    applied, failures = [], []
+    for write, answer, error in outcome:
+        action, key, _method, _path, body, cur = write
+        if error is not None:
+            failures.append({"action": action, "target": key, "error": error})
+            continue
+        applied.append({"action": action, "target": key})
+        counts[action + "d"] += 1
+        if action == "delete":
+            by_key.pop(target_key(key), None)
+        elif answer is not None:
+            by_key[target_key(answer["target"])] = answer
+        elif action == "create":
+            by_key[key] = dict({"id": None, "weight": 100, "tags": None}, **body)
+        else:
+            by_key[target_key(key)] = predict_after(cur, body)
+    result = {
+        "changed": bool(applied),
+        "upstream": {"id": upstream["id"], "name": upstream.get("name")},
+        "counts": counts,
+        "diff": {"before": {"targets": _sorted_views(current)}, "after": {"targets": _sorted_views(by_key.values())}},
+    }
+    result["before"] = result["diff"]["before"]["targets"]
+    result["after"] = result["diff"]["after"]["targets"]
+    if failures:
+        result["applied"] = applied
+        result["failed"] = [{"action": f["action"], "target": f["target"], "error": f["error"].describe(),
+                             "status": f["error"].status} for f in failures]
+        raise KongBatchError(failures, len(writes), result)
+    return result
+
+
+# -- upstream info ------------------------------------------------------------------------------------------
+
+def _share(part, total):
+    return round(100.0 * part / total, 4) if total else 0.0
+
+
+def traffic_shares(targets, tag_prefix=None):
+    """Share of traffic (percent of the total weight) per tag and per ``key:value`` label group. Pure."""
+    total = sum(int(t.get("weight") or 0) for t in targets)
+    by_tag, by_label = {}, {}
+    for item in targets:
+        weight = int(item.get("weight") or 0)
+        for tag in sorted(set(item.get("tags") or [])):
+            if tag_prefix and not tag.startswith(tag_prefix):
+                continue
+            by_tag[tag] = by_tag.get(tag, 0) + weight
+            if ":" in tag:
+                label, value = tag.split(":", 1)
+                group = by_label.setdefault(label, {})
+                group[value] = group.get(value, 0) + weight
+    return {
+        "total_weight": total,
+        "share_by_tag": dict((k, _share(v, total)) for k, v in sorted(by_tag.items())),
+        "share_by_label": dict((label, dict((k, _share(v, total)) for k, v in sorted(values.items())))
+                               for label, values in sorted(by_label.items())),
+    }
+
+
+def _paged(client, path, params):
+    page = client.request("GET", path, params=params)
+    pages = [page or {}]
+    while pages[-1].get("next"):
+        pages.append(client.request("GET", path, url=client._next_url(pages[-1]["next"], params)) or {})  # pylint: disable=protected-access
+    return pages
+
+
+def node_health(client, upstream_id, balancer_health=False):
+    """Health of every target as this Kong node sees it (``/upstreams/{u}/health``)."""
+    path = "/upstreams/%s/health" % client.quote(upstream_id)
+    pages = _paged(client, path, {"size": 1000})
+    node = {"admin_url": client.base_url, "node_id": pages[0].get("node_id"), "targets": {}}
+    for page in pages:
+        for item in page.get("data") or []:
+            node["targets"][target_key(item["target"])] = {
+                "health": item.get("health"),
+                "addresses": ((item.get("data") or {}).get("addresses")) or [],
+            }
+    if balancer_health:
+        answer = client.request("GET", path, params={"balancer_health": 1}) or {}
+        data = answer.get("data") or {}
+        node["balancer_health"] = data.get("balancer_health")
+        node["balancer_details"] = data.get("details")
+    return node
+
+
+def upstream_info(client, params):
+    """An upstream with its targets, their per-node health and the traffic share per tag.
+
+    ``params["admin_urls"]`` names more Kong nodes to ask for health (same connection options otherwise);
+    their calls are added to ``client.calls`` with their ``admin_url``."""
+    extra_clients = []
+    for url in params.get("admin_urls") or []:
+        try:
+            extra_clients.append(KongClient.from_params(params, check_mode=client.check_mode, admin_url=url))
+        except ValueError as exc:
+            raise ValueError("admin_urls: %s" % exc)
+    try:
+        return _upstream_info(client, params, extra_clients)
+    finally:
+        for other in extra_clients:
+            client.calls.extend(dict(call, admin_url=other.base_url) for call in other.calls)
+            other.close()
+
+
+def _upstream_info(client, params, extra_clients):
+    upstream = client.get(_entity_path(client, "upstreams", params["upstream"]))
+    if upstream is None:
+        return {"changed": False, "exists": False, "upstream": None, "targets": [], "nodes": [],
+                "total_weight": 0, "share_by_tag": {}, "share_by_label": {}}
+    targets = client.list("/upstreams/%s/targets/all" % client.quote(upstream["id"]))
+    nodes = []
+    if params.get("health", True):
+        for node_client in [client] + list(extra_clients):
+            nodes.append(node_health(node_client, upstream["id"], params.get("balancer_health", False)))
+    shares = traffic_shares(targets, params.get("tag_prefix"))
+    total = shares["total_weight"]
+    views = []
+    for item in sorted(targets, key=lambda t: target_key(t["target"])):
+        key = target_key(item["target"])
+        view = _target_view(item)
+        view.update(created_at=item.get("created_at"), share=_share(int(item.get("weight") or 0), total))
+        health_by_node = {}
+        for node in nodes:
+            entry = node["targets"].get(key)
+            health_by_node[node["node_id"] or node["admin_url"]] = entry["health"] if entry else None
+        view["health_by_node"] = health_by_node
+        states = set(v for v in health_by_node.values() if v)
+        view["health"] = states.pop() if len(states) == 1 else ("MIXED" if states else None)
+        views.append(view)
+    result = {"changed": False, "exists": True, "upstream": upstream, "targets": views, "nodes": nodes}
+    result.update(shares)
+    return result
