@@ -1,0 +1,644 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: mixedrun.kong contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r"""
+module: kong_traffic_split
+short_description: Split an upstream's traffic exactly between VM and container targets
+version_added: 1.0.0
+description:
+  - Sets the weights of a Kong upstream's targets so that the container targets receive O(container_share)
+    percent of the traffic and the VM targets the rest, or reports the current share when O(container_share)
+    is left out.
+  - Weights are equal within a kind and computed exactly for any number of targets (for example 7 VMs and
+    3 containers): the smallest readable weights whose share is within O(max_error) of the plan, never above
+    Kong's limit of 65535. Shares 0 and 100 are exact (the other kind gets weight 0); any share strictly between
+    them gives both kinds some traffic. The task fails, saying why and what is possible, when no weights can
+    meet the plan.
+  - Applies the weights with the fewest writes (a C(PATCH) only for targets whose weight differs), raising
+    weights before lowering them so the upstream never has a moment with no weight at all, then reads every
+    weight back from the Admin API of every Kong node given and fails if any node does not show the plan
+    within O(verify_timeout).
+  - The current share is always derived from the weights Kong holds; there is no state anywhere else, so a
+    re-run resumes from what Kong shows.
+  - The targets of both groups must already exist in the upstream (bind them with the
+    M(mixedrun.kong.kong_upstream_targets) module or the C(mixedrun.kong.mixed_service) role).
+extends_documentation_fragment:
+  - mixedrun.kong.kong
+  - mixedrun.kong.kong.ATTRIBUTES
+attributes:
+  check_mode:
+    support: full
+    description: Computes the plan and reports the writes it would make (in RV(api_calls)); writes and verifies nothing.
+  diff_mode:
+    support: full
+    description: Returns the share and the weights before and after.
+options:
+  upstream:
+    description: Name or id of the Kong upstream whose targets are weighted.
+    type: str
+    required: true
+  container_share:
+    description:
+      - Percent of the traffic to send to the container targets, from V(0) to V(100); fractions such as V(0.5)
+        are allowed. The VM targets get the rest.
+      - Leave out to only report the current share (read-only; nothing is written).
+    type: float
+  vm_targets:
+    description:
+      - The VM targets, as target strings (V(10.0.0.5:8080)) or dicts with a C(target) key (or C(address) and
+        C(port)), for example the C(nodes) output of M(mixedrun.kong.node_discovery) filtered to VMs.
+      - Without it, the VM group comes from O(nodes) when given, otherwise from the targets carrying O(vm_tag).
+    type: list
+    elements: raw
+  container_targets:
+    description:
+      - The container targets, written like O(vm_targets).
+      - Without it, the container group comes from O(nodes) when given, otherwise from the targets carrying
+        O(container_tag).
+    type: list
+    elements: raw
+  nodes:
+    description:
+      - The C(nodes) list returned by M(mixedrun.kong.node_discovery); split into the two groups by each node's
+        C(kind) (V(vm) or V(container)). Each node gives its C(target) (or C(address) and C(port)).
+      - Mutually exclusive with O(vm_targets) and O(container_targets).
+    type: list
+    elements: dict
+  vm_tag:
+    description: Tag that marks an existing target as a VM, used when neither O(vm_targets) nor O(nodes) is given.
+    type: str
+    default: mixedrun-kind:vm
+  container_tag:
+    description:
+      - Tag that marks an existing target as a container, used when neither O(container_targets) nor O(nodes)
+        is given.
+    type: str
+    default: mixedrun-kind:container
+  other_targets:
+    description:
+      - What to do with targets of the upstream that are in neither group, since they would receive traffic too.
+      - V(fail) fails when any of them has a weight above 0 (the split could not be exact); V(zero) sets their
+        weight to 0; V(ignore) leaves them alone and computes the share over the two groups only.
+    type: str
+    choices: [fail, zero, ignore]
+    default: fail
+  max_error:
+    description:
+      - Largest allowed difference, in percentage points, between the planned share and the share the integer
+        weights give. V(0) asks for an exact split.
+    type: float
+    default: 0.05
+  verify_admin_urls:
+    description:
+      - Admin API URLs of other Kong nodes (same credentials and TLS options) that must show the planned weights
+        too; the module's own O(admin_url) is always verified.
+    type: list
+    elements: str
+    default: []
+  verify_timeout:
+    description: Seconds to wait for every node to show the planned weights before the task fails.
+    type: float
+    default: 10
+  concurrency:
+    description: How many target writes are sent at once (1 to 64).
+    type: int
+    default: 8
+notes:
+  - Kong does not health-check targets of weight 0; before giving containers their first traffic, probe them
+    directly (the C(mixedrun.kong.rollout) role does).
+seealso:
+  - module: mixedrun.kong.kong_upstream_targets
+  - module: mixedrun.kong.kong_upstream_info
+  - module: mixedrun.kong.node_discovery
+  - name: Kong Admin API, targets
+    description: Kong's reference of the target entity and its weight.
+    link: https://docs.konghq.com/gateway/latest/admin-api/#target-object
+author:
+  - mixedrun.kong maintainers
+"""
+
+EXAMPLES = r"""
+- name: Send 25 % of shop's traffic to its containers (groups from the targets' mixedrun-kind tags)
+  mixedrun.kong.kong_traffic_split:
+    admin_url: http://127.0.0.1:8001
+    upstream: shop
+    container_share: 25
+
+- name: A 0.5 % canary over 7 VMs and 3 containers, verified on two Kong nodes
+  mixedrun.kong.kong_traffic_split:
+    admin_url: https://kong-cp.example.com:8444
+    upstream: shop
+    container_share: 0.5
+    max_error: 0.01
+    vm_targets: [10.0.0.1:8080, 10.0.0.2:8080, 10.0.0.3:8080, 10.0.0.4:8080, 10.0.0.5:8080, 10.0.0.6:8080, 10.0.0.7:8080]
+    container_targets: [10.1.0.1:8080, 10.1.0.2:8080, 10.1.0.3:8080]
+    verify_admin_urls:
+      - https://kong-1.example.com:8444
+      - https://kong-2.example.com:8444
+
+- name: Groups from node discovery
+  mixedrun.kong.kong_traffic_split:
+    upstream: shop
+    container_share: 50
+    nodes: "{{ shop_nodes.nodes }}"
+  module_defaults:
+    group/mixedrun.kong.kong:
+      admin_url: "{{ kong_admin_url }}"
+
+- name: Read the current share only
+  mixedrun.kong.kong_traffic_split:
+    admin_url: http://127.0.0.1:8001
+    upstream: shop
+  register: shop_split
+
+- name: Show it
+  ansible.builtin.debug:
+    msg: "shop sends {{ shop_split.achieved_share }} % to containers"
+"""
+
+RETURN = r"""
+planned_share:
+  description: The container share asked for, in percent; null in read-only mode.
+  returned: always
+  type: float
+  sample: 10.0
+achieved_share:
+  description:
+    - The container share the weights give, in percent (after the task; predicted in check mode). In read-only
+      mode, the current share. Null when no target has any weight.
+  returned: always
+  type: float
+  sample: 10.0
+error:
+  description: Absolute difference between RV(achieved_share) and RV(planned_share), in percentage points; null in read-only mode.
+  returned: always
+  type: float
+  sample: 0.0
+previous_share:
+  description: The container share Kong held before the task, derived from its weights; null when no target had any weight.
+  returned: always
+  type: float
+  sample: 0.0
+weights_before:
+  description: Weight of every target of the upstream before the task, by target (C(host:port)).
+  returned: always
+  type: dict
+  sample: {"127.0.10.1:18080": 1, "127.0.20.1:18080": 0}
+weights_after:
+  description: Weight of every target after the task (the planned weights in check mode), by target.
+  returned: always
+  type: dict
+  sample: {"127.0.10.1:18080": 9, "127.0.20.1:18080": 1}
+vm_weight:
+  description:
+    - The weight of each VM target (planned). In read-only mode the current one; null when the VM targets
+      do not all have the same weight.
+  returned: always
+  type: int
+  sample: 9
+container_weight:
+  description: The weight of each container target, like RV(vm_weight).
+  returned: always
+  type: int
+  sample: 1
+counts:
+  description: Number of targets per group.
+  returned: always
+  type: dict
+  contains:
+    vm:
+      description: VM targets.
+      type: int
+    container:
+      description: Container targets.
+      type: int
+    other:
+      description: Targets of the upstream in neither group.
+      type: int
+  sample: {"vm": 3, "container": 3, "other": 0}
+targets:
+  description: The targets of each group (C(host:port)).
+  returned: always
+  type: dict
+  sample: {"vm": ["127.0.10.1:18080"], "container": ["127.0.20.1:18080"], "other": []}
+verified_nodes:
+  description:
+    - The Kong node id (C(node_id) of C(GET /)) of each Admin API URL that was read back and shows the plan,
+      by URL (credentials removed). Empty in check mode. In read-only mode, the nodes that were read.
+  returned: always
+  type: dict
+  sample: {"http://127.0.0.1:8001": "6f4a5ec6-8d8f-4c41-9a0d-b0b2f9f0fbf3"}
+consistent:
+  description: Whether every Kong node read shows the same weights (read-only mode reads every node too).
+  returned: always
+  type: bool
+  sample: true
+diff:
+  description: The share and the weights before and after.
+  returned: in diff mode
+  type: dict
+  contains:
+    before:
+      description: C(container_share) and C(weights) before.
+      type: dict
+      returned: in diff mode
+    after:
+      description: C(container_share) and C(weights) after.
+      type: dict
+      returned: in diff mode
+api_calls:
+  description:
+    - The Admin API calls made, in order; calls to the extra nodes of O(verify_admin_urls) carry a C(node) key.
+      In check mode the writes are listed with C(check_mode=true) and not sent.
+  returned: always
+  type: list
+  elements: dict
+  sample:
+    - {method: GET, path: /upstreams/shop, status: 200}
+    - {method: GET, path: /upstreams/shop/targets, status: 200}
+    - {method: PATCH, path: /upstreams/shop/targets/2b3c..., status: 200}
+kong_error:
+  description: Kong's error (method, path, status, code, name, message, fields) when the task failed on an API call.
+  returned: on failure
+  type: dict
+"""
+
+import time
+
+from ansible_collections.mixedrun.kong.plugins.module_utils._kong_api import KongApiError, KongClient, redact_url
+from ansible_collections.mixedrun.kong.plugins.module_utils._kong_module import KongModule
+from ansible_collections.mixedrun.kong.plugins.module_utils._targets import TargetError, format_target, target_key
+from ansible_collections.mixedrun.kong.plugins.module_utils._weights import (
+    WeightPlanError,
+    as_float,
+    plan_weights,
+    share_from_totals,
+    validate_max_error,
+    validate_share,
+)
+
+ARGUMENT_SPEC = dict(
+    upstream=dict(type="str", required=True),
+    container_share=dict(type="float"),
+    vm_targets=dict(type="list", elements="raw"),
+    container_targets=dict(type="list", elements="raw"),
+    nodes=dict(type="list", elements="dict"),
+    vm_tag=dict(type="str", default="mixedrun-kind:vm"),
+    container_tag=dict(type="str", default="mixedrun-kind:container"),
+    other_targets=dict(type="str", default="fail", choices=["fail", "zero", "ignore"]),
+    max_error=dict(type="float", default=0.05),
+    verify_admin_urls=dict(type="list", elements="str", default=[]),
+    verify_timeout=dict(type="float", default=10.0),
+    concurrency=dict(type="int", default=8),
+)
+
+KINDS = ("vm", "container")
+VERIFY_INTERVAL = 0.25
+
+
+class SplitError(Exception):
+    """The split cannot be done; ``result`` holds what is known so far (returned with the failure)."""
+
+    def __init__(self, message, result=None):
+        super(SplitError, self).__init__(message)
+        self.result = result or {}
+
+
+# -- inputs ---------------------------------------------------------------------------------------------------
+def _entry_target(entry, field, index):
+    """Normalised target of one list entry: a string, or a dict with ``target`` or ``address`` + ``port``."""
+    where = "%s[%d]" % (field, index)
+    try:
+        if isinstance(entry, dict):
+            if entry.get("target"):
+                return target_key(str(entry["target"]))
+            if entry.get("address") and entry.get("port") is not None:
+                return format_target(entry["address"], int(entry["port"]))
+            raise SplitError("%s must have a 'target' (host:port) or an 'address' and a 'port', got keys %s"
+                             % (where, sorted(entry)))
+        if isinstance(entry, str):
+            return target_key(entry)
+    except (TargetError, ValueError, TypeError) as exc:
+        raise SplitError("%s is not a valid target: %s" % (where, exc))
+    raise SplitError("%s must be a target string such as '10.0.0.5:8080' or a dict with 'target', got %r"
+                     % (where, entry))
+
+
+def _explicit_groups(params):
+    """{kind: [targets] or None (use the tag)} from vm_targets / container_targets / nodes."""
+    groups = {"vm": None, "container": None}
+    if params.get("nodes") is not None:
+        groups = {"vm": [], "container": []}
+        for index, node in enumerate(params["nodes"]):
+            kind = node.get("kind")
+            if kind not in KINDS:
+                raise SplitError("nodes[%d] (%s) has kind %r; each node must have kind 'vm' or 'container'"
+                                 % (index, node.get("name") or node.get("target") or "?", kind))
+            groups[kind].append(_entry_target(node, "nodes", index))
+    for kind in KINDS:
+        field = "%s_targets" % kind
+        if params.get(field) is not None:
+            groups[kind] = [_entry_target(entry, field, i) for i, entry in enumerate(params[field])]
+    for kind in KINDS:
+        if groups[kind] is not None:
+            seen = []
+            for key in groups[kind]:
+                if key not in seen:
+                    seen.append(key)
+            groups[kind] = seen
+    return groups
+
+
+def check_params(params):
+    """Validate what can be validated before any API call; raise SplitError naming the field and the fix."""
+    try:
+        if params.get("container_share") is not None:
+            validate_share(params["container_share"])
+        validate_max_error(params["max_error"])
+    except WeightPlanError as exc:
+        raise SplitError(str(exc))
+    if params["concurrency"] < 1 or params["concurrency"] > 64:
+        raise SplitError("concurrency must be between 1 and 64, got %d" % params["concurrency"])
+    if params["verify_timeout"] < 0:
+        raise SplitError("verify_timeout must be 0 seconds or more, got %s" % params["verify_timeout"])
+    for field in ("vm_tag", "container_tag"):
+        if not params.get(field):
+            raise SplitError("%s must be a non-empty tag" % field)
+    if params["vm_tag"] == params["container_tag"]:
+        raise SplitError("vm_tag and container_tag are both %r; they must differ" % params["vm_tag"])
+    groups = _explicit_groups(params)
+    if groups["vm"] is not None and groups["container"] is not None:
+        both = sorted(set(groups["vm"]) & set(groups["container"]))
+        if both:
+            raise SplitError("target(s) %s are in both the VM and the container group; list each target in one group"
+                             % ", ".join(both))
+    return groups
+
+
+# -- reading Kong ---------------------------------------------------------------------------------------------
+def _targets_path(client, upstream):
+    return "/upstreams/%s/targets" % client.quote(upstream)
+
+
+def read_targets(client, upstream):
+    """{normalised target: Kong's target object} of the upstream."""
+    found = {}
+    for item in client.list(_targets_path(client, upstream)):
+        found[target_key(item["target"])] = item
+    return found
+
+
+def classify(current, groups, params):
+    """Assign every current target to vm / container / other; fail on missing or doubly marked targets."""
+    explicit = {}
+    missing = {"vm": [], "container": []}
+    for kind in KINDS:
+        for key in groups[kind] or []:
+            if key in current:
+                explicit[key] = kind
+            else:
+                missing[kind].append(key)
+    if missing["vm"] or missing["container"]:
+        text = "; ".join("%s: %s" % (kind, ", ".join(missing[kind])) for kind in KINDS if missing[kind])
+        raise SplitError("target(s) not in upstream %s (%s): bind them first, with the mixedrun.kong.mixed_service "
+                         "role or mixedrun.kong.kong_upstream_targets" % (params["upstream"], text))
+    tag_of = {"vm": params["vm_tag"], "container": params["container_tag"]}
+    members = {"vm": [], "container": [], "other": []}
+    doubly = []
+    for key, item in current.items():
+        tags = item.get("tags") or []
+        marks = set(kind for kind in KINDS if groups[kind] is None and tag_of[kind] in tags)
+        if key in explicit:
+            marks.add(explicit[key])
+        if len(marks) > 1:
+            doubly.append(key)
+            continue
+        members[marks.pop() if marks else "other"].append(key)
+    if doubly:
+        raise SplitError("target(s) %s are marked as both VM and container (tags %s and %s, or listed in one group and "
+                         "tagged for the other): fix their tags or list both groups explicitly"
+                         % (", ".join(sorted(doubly)), params["vm_tag"], params["container_tag"]))
+    for kind in members:
+        members[kind].sort()
+    return members
+
+
+def _weights_of(current):
+    return dict((key, int(item.get("weight", 100))) for key, item in current.items())
+
+
+def _share(weights, members, other_policy):
+    totals = dict((kind, sum(weights[key] for key in members[kind])) for kind in ("vm", "container", "other"))
+    other = 0 if other_policy == "ignore" else totals["other"]
+    return share_from_totals(totals["vm"], totals["container"], other)
+
+
+def _uniform(weights, keys):
+    values = set(weights[key] for key in keys)
+    return values.pop() if len(values) == 1 else None
+
+
+# -- the split ------------------------------------------------------------------------------------------------
+def plan_split(current, members, params):
+    """Planned weights of every target that changes or is checked, and the arithmetic behind them."""
+    plan = plan_weights(len(members["vm"]), len(members["container"]), params["container_share"],
+                        max_error=params["max_error"])
+    desired = {}
+    for key in members["vm"]:
+        desired[key] = plan["vm_weight"]
+    for key in members["container"]:
+        desired[key] = plan["container_weight"]
+    weights = _weights_of(current)
+    loaded_others = [key for key in members["other"] if weights[key] > 0]
+    if loaded_others and params["other_targets"] == "fail":
+        raise SplitError("target(s) %s of upstream %s are in neither group but have weight above 0, so they would "
+                         "receive traffic and the split could not be exact: tag them (%s or %s), list them in a "
+                         "group, or set other_targets to 'zero' (weight 0) or 'ignore'"
+                         % (", ".join("%s (weight %d)" % (k, weights[k]) for k in loaded_others), params["upstream"],
+                            params["vm_tag"], params["container_tag"]))
+    if params["other_targets"] == "zero":
+        for key in members["other"]:
+            desired[key] = 0
+    return plan, desired
+
+
+def apply_weights(client, upstream, current, desired, concurrency):
+    """PATCH only what differs: raises first, then lowers (never a moment with no weight). Returns applied."""
+    path = _targets_path(client, upstream)
+    weights = _weights_of(current)
+    changes = [(key, weight) for key, weight in sorted(desired.items()) if weights[key] != weight]
+    raises = [c for c in changes if c[1] > weights[c[0]]]
+    lowers = [c for c in changes if c[1] < weights[c[0]]]
+    applied = {}
+
+    def patch(change):
+        key, weight = change
+        return client.write("PATCH", "%s/%s" % (path, client.quote(current[key]["id"])), {"weight": weight})
+
+    for phase in (raises, lowers):
+        failures = []
+        for change, _result, error in client.map_concurrent(patch, phase, concurrency):
+            if error is None:
+                applied[change[0]] = change[1]
+            else:
+                failures.append((change, error))
+        if failures:
+            (key, weight), error = failures[0]
+            raise SplitError("failed to set the weight of %d target(s) of upstream %s (first: %s to %d: %s); %d "
+                             "write(s) were applied, the upstream now holds a mix: re-run to finish, or set the "
+                             "previous share" % (len(failures), upstream, key, weight, error.describe(), len(applied)),
+                             {"applied": applied, "kong_error": error.as_dict()})
+    return changes, applied
+
+
+def _node_id(client):
+    try:
+        info = client.node_info() or {}
+    except KongApiError:
+        return None
+    return info.get("node_id")
+
+
+def verify_nodes(clients, upstream, expected, timeout):
+    """Read the weights back from every node until all show ``expected``; return {url: node_id}."""
+    verified = {}
+    deadline = time.time() + timeout
+    for url, client in clients:
+        while True:
+            try:
+                seen = _weights_of(read_targets(client, upstream))
+            except KongApiError as exc:
+                if exc.status == 404:
+                    seen = {}
+                else:
+                    raise SplitError("cannot read the targets of upstream %s back from the Kong node at %s: %s"
+                                     % (upstream, url, exc.describe()), {"kong_error": exc.as_dict()})
+            wrong = dict((key, seen.get(key)) for key, weight in expected.items() if seen.get(key) != weight)
+            if not wrong:
+                verified[url] = _node_id(client)
+                break
+            if time.time() >= deadline:
+                detail = ", ".join("%s shows %s, planned %d" % (key, "nothing" if value is None else value, expected[key])
+                                   for key, value in sorted(wrong.items())[:10])
+                raise SplitError("the Kong node at %s does not show the planned weights of upstream %s after %ss (%s%s); "
+                                 "the nodes may not share a database, or another job is changing the weights"
+                                 % (url, upstream, timeout, detail, "; ..." if len(wrong) > 10 else ""),
+                                 {"verified_nodes": verified})
+            time.sleep(VERIFY_INTERVAL)
+    return verified
+
+
+def _other_clients(params, check_mode):
+    clients = []
+    own = redact_url(params["admin_url"]) if params.get("admin_url") else None
+    for url in params.get("verify_admin_urls") or []:
+        if redact_url(url).rstrip("/") == (own or "").rstrip("/"):
+            continue
+        try:
+            clients.append((redact_url(url), KongClient.from_params(params, check_mode=check_mode, admin_url=url)))
+        except ValueError as exc:
+            raise SplitError("verify_admin_urls: %s" % exc)
+    return clients
+
+
+def _all_calls(client, extra_clients):
+    calls = list(client.calls)
+    for url, other in extra_clients:
+        calls.extend(dict(call, node=url) for call in other.calls)
+    return calls
+
+
+def ensure_traffic_split(client, params, check_mode=False, diff=False):
+    """Report or set the split. Returns the result dict; raises SplitError or KongApiError with ``result``."""
+    groups = check_params(params)
+    extra_clients = _other_clients(params, check_mode)
+    result = {"changed": False, "planned_share": None, "error": None, "verified_nodes": {}, "consistent": True}
+    try:
+        _split(client, extra_clients, groups, params, check_mode, diff, result)
+    except (SplitError, KongApiError) as exc:
+        details = dict(result)
+        details.update(getattr(exc, "result", None) or {})
+        details["api_calls"] = _all_calls(client, extra_clients)
+        exc.result = details
+        raise
+    result["api_calls"] = _all_calls(client, extra_clients)
+    return result
+
+
+def _split(client, extra_clients, groups, params, check_mode, diff, result):
+    upstream = params["upstream"]
+    own_url = redact_url(client.base_url)
+    if client.get("/upstreams/%s" % client.quote(upstream)) is None:
+        raise SplitError("upstream %s does not exist: bind the service first (the mixedrun.kong.mixed_service role, "
+                         "or mixedrun.kong.kong_upstream and kong_upstream_targets)" % upstream)
+    current = read_targets(client, upstream)
+    members = classify(current, groups, params)
+    before = _weights_of(current)
+    previous = _share(before, members, params["other_targets"])
+    result.update({
+        "previous_share": as_float(previous),
+        "weights_before": before,
+        "counts": dict((kind, len(keys)) for kind, keys in members.items()),
+        "targets": members,
+    })
+
+    if params.get("container_share") is None:
+        # Read-only: the share Kong holds, as every node shows it.
+        result.update({"achieved_share": as_float(previous), "weights_after": dict(before),
+                       "vm_weight": _uniform(before, members["vm"]),
+                       "container_weight": _uniform(before, members["container"])})
+        result["verified_nodes"][own_url] = _node_id(client)
+        for url, other in extra_clients:
+            try:
+                seen = _weights_of(read_targets(other, upstream))
+            except KongApiError as exc:
+                raise SplitError("cannot read upstream %s from the Kong node at %s: %s" % (upstream, url, exc.describe()),
+                                 {"kong_error": exc.as_dict()})
+            result["verified_nodes"][url] = _node_id(other)
+            if seen != before:
+                result["consistent"] = False
+        return
+
+    try:
+        plan, desired = plan_split(current, members, params)
+    except WeightPlanError as exc:
+        raise SplitError("cannot split upstream %s: %s" % (upstream, exc))
+    after = dict(before)
+    after.update(desired)
+    result.update({
+        "planned_share": plan["planned_share"],
+        "achieved_share": plan["achieved_share"],
+        "error": plan["error"],
+        "vm_weight": plan["vm_weight"],
+        "container_weight": plan["container_weight"],
+        "weights_after": after,
+    })
+    if diff:
+        result["diff"] = {"before": {"container_share": result["previous_share"], "weights": before},
+                          "after": {"container_share": result["achieved_share"], "weights": after}}
+    changes, _applied = apply_weights(client, upstream, current, desired, params["concurrency"])
+    result["changed"] = bool(changes)
+    if not check_mode:
+        result["verified_nodes"] = verify_nodes([(own_url, client)] + extra_clients, upstream, desired,
+                                                params["verify_timeout"])
+
+
+def main():
+    module = KongModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True,
+                        mutually_exclusive=[("nodes", "vm_targets"), ("nodes", "container_targets")])
+    try:
+        result = ensure_traffic_split(module.client, module.params, check_mode=module.check_mode, diff=module._diff)
+    except (SplitError, KongApiError, ValueError) as exc:
+        module.fail_json_kong(exc, "Failed to split the traffic of upstream %s" % module.params["upstream"],
+                              **getattr(exc, "result", {}))
+    module.exit_kong(**result)
+
+
+if __name__ == "__main__":
+    main()
