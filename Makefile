@@ -12,7 +12,8 @@ BIN         := $(VENV)/bin
 TMP         := $(ROOT)/.tmp
 COLL_ROOT   := $(TMP)/collections
 COLL_LINK   := $(COLL_ROOT)/ansible_collections/mixedrun/kong
-SANITY_ROOT := $(TMP)/sanity/ansible_collections/mixedrun/kong
+# Outside the git work tree: ansible-test lists files through git when it finds a repository around them.
+SANITY_ROOT := /tmp/mixedrun-kong-$(shell printf %s "$(ROOT)" | md5sum | cut -c1-8)/ansible_collections/mixedrun/kong
 TEST_LAB    := $(TMP)/lab-test
 export PATH := $(BIN):$(PATH)
 export ANSIBLE_COLLECTIONS_PATH := $(COLL_ROOT)
@@ -21,8 +22,10 @@ export ANSIBLE_CONFIG := $(ROOT)/ansible.cfg
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 PYTEST      := $(BIN)/python -m pytest -p no:cacheprovider
 
-RSYNC_COLLECTION = mkdir -p $(1) && rsync -a --delete --exclude .git --exclude .venv --exclude .tmp --exclude .lab \
-	--exclude __pycache__ --exclude .pytest_cache --exclude reports --exclude 'tests/output' $(ROOT)/ $(1)/
+# A copy of the collection as ansible-test wants it (ansible_collections/<ns>/<name>), without local state.
+COPY_COLLECTION = rm -rf $(1) && mkdir -p $(1) && tar -C $(ROOT) --exclude=./.git --exclude=./.venv --exclude=./.tmp \
+	--exclude=./.lab --exclude=__pycache__ --exclude=.pytest_cache --exclude=./reports --exclude=./tests/output -cf - . \
+	| tar -C $(1) -xf -
 
 .PHONY: help
 help:
@@ -79,7 +82,7 @@ lab-tests: venv collection-link system-deps
 	$(PYTEST) -q tests/lab/tests
 
 sanity: venv
-	$(call RSYNC_COLLECTION,$(SANITY_ROOT))
+	$(call COPY_COLLECTION,$(SANITY_ROOT))
 	@pipver=$$(grep -oP "pip='\K[0-9.]+" $(VENV)/lib/python*/site-packages/ansible_test/_internal/python_requirements.py | head -1); \
 	  mkdir -p $$HOME/.ansible/test/cache; \
 	  cp tests/tools/get_pip.py "$$HOME/.ansible/test/cache/get_pip_$${pipver//./_}.py"
@@ -98,7 +101,7 @@ integration: venv collection-link system-deps
 	  $(MAKE) --no-print-directory _integration LAB_JSON=$(TEST_LAB)/lab.json
 
 _integration:
-	$(call RSYNC_COLLECTION,$(SANITY_ROOT))
+	$(call COPY_COLLECTION,$(SANITY_ROOT))
 	cd $(SANITY_ROOT) && $(BIN)/ansible-test integration --python $$($(BIN)/python -c 'import sys; print("%d.%d" % sys.version_info[:2])') --color no
 	MIXEDRUN_LAB_JSON=$(LAB_JSON) $(PYTEST) -q -p tests.lab.pytest_plugin tests/integration
 	MIXEDRUN_LAB_JSON=$(LAB_JSON) $(MAKE) --no-print-directory molecule
