@@ -1,0 +1,52 @@
+"""python -m tests.lab up|down|status (see tests/lab/README.md)."""
+
+import argparse
+import json
+import sys
+
+from tests.lab.config import LabConfigError, default_state_dir
+from tests.lab.lab import Lab, LabError, serve
+
+
+def main(argv=None):
+    """Command line entry point; returns the exit code."""
+    parser = argparse.ArgumentParser(prog="python -m tests.lab", description="The mixedrun.kong lab: Kong simulator, node fleet, "
+                                     "Kubernetes API stand-in, HAProxy and Prometheus on loopback addresses.")
+    parser.add_argument("--state-dir", default=None, help="state directory (default: $MIXEDRUN_LAB_DIR or <repo>/.lab)")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p_up = sub.add_parser("up", help="start the lab in the background and print its JSON description")
+    p_up.add_argument("--config", help="YAML file merged over tests/lab/default.yml")
+    p_up.add_argument("--kong-nodes", type=int, help="number of Kong simulator nodes (overrides kong.nodes)")
+    p_up.add_argument("--restart", action="store_true", help="stop a running lab first, even when it is healthy")
+    sub.add_parser("down", help="stop everything the lab started")
+    sub.add_parser("status", help="report each component (JSON); exit 0 up, 1 degraded, 3 down")
+    p_serve = sub.add_parser("serve", help=argparse.SUPPRESS)
+    p_serve.add_argument("--state-dir", dest="serve_state_dir", required=True)
+    args = parser.parse_args(argv)
+
+    lab = Lab(args.state_dir or default_state_dir())
+    try:
+        if args.command == "serve":
+            serve(args.serve_state_dir)
+            return 0
+        if args.command == "up":
+            if args.kong_nodes is not None and not 1 <= args.kong_nodes <= 16:
+                raise LabConfigError("--kong-nodes: must be between 1 and 16, got %d" % args.kong_nodes)
+            info = lab.up(args.config, kong_nodes=args.kong_nodes, restart=args.restart)
+            if info.get("already_running"):
+                print("lab already running in %s; reporting it (use --restart to start it again)" % lab.state_dir, file=sys.stderr)
+            print(json.dumps(info, indent=2))
+            return 0
+        if args.command == "down":
+            print(json.dumps(lab.down(), indent=2))
+            return 0
+        report = lab.status()
+        print(json.dumps(report, indent=2))
+        return {"up": 0, "degraded": 1}.get(report["state"], 3)
+    except (LabError, LabConfigError) as exc:
+        print("lab %s failed: %s" % (args.command, exc), file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

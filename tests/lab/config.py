@@ -1,0 +1,338 @@
+"""Lab configuration: tests/lab/default.yml, optionally merged with a user file, validated into plain objects.
+
+Errors name the field and the fix (``LabConfigError``); nothing is started on a bad config.
+"""
+
+import copy
+import hashlib
+import ipaddress
+import os
+import re
+from dataclasses import dataclass, field
+
+import yaml
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO_ROOT = os.path.dirname(os.path.dirname(HERE))
+DEFAULT_CONFIG = os.path.join(HERE, "default.yml")
+DEFAULT_STATE_DIR = os.path.join(REPO_ROOT, ".lab")
+STATE_DIR_ENV = "MIXEDRUN_LAB_DIR"
+
+# Characters Kubernetes uses for generated name suffixes (no vowels, no look-alikes).
+_K8S_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_LABEL_NAME = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?$")
+_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+_DURATION = re.compile(r"^[0-9]+(ms|s|m|h)$")
+
+
+class LabConfigError(ValueError):
+    """A lab configuration value is invalid; the message names the field and the fix."""
+
+
+@dataclass
+class NodeSpec:
+    """One VM or container node of the fleet."""
+    name: str
+    kind: str                 # "vm" | "container"
+    address: str
+    port: int
+    service: str
+    labels: dict
+    namespace: str = ""       # containers only
+    k8s_node: str = ""        # containers only: the Kubernetes Node the pod runs on
+    host_ip: str = ""         # containers only: that Node's InternalIP
+
+    def as_dict(self, control_base):
+        """The node as it appears in lab.json."""
+        return {"name": self.name, "kind": self.kind, "address": self.address, "port": self.port,
+                "service": self.service, "labels": dict(self.labels),
+                "namespace": self.namespace or None, "k8s_node": self.k8s_node or None,
+                "url": "http://%s:%d" % (self.address, self.port),
+                "control_url": "%s/nodes/%s" % (control_base, self.name)}
+
+
+@dataclass
+class ServiceSpec:
+    """A mixed service: VM nodes plus container nodes (pods) behind one domain."""
+    name: str
+    domain: str
+    namespace: str
+    labels: dict
+    cluster_ip: str
+    port: int
+    node_port: int
+    vms: list = field(default_factory=list)
+    containers: list = field(default_factory=list)
+
+    @property
+    def selector(self):
+        """The Service's label selector as a Kubernetes selector string."""
+        return ",".join("%s=%s" % (k, v) for k, v in sorted(self.labels.items()))
+
+    def as_dict(self):
+        """The service as it appears in lab.json."""
+        return {"name": self.name, "domain": self.domain, "namespace": self.namespace, "selector": self.selector,
+                "labels": dict(self.labels), "cluster_ip": self.cluster_ip, "port": self.port,
+                "node_port": self.node_port, "target_port": "http",
+                "vms": [n.name for n in self.vms], "containers": [n.name for n in self.containers]}
+
+
+@dataclass
+class K8sNodeSpec:
+    """A Kubernetes Node object of the lab (a 'worker')."""
+    name: str
+    address: str
+
+
+@dataclass
+class LabConfig:
+    """The whole validated lab configuration."""
+    raw: dict
+    node_port: int
+    services: list
+    k8s_nodes: list
+    kong: dict
+    haproxy: dict
+    prometheus: dict
+    control: dict
+    k8s: dict
+
+    @property
+    def nodes(self):
+        """Every fleet node, VMs first, in config order."""
+        out = []
+        for svc in self.services:
+            out.extend(svc.vms)
+            out.extend(svc.containers)
+        return out
+
+    def fingerprint(self):
+        """A stable hash of the configuration (to tell whether a running lab uses the same one)."""
+        return hashlib.sha256(yaml.safe_dump(self.raw, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def default_state_dir():
+    """<repo>/.lab unless MIXEDRUN_LAB_DIR says otherwise."""
+    return os.path.abspath(os.environ.get(STATE_DIR_ENV) or DEFAULT_STATE_DIR)
+
+
+def deep_merge(base, over):
+    """Merge ``over`` into a copy of ``base``: mappings key by key, anything else replaced."""
+    out = copy.deepcopy(base)
+    for key, value in (over or {}).items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def _k8s_suffix(seed, length):
+    digest = hashlib.sha256(seed.encode()).digest()
+    return "".join(_K8S_ALPHABET[b % len(_K8S_ALPHABET)] for b in digest[:length])
+
+
+def pod_template_hash(service):
+    """The 'pod-template-hash' label value of a service's pods (stable across runs)."""
+    return _k8s_suffix("template:" + service, 9)
+
+
+def pod_name(service, index):
+    """Deterministic Deployment-style pod name, e.g. shop-5b8fd7c9d-q2x7k."""
+    return "%s-%s-%s" % (service, pod_template_hash(service), _k8s_suffix("pod:%s:%d" % (service, index), 5))
+
+
+def _need(cond, fieldname, message):
+    if not cond:
+        raise LabConfigError("%s: %s" % (fieldname, message))
+
+
+def _mapping(value, fieldname):
+    _need(isinstance(value, dict), fieldname, "must be a mapping, got %s" % type(value).__name__)
+    return value
+
+
+def _int(value, fieldname, low, high):
+    _need(isinstance(value, int) and not isinstance(value, bool) and low <= value <= high, fieldname,
+          "must be an integer between %d and %d, got %r" % (low, high, value))
+    return value
+
+
+def _loopback(value, fieldname):
+    try:
+        addr = ipaddress.IPv4Address(str(value))
+    except ValueError:
+        raise LabConfigError("%s: %r is not an IPv4 address; use a loopback address such as 127.0.10.1" % (fieldname, value)) from None
+    _need(addr.is_loopback, fieldname, "%s is not a loopback address; the lab only uses 127.0.0.0/8" % addr)
+    return str(addr)
+
+
+def _labels(value, fieldname):
+    _mapping(value, fieldname)
+    out = {}
+    for key, val in value.items():
+        key, val = str(key), "" if val is None else str(val)
+        prefix, _sep, name = key.rpartition("/")
+        _need(name and len(name) <= 63 and _LABEL_NAME.match(name) and (not prefix or _DNS_SUBDOMAIN.match(prefix)),
+              "%s.%s" % (fieldname, key), "not a valid Kubernetes label key")
+        _need(len(val) <= 63 and _LABEL_NAME.match(val), "%s.%s" % (fieldname, key),
+              "value %r is not a valid label value (max 63 of [A-Za-z0-9-_.], alphanumeric at both ends)" % val)
+        out[key] = val
+    return out
+
+
+def _address_range(base, count, fieldname):
+    start = ipaddress.IPv4Address(_loopback(base, fieldname))
+    addrs = [start + i for i in range(count)]
+    _need(all(a.is_loopback for a in addrs), fieldname, "the range leaves 127.0.0.0/8; lower address_base or count")
+    return [str(a) for a in addrs]
+
+
+def _duration(value, fieldname):
+    _need(isinstance(value, str) and _DURATION.match(value), fieldname, "must be a duration such as 1s, 500ms, 2h, got %r" % (value,))
+    return value
+
+
+def _listener(raw, name, extra_keys=()):
+    sec = dict(_mapping(raw.get(name) or {}, name))
+    known = {"host", "port"} | set(extra_keys)
+    unknown = sorted(set(sec) - known)
+    _need(not unknown, "%s.%s" % (name, unknown[0] if unknown else ""), "unknown key; known keys: %s" % ", ".join(sorted(known)))
+    sec["host"] = _loopback(sec.get("host", "127.0.0.1"), name + ".host")
+    sec["port"] = _int(sec.get("port", 0), name + ".port", 0, 65535)
+    return sec
+
+
+def validate(raw):
+    """Turn a merged raw configuration dict into a LabConfig, or raise LabConfigError."""
+    _mapping(raw, "config")
+    known_top = {"node_port", "kong", "haproxy", "prometheus", "control", "k8s", "services"}
+    unknown = sorted(set(raw) - known_top)
+    _need(not unknown, unknown[0] if unknown else "", "unknown top-level key; known keys: %s" % ", ".join(sorted(known_top)))
+    node_port = _int(raw.get("node_port", 18080), "node_port", 1, 65535)
+
+    kong = dict(_mapping(raw.get("kong") or {}, "kong"))
+    kong["nodes"] = _int(kong.get("nodes", 1), "kong.nodes", 1, 16)
+    kong["host"] = _loopback(kong.get("host", "127.0.0.1"), "kong.host")
+    _need(kong.get("rbac_token") is None or isinstance(kong.get("rbac_token"), str), "kong.rbac_token", "must be a string or null")
+    _need(isinstance(kong.get("dbless", False), bool), "kong.dbless", "must be true or false")
+    kong["dbless"] = bool(kong.get("dbless", False))
+    kong.setdefault("rbac_token", None)
+
+    haproxy = _listener(raw, "haproxy", ("stats_port",))
+    haproxy["stats_port"] = _int(haproxy.get("stats_port", 0), "haproxy.stats_port", 0, 65535)
+    prom = _listener(raw, "prometheus", ("scrape_interval", "retention"))
+    prom["scrape_interval"] = _duration(prom.get("scrape_interval", "1s"), "prometheus.scrape_interval")
+    prom["retention"] = _duration(prom.get("retention", "2h"), "prometheus.retention")
+    control = _listener(raw, "control")
+
+    k8s = dict(_mapping(raw.get("k8s") or {}, "k8s"))
+    k8s["host"] = _loopback(k8s.get("host", "127.0.0.1"), "k8s.host")
+    k8s["port"] = _int(k8s.get("port", 0), "k8s.port", 0, 65535)
+    _need(isinstance(k8s.get("tls", False), bool), "k8s.tls", "must be true or false")
+    for key in ("token", "forbidden_token"):
+        val = k8s.get(key)
+        _need(val is None or (isinstance(val, str) and len(val) >= 8 and not any(c.isspace() for c in val)), "k8s." + key,
+              "must be null (random) or a string of at least 8 characters without spaces")
+    _need(k8s.get("token") is None or k8s.get("token") != k8s.get("forbidden_token"), "k8s.forbidden_token",
+          "must differ from k8s.token")
+    _need(isinstance(k8s.get("version", "1.30"), str) and re.match(r"^1\.[0-9]+$", str(k8s.get("version", "1.30"))),
+          "k8s.version", "must be a string like \"1.30\"")
+    knodes_raw = _mapping(k8s.get("nodes") or {}, "k8s.nodes")
+    kcount = _int(knodes_raw.get("count", 3), "k8s.nodes.count", 1, 1000)
+    kprefix = str(knodes_raw.get("name_prefix", "lab-worker-"))
+    _need(_DNS_LABEL.match(kprefix + "1"), "k8s.nodes.name_prefix", "must make DNS-1123 names (lowercase, digits, '-')")
+    kaddrs = _address_range(knodes_raw.get("address_base", "127.0.30.1"), kcount, "k8s.nodes.address_base")
+    k8s_nodes = [K8sNodeSpec("%s%d" % (kprefix, i + 1), kaddrs[i]) for i in range(kcount)]
+    extra = k8s.get("extra_objects") or []
+    _need(isinstance(extra, list), "k8s.extra_objects", "must be a list of objects or file paths")
+    k8s["extra_objects"] = extra
+
+    services_raw = raw.get("services")
+    _need(isinstance(services_raw, list) and services_raw, "services", "must be a non-empty list of services")
+    services, seen_names, seen_addrs, seen_node_ports = [], set(), {}, set()
+    pod_index = 0
+    for i, sraw in enumerate(services_raw):
+        where = "services[%d]" % i
+        _mapping(sraw, where)
+        name = sraw.get("name")
+        _need(isinstance(name, str) and _DNS_LABEL.match(name) and len(name) <= 40, where + ".name",
+              "must be a DNS-1123 label (lowercase letters, digits, '-'), at most 40 characters")
+        _need(name not in {s.name for s in services}, where + ".name", "duplicate service name %r" % name)
+        domain = sraw.get("domain", "%s.lab.test" % name)
+        _need(isinstance(domain, str) and _DNS_SUBDOMAIN.match(domain), where + ".domain", "must be a lowercase DNS name")
+        namespace = sraw.get("namespace", name)
+        _need(isinstance(namespace, str) and _DNS_LABEL.match(namespace), where + ".namespace", "must be a DNS-1123 label")
+        labels = _labels(sraw.get("labels") or {"app": name}, where + ".labels")
+        _need(labels, where + ".labels", "must not be empty (it is the Service's selector)")
+        svc = ServiceSpec(name=name, domain=domain, namespace=namespace, labels=labels,
+                          cluster_ip=_loopback(sraw.get("cluster_ip", "127.0.40.%d" % (i + 1)), where + ".cluster_ip"),
+                          port=_int(sraw.get("port", 80), where + ".port", 1, 65535),
+                          node_port=_int(sraw.get("node_port", 30080 + i), where + ".node_port", 0, 65535))
+        _need(svc.node_port == 0 or svc.node_port not in seen_node_ports, where + ".node_port", "duplicate node_port %d" % svc.node_port)
+        seen_node_ports.add(svc.node_port)
+        for kind, key in (("vm", "vms"), ("container", "containers")):
+            group = _mapping(sraw.get(key) or {}, "%s.%s" % (where, key))
+            count = _int(group.get("count", 0), "%s.%s.count" % (where, key), 0, 250)
+            if not count:
+                continue
+            addrs = _address_range(group.get("address_base"), count, "%s.%s.address_base" % (where, key))
+            glabels = _labels(group.get("labels") or labels, "%s.%s.labels" % (where, key))
+            names = group.get("names")
+            if names is not None:
+                _need(isinstance(names, list) and len(names) == count and all(isinstance(n, str) and _DNS_LABEL.match(n) for n in names),
+                      "%s.%s.names" % (where, key), "must be a list of %d DNS-1123 names (one per node)" % count)
+            for j in range(count):
+                if names:
+                    nname = names[j]
+                elif kind == "vm":
+                    nname = "%s-vm-%d" % (name, j + 1)
+                else:
+                    nname = pod_name(name, j + 1)
+                _need(nname not in seen_names, "%s.%s" % (where, key), "duplicate node name %r" % nname)
+                seen_names.add(nname)
+                _need(addrs[j] not in seen_addrs, "%s.%s.address_base" % (where, key),
+                      "address %s is already used by node %s" % (addrs[j], seen_addrs.get(addrs[j])))
+                seen_addrs[addrs[j]] = nname
+                node = NodeSpec(name=nname, kind=kind, address=addrs[j], port=node_port, service=name, labels=dict(glabels))
+                if kind == "container":
+                    node.namespace = namespace
+                    node.labels.update(labels)
+                    knode = k8s_nodes[pod_index % len(k8s_nodes)]
+                    pod_index += 1
+                    node.k8s_node, node.host_ip = knode.name, knode.address
+                    svc.containers.append(node)
+                else:
+                    svc.vms.append(node)
+        _need(svc.vms or svc.containers, where, "has no nodes: set vms.count and/or containers.count")
+        services.append(svc)
+    for kn in k8s_nodes:
+        _need(kn.address not in seen_addrs, "k8s.nodes.address_base", "address %s is also used by node %s" % (kn.address, seen_addrs.get(kn.address)))
+    return LabConfig(raw=raw, node_port=node_port, services=services, k8s_nodes=k8s_nodes, kong=kong, haproxy=haproxy,
+                     prometheus=prom, control=control, k8s=k8s)
+
+
+def load_raw(path=None, overrides=None):
+    """The default config merged with the YAML file at ``path`` (if any) and ``overrides`` (a dict, if any)."""
+    with open(DEFAULT_CONFIG, encoding="utf-8") as fh:
+        raw = yaml.safe_load(fh)
+    if path:
+        try:
+            with open(path, encoding="utf-8") as fh:
+                user = yaml.safe_load(fh) or {}
+        except OSError as exc:
+            raise LabConfigError("--config: cannot read %s: %s" % (path, exc.strerror)) from None
+        except yaml.YAMLError as exc:
+            raise LabConfigError("--config: %s is not valid YAML: %s" % (path, exc)) from None
+        if not isinstance(user, dict):
+            raise LabConfigError("--config: %s must hold a YAML mapping at the top" % path)
+        raw = deep_merge(raw, user)
+    if overrides:
+        raw = deep_merge(raw, overrides)
+    return raw
+
+
+def load(path=None, overrides=None):
+    """Load and validate the lab configuration."""
+    return validate(load_raw(path, overrides))

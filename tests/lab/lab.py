@@ -1,0 +1,535 @@
+"""Lab orchestration: ``up`` / ``down`` / ``status``, and ``serve`` (the fleet + Kubernetes API process).
+
+Processes (each in its own session; pidfiles in ``<state_dir>/pids/<component>.json``):
+
+* ``fleet``: ``python -m tests.lab serve`` -- every VM/container node, the nodePorts, the control listener and
+  the Kubernetes API stand-in, on one event loop;
+* ``kong-N``: the Kong simulator nodes (``tests.lab.kong_sim.launcher.KongCluster``, state in ``<state_dir>/kong``);
+* ``haproxy``: the front load balancer; ``prometheus``: metrics.
+
+``up`` when a healthy lab with the same configuration already runs in the state dir prints its lab.json and
+exits 0; a partly running (degraded) lab is stopped and started again; a healthy lab with a different
+configuration is an error unless ``--restart`` is given.
+"""
+
+import asyncio
+import base64
+import datetime
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import requests
+import yaml
+
+from tests.lab import config as labconfig
+from tests.lab import haproxy as lab_haproxy
+from tests.lab import prometheus as lab_prometheus
+
+LAB_JSON = "lab.json"
+PIDS_DIR = "pids"
+FLEET_READY = "fleet.json"
+TOKENS_FILE = "k8s-tokens.json"
+KONG_DIR = "kong"
+
+
+class LabError(RuntimeError):
+    """The lab cannot do what was asked; the message says why and what to do."""
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# helpers
+
+def _free_port(host):
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
+def _port_free(host, port):
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def _write_private(path, text):
+    """Write a file only the owner can read (tokens, kubeconfigs)."""
+    fd = os.open(path + ".tmp", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(text)
+    os.replace(path + ".tmp", path)
+
+
+def _write(path, text):
+    with open(path + ".tmp", "w", encoding="utf-8") as fh:
+        fh.write(text)
+    os.replace(path + ".tmp", path)
+
+
+def _read_json(path):
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return json.load(fh)
+    except (OSError, ValueError):
+        return None
+
+
+def _cmdline(pid):
+    try:
+        with open("/proc/%d/cmdline" % pid, "rb") as fh:
+            return fh.read().decode(errors="replace").split("\0")
+    except OSError:
+        return None
+
+
+def _proc_state(pid):
+    try:
+        with open("/proc/%d/stat" % pid, encoding="utf-8") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return None
+
+
+def _running(pid):
+    """Alive and not a zombie."""
+    state = _proc_state(pid)
+    return state is not None and state not in ("Z", "X")
+
+
+def _group_members(pgid):
+    """Live (non-zombie) pids whose process group is ``pgid``."""
+    out = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % entry, encoding="utf-8") as fh:
+                fields = fh.read().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[2]) == pgid and fields[0] not in ("Z", "X"):
+            out.append(int(entry))
+    return out
+
+
+def _reap(pid):
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass
+
+
+def _http_ok(url, timeout=1.0, verify=True):
+    try:
+        return requests.get(url, timeout=timeout, verify=verify).status_code < 500
+    except requests.RequestException:
+        return False
+
+
+class Lab:
+    """One lab, identified by its state dir."""
+
+    def __init__(self, state_dir=None):
+        self.state_dir = os.path.abspath(state_dir or labconfig.default_state_dir())
+        self.pids_dir = os.path.join(self.state_dir, PIDS_DIR)
+
+    def path(self, *parts):
+        """A path inside the state dir."""
+        return os.path.join(self.state_dir, *parts)
+
+    # -- process records -----------------------------------------------------------------------------------
+    def _spawn(self, component, argv, env=None, cwd=None):
+        log = self.path("%s.log" % component)
+        with open(log, "ab") as out:
+            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+                                    env=env, cwd=cwd, close_fds=True)
+        os.makedirs(self.pids_dir, exist_ok=True)
+        _write(os.path.join(self.pids_dir, component + ".json"),
+               json.dumps({"component": component, "pid": proc.pid, "pgid": proc.pid, "argv0": argv[0], "marker": self.state_dir,
+                           "log": log, "started": time.time()}))
+        return proc
+
+    def _records(self):
+        out = {}
+        if os.path.isdir(self.pids_dir):
+            for entry in sorted(os.listdir(self.pids_dir)):
+                if entry.endswith(".json"):
+                    rec = _read_json(os.path.join(self.pids_dir, entry))
+                    if rec and isinstance(rec.get("pid"), int):
+                        out[rec["component"]] = rec
+        return out
+
+    def _ours(self, rec):
+        """True when the recorded pid still runs the process we started (not a recycled pid)."""
+        argv = _cmdline(rec["pid"])
+        return bool(argv) and _running(rec["pid"]) and any(rec["marker"] in arg for arg in argv)
+
+    @staticmethod
+    def _log_tail(path, lines=15):
+        try:
+            with open(path, encoding="utf-8", errors="replace") as fh:
+                return "".join(fh.readlines()[-lines:]).rstrip()
+        except OSError:
+            return "(no log)"
+
+    # -- up ------------------------------------------------------------------------------------------------
+    def up(self, config_path=None, kong_nodes=None, restart=False):
+        """Start the lab (or report the running one); returns the lab.json dict."""
+        overrides = {"kong": {"nodes": kong_nodes}} if kong_nodes else None
+        cfg = labconfig.load(config_path, overrides)
+        current = self.status()
+        if current["state"] == "up" and not restart:
+            info = _read_json(self.path(LAB_JSON)) or {}
+            if info.get("config_fingerprint") == cfg.fingerprint():
+                info["already_running"] = True
+                return info
+            raise LabError("a lab with a different configuration is already running in %s; run `python -m tests.lab down` first "
+                           "or pass --restart" % self.state_dir)
+        if current["state"] != "down" or restart:
+            self.down()
+        missing = [hint for binary, hint in ((lab_haproxy.find_binary(), lab_haproxy.BINARY_HINT),
+                                             (lab_prometheus.find_binary(), lab_prometheus.BINARY_HINT)) if binary is None]
+        if missing:
+            raise LabError("; ".join(missing))
+        self._precheck_ports(cfg)
+        os.makedirs(self.state_dir, exist_ok=True)
+        for stale in (LAB_JSON, FLEET_READY):
+            if os.path.exists(self.path(stale)):
+                os.unlink(self.path(stale))
+        try:
+            return self._start(cfg)
+        except BaseException:
+            self.down()
+            raise
+
+    @staticmethod
+    def _precheck_ports(cfg):
+        taken = []
+        for node in cfg.nodes:
+            if not _port_free(node.address, node.port):
+                taken.append("%s:%d (node %s)" % (node.address, node.port, node.name))
+        for svc in cfg.services:
+            if svc.node_port and svc.containers:
+                for knode in cfg.k8s_nodes:
+                    if not _port_free(knode.address, svc.node_port):
+                        taken.append("%s:%d (nodePort of service %s)" % (knode.address, svc.node_port, svc.name))
+        for name in ("haproxy", "prometheus", "control"):
+            sec = getattr(cfg, name)
+            if sec["port"] and not _port_free(sec["host"], sec["port"]):
+                taken.append("%s:%d (%s.port)" % (sec["host"], sec["port"], name))
+        if taken:
+            raise LabError("address already in use: %s. Is another lab running (`python -m tests.lab status`, "
+                           "MIXEDRUN_LAB_DIR)? Otherwise change node_port / address_base / ports in the lab config."
+                           % ", ".join(taken[:6]) + (" (and %d more)" % (len(taken) - 6) if len(taken) > 6 else ""))
+
+    def _env(self):
+        env = dict(os.environ)
+        env["PYTHONPATH"] = labconfig.REPO_ROOT + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+        return env
+
+    def _start(self, cfg):
+        started = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        _write(self.path("config.yml"), "# The resolved configuration of the running lab (written by `up`).\n"
+               + yaml.safe_dump(cfg.raw, sort_keys=False))
+        tokens = {"token": cfg.k8s.get("token") or secrets.token_urlsafe(32),
+                  "forbidden_token": cfg.k8s.get("forbidden_token") or secrets.token_urlsafe(32)}
+        _write_private(self.path(TOKENS_FILE), json.dumps(tokens))
+        if cfg.k8s["tls"]:
+            self._make_cert(cfg.k8s["host"])
+
+        # 1. fleet + Kubernetes API
+        proc = self._spawn("fleet", [sys.executable, "-m", "tests.lab", "serve", "--state-dir", self.state_dir],
+                           env=self._env(), cwd=labconfig.REPO_ROOT)
+        fleet = self._wait_file(proc, "fleet", self.path(FLEET_READY), 30)
+
+        # 2. Kong simulator
+        try:
+            from tests.lab.kong_sim.launcher import KongCluster  # pylint: disable=import-outside-toplevel
+        except ImportError as exc:
+            raise LabError("the Kong simulator (tests/lab/kong_sim) cannot be imported: %s" % exc) from None
+        kong = KongCluster(self.path(KONG_DIR), nodes=cfg.kong["nodes"], host=cfg.kong["host"], rbac_token=cfg.kong["rbac_token"],
+                           dbless=cfg.kong["dbless"])
+        try:
+            kong.start(detach=True)
+        except Exception as exc:
+            raise LabError("the Kong simulator did not start: %s" % exc) from None
+        kong_names = list(getattr(kong, "node_names", None) or ["kong-%d" % (i + 1) for i in range(len(kong.admin_urls))])
+
+        # 3. HAProxy
+        hcfg = cfg.haproxy
+        lb_port = hcfg["port"] or _free_port(hcfg["host"])
+        stats_port = hcfg["stats_port"] or _free_port(hcfg["host"])
+        binary = lab_haproxy.find_binary()
+        hpath = self.path("haproxy.cfg")
+        _write(hpath, lab_haproxy.render_config(hcfg["host"], lb_port, stats_port, kong.proxy_urls, self.state_dir))
+        try:
+            lab_haproxy.check_config(binary, hpath)
+        except RuntimeError as exc:
+            raise LabError(str(exc)) from None
+        proc = self._spawn("haproxy", lab_haproxy.command(binary, hpath))
+        lb_url = "http://%s:%d" % (hcfg["host"], lb_port)
+        stats_url = "http://%s:%d" % (hcfg["host"], stats_port)
+        self._wait_http(proc, "haproxy", stats_url + "/stats", 15)
+
+        # 4. Prometheus (scrapes Kong's Admin API /metrics; the Status API when the Admin API needs an RBAC token)
+        pcfg = cfg.prometheus
+        prom_port = pcfg["port"] or _free_port(pcfg["host"])
+        prom_listen = "%s:%d" % (pcfg["host"], prom_port)
+        kong_metrics = kong.status_urls if cfg.kong["rbac_token"] and getattr(kong, "status_urls", None) else kong.admin_urls
+        ppath = self.path("prometheus.yml")
+        _write(ppath, lab_prometheus.render_config(pcfg["scrape_interval"], list(zip(kong_names, kong_metrics)), cfg.nodes,
+                                                   "%s:%d" % (hcfg["host"], stats_port), prom_listen))
+        data_dir = self.path("prometheus-data")
+        os.makedirs(data_dir, exist_ok=True)
+        proc = self._spawn("prometheus", lab_prometheus.command(lab_prometheus.find_binary(), ppath, data_dir, prom_listen, pcfg["retention"]))
+        prom_url = "http://%s" % prom_listen
+        self._wait_http(proc, "prometheus", prom_url + "/-/ready", 60, want=200)
+
+        # 5. kubeconfigs and lab.json
+        from tests.lab.k8s_api import kubeconfig  # pylint: disable=import-outside-toplevel
+        ca_data = None
+        if cfg.k8s["tls"]:
+            with open(self.path("k8s-ca.crt"), "rb") as fh:
+                ca_data = base64.b64encode(fh.read()).decode()
+        kubeconfig_path = self.path("kubeconfig")
+        forbidden_path = self.path("kubeconfig-forbidden")
+        _write_private(kubeconfig_path, yaml.safe_dump(kubeconfig(fleet["k8s_url"], tokens["token"], ca_data), sort_keys=False))
+        _write_private(forbidden_path, yaml.safe_dump(kubeconfig(fleet["k8s_url"], tokens["forbidden_token"], ca_data,
+                                                                 user="mixedrun-lab-forbidden"), sort_keys=False))
+        control = fleet["control_url"]
+        info = {
+            "admin_url": kong.admin_urls[0], "admin_urls": list(kong.admin_urls),
+            "proxy_url": kong.proxy_urls[0], "proxy_urls": list(kong.proxy_urls),
+            "status_urls": list(getattr(kong, "status_urls", []) or []),
+            "kong_nodes": [{"name": n, "node_id": i, "admin_url": a, "proxy_url": p}
+                           for n, i, a, p in zip(kong_names, kong.node_ids, kong.admin_urls, kong.proxy_urls)],
+            "kong_rbac": bool(cfg.kong["rbac_token"]), "kong_dbless": cfg.kong["dbless"],
+            "lb_url": lb_url, "lb_stats_url": stats_url,
+            "prometheus_url": prom_url,
+            "kubeconfig": kubeconfig_path, "kubeconfig_forbidden": forbidden_path, "k8s_url": fleet["k8s_url"], "k8s_context": "mixedrun-lab",
+            "control_url": control,
+            "state_dir": self.state_dir,
+            "nodes": [n.as_dict(control) for n in cfg.nodes],
+            "k8s_nodes": [{"name": k.name, "address": k.address} for k in cfg.k8s_nodes],
+            "services": [s.as_dict() for s in cfg.services],
+            "config_fingerprint": cfg.fingerprint(),
+            "started_at": started,
+        }
+        _write(self.path(LAB_JSON), json.dumps(info, indent=2) + "\n")
+        return info
+
+    def _make_cert(self, host):
+        cert, key = self.path("k8s-ca.crt"), self.path("k8s.key")
+        proc = subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", cert, "-days", "30",
+                               "-subj", "/CN=mixedrun-lab-apiserver", "-addext", "subjectAltName=IP:%s,DNS:localhost" % host,
+                               "-addext", "basicConstraints=critical,CA:TRUE"],
+                              capture_output=True, text=True, timeout=60, check=False)
+        if proc.returncode != 0:
+            raise LabError("k8s.tls: openssl could not make a certificate: %s" % proc.stderr.strip())
+        os.chmod(key, 0o600)
+
+    def _wait_file(self, proc, component, path, timeout):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            data = _read_json(path)
+            if data:
+                return data
+            if proc.poll() is not None:
+                raise LabError("%s exited with code %s while starting:\n%s" % (component, proc.returncode, self._log_tail(self.path(component + ".log"))))
+            time.sleep(0.05)
+        raise LabError("%s did not get ready within %d s; see %s" % (component, timeout, self.path(component + ".log")))
+
+    def _wait_http(self, proc, component, url, timeout, want=None):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise LabError("%s exited with code %s while starting:\n%s" % (component, proc.returncode, self._log_tail(self.path(component + ".log"))))
+            try:
+                code = requests.get(url, timeout=1).status_code
+                if (want is None and code < 500) or code == want:
+                    return
+            except requests.RequestException:
+                pass
+            time.sleep(0.1)
+        raise LabError("%s did not answer %s within %d s; see %s" % (component, url, timeout, self.path(component + ".log")))
+
+    # -- down ----------------------------------------------------------------------------------------------
+    def down(self, timeout=10.0):
+        """Stop every component recorded in the state dir; verify no process of theirs is left."""
+        stopped, leftovers = [], []
+        records = self._records()
+        # HAProxy first so no new traffic arrives, Kong next, then the fleet; Prometheus last.
+        order = sorted(records, key=lambda c: {"haproxy": 0, "fleet": 2, "prometheus": 3}.get(c, 1))
+        kong_dir = self.path(KONG_DIR)
+        if os.path.isdir(kong_dir):
+            try:
+                from tests.lab.kong_sim.launcher import KongCluster  # pylint: disable=import-outside-toplevel
+                for pid in KongCluster.stop_from_state_dir(kong_dir):
+                    stopped.append({"component": "kong", "pid": pid})
+            except ImportError:
+                pass
+        for component in order:
+            rec = records[component]
+            pgid = rec.get("pgid", rec["pid"])
+            if self._ours(rec) or _group_members(pgid):
+                self._kill_group(rec["pid"], pgid, timeout)
+                stopped.append({"component": component, "pid": rec["pid"]})
+            left = _group_members(pgid)
+            if left:
+                leftovers.append({"component": component, "pids": left})
+            else:
+                os.unlink(os.path.join(self.pids_dir, component + ".json"))
+        for stale in (LAB_JSON, FLEET_READY):
+            if os.path.exists(self.path(stale)):
+                os.unlink(self.path(stale))
+        result = {"state_dir": self.state_dir, "stopped": stopped, "leftovers": leftovers}
+        if leftovers:
+            raise LabError("processes left after down: %s" % json.dumps(leftovers))
+        return result
+
+    @staticmethod
+    def _kill_group(pid, pgid, timeout):
+        for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 5.0)):
+            try:
+                os.killpg(pgid, sig)
+            except (ProcessLookupError, PermissionError):
+                pass
+            deadline = time.monotonic() + wait
+            while time.monotonic() < deadline:
+                _reap(pid)
+                if not _group_members(pgid):
+                    return
+                time.sleep(0.05)
+
+    # -- status --------------------------------------------------------------------------------------------
+    def status(self):
+        """Each component up/down, and the lab's overall state: up | degraded | down."""
+        info = _read_json(self.path(LAB_JSON)) or {}
+        records = self._records()
+        comps = {}
+        fleet = _read_json(self.path(FLEET_READY)) or {}
+        for component, rec in records.items():
+            entry = {"pid": rec["pid"], "running": self._ours(rec)}
+            if component == "fleet":
+                entry["control_url"] = fleet.get("control_url")
+                entry["k8s_url"] = fleet.get("k8s_url")
+                ca_file = self.path("k8s-ca.crt")
+                entry["healthy"] = bool(entry["running"] and fleet and _http_ok(fleet["control_url"] + "/healthz")
+                                        and _http_ok(fleet["k8s_url"] + "/healthz", verify=ca_file if os.path.exists(ca_file) else True))
+            elif component == "haproxy":
+                entry["url"] = info.get("lb_url")
+                entry["healthy"] = entry["running"] and bool(info.get("lb_stats_url")) and _http_ok(info["lb_stats_url"] + "/stats")
+            elif component == "prometheus":
+                entry["url"] = info.get("prometheus_url")
+                entry["healthy"] = entry["running"] and bool(info.get("prometheus_url")) and _http_ok(info["prometheus_url"] + "/-/ready")
+            else:
+                entry["healthy"] = entry["running"]
+            comps[component] = entry
+        try:
+            from tests.lab.kong_sim.launcher import KongCluster  # pylint: disable=import-outside-toplevel
+            kong_infos = KongCluster.read_state_dir(self.path(KONG_DIR))
+        except ImportError:
+            kong_infos = []
+        for kinfo in kong_infos:
+            pid = int(kinfo.get("pid") or 0)
+            running = bool(pid) and _running(pid)
+            comps[kinfo.get("name") or "kong"] = {"pid": pid, "running": running, "url": kinfo.get("admin_url"),
+                                                  "healthy": running and _http_ok(kinfo.get("admin_url", "") + "/")}
+        expected = {"fleet", "haproxy", "prometheus"}
+        if not comps:
+            state = "down"
+        elif expected <= set(comps) and kong_infos and all(c["healthy"] for c in comps.values()) and info:
+            state = "up"
+        else:
+            state = "degraded"
+        return {"state": state, "state_dir": self.state_dir, "lab_json": self.path(LAB_JSON) if info else None, "components": comps}
+
+
+# -------------------------------------------------------------------------------------------------------------------
+# serve: the fleet + Kubernetes API process
+
+def serve(state_dir):
+    """Run the node fleet and the Kubernetes API stand-in until SIGTERM/SIGINT."""
+    lab = Lab(state_dir)
+    cfg = labconfig.validate(yaml.safe_load(open(lab.path("config.yml"), encoding="utf-8")))  # pylint: disable=consider-using-with
+    tokens = _read_json(lab.path(TOKENS_FILE))
+    if not tokens:
+        raise LabError("%s is missing; start the lab with `python -m tests.lab up`" % lab.path(TOKENS_FILE))
+    asyncio.run(_serve(lab, cfg, tokens))
+
+
+async def _serve(lab, cfg, tokens):
+    # imported here: aiohttp is only needed by this process
+    from aiohttp import web  # pylint: disable=import-outside-toplevel
+    from tests.lab.k8s_api import K8sApi  # pylint: disable=import-outside-toplevel
+    from tests.lab.nodes import Fleet  # pylint: disable=import-outside-toplevel
+
+    fleet = Fleet(cfg)
+    api = K8sApi(cfg, tokens, fleet)
+    for item in cfg.k8s.get("extra_objects") or []:
+        api.load_objects(_load_extra(item))
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await fleet.start()
+    runner = web.AppRunner(api.app(), access_log=None)
+    await runner.setup()
+    ssl_ctx = None
+    scheme = "http"
+    if cfg.k8s["tls"]:
+        import ssl  # pylint: disable=import-outside-toplevel
+        ssl_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ssl_ctx.load_cert_chain(lab.path("k8s-ca.crt"), lab.path("k8s.key"))
+        scheme = "https"
+    site = web.TCPSite(runner, cfg.k8s["host"], cfg.k8s["port"], ssl_context=ssl_ctx, reuse_address=True)
+    try:
+        await site.start()
+    except OSError as exc:
+        await fleet.stop()
+        raise LabError("k8s API %s:%d: %s (set k8s.port to 0 for a free port)" % (cfg.k8s["host"], cfg.k8s["port"], exc.strerror)) from None
+    port = site._server.sockets[0].getsockname()[1]  # pylint: disable=protected-access
+    api.server_address = "%s:%d" % (cfg.k8s["host"], port)
+    _write(lab.path(FLEET_READY), json.dumps({"pid": os.getpid(), "control_url": fleet.control_url,
+                                              "k8s_url": "%s://%s:%d" % (scheme, cfg.k8s["host"], port)}))
+    try:
+        await stop.wait()
+    finally:
+        await runner.cleanup()
+        await fleet.stop()
+
+
+def _load_extra(item):
+    """An extra_objects entry: an object, or a path to a YAML/JSON file with objects / a List / multiple documents."""
+    if isinstance(item, dict):
+        return [item]
+    if not isinstance(item, str):
+        raise LabError("k8s.extra_objects: entries must be objects or file paths, got %r" % (item,))
+    path = item if os.path.isabs(item) else os.path.join(labconfig.REPO_ROOT, item)
+    try:
+        with open(path, encoding="utf-8") as fh:
+            docs = [d for d in yaml.safe_load_all(fh) if d]
+    except (OSError, yaml.YAMLError) as exc:
+        raise LabError("k8s.extra_objects: cannot load %s: %s" % (path, exc)) from None
+    out = []
+    for doc in docs:
+        if isinstance(doc, dict) and isinstance(doc.get("items"), list):
+            kind = str(doc.get("kind", ""))
+            for obj in doc["items"]:
+                if kind.endswith("List") and kind != "List" and isinstance(obj, dict):
+                    obj = dict(obj)
+                    obj.setdefault("kind", kind[:-4])
+                    obj.setdefault("apiVersion", doc.get("apiVersion"))
+                out.append(obj)
+        else:
+            out.append(doc)
+    return out
