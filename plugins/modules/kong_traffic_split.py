@@ -16,7 +16,7 @@ description:
     percent of the traffic and the VM targets the rest, or reports the current share when O(container_share)
     is left out.
   - Weights are equal within a kind and computed exactly for any number of targets (for example 7 VMs and
-    3 containers): the smallest readable weights whose share is within O(max_error) of the plan, never above
+    3 containers), the smallest readable weights whose share is within O(max_error) of the plan, never above
     Kong's limit of 65535. Shares 0 and 100 are exact (the other kind gets weight 0); any share strictly between
     them gives both kinds some traffic. The task fails, saying why and what is possible, when no weights can
     meet the plan.
@@ -372,6 +372,10 @@ def check_params(params):
             raise SplitError("%s must be a non-empty tag" % field)
     if params["vm_tag"] == params["container_tag"]:
         raise SplitError("vm_tag and container_tag are both %r; they must differ" % params["vm_tag"])
+    for field in ("vm_targets", "container_targets"):
+        if params.get("nodes") is not None and params.get(field) is not None:
+            raise SplitError("nodes and %s are mutually exclusive: give the groups either as nodes (split by kind) or as "
+                             "vm_targets/container_targets" % field)
     groups = _explicit_groups(params)
     if groups["vm"] is not None and groups["container"] is not None:
         both = sorted(set(groups["vm"]) & set(groups["container"]))
@@ -630,8 +634,7 @@ def _split(client, extra_clients, groups, params, check_mode, diff, result):
 
 
 def main():
-    module = KongModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True,
-                        mutually_exclusive=[("nodes", "vm_targets"), ("nodes", "container_targets")])
+    module = KongModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
     try:
         result = ensure_traffic_split(module.client, module.params, check_mode=module.check_mode, diff=module._diff)
     except (SplitError, KongApiError, ValueError) as exc:

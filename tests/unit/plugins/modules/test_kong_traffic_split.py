@@ -1,0 +1,314 @@
+# -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""kong_traffic_split with the Admin API mocked at the transport (responses), Kong-shaped bodies."""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import json
+import re
+import uuid
+
+import pytest
+import responses
+
+from ansible.module_utils.testing import patch_module_args
+
+from ansible_collections.mixedrun.kong.plugins.module_utils._kong_api import KongClient
+from ansible_collections.mixedrun.kong.plugins.modules import kong_traffic_split as split
+
+ADMIN = "http://127.0.0.1:8001"
+ADMIN2 = "http://127.0.0.2:8001"
+TOKEN = "s3cr3t-token-value"
+
+
+class FakeKong:
+    """Just enough of Kong's upstream/target API, stateful, with Kong's answers for the paths used."""
+
+    def __init__(self, rsps, base=ADMIN, node_id=None, upstreams=None, apply_writes=True):
+        self.base = base
+        self.node_id = node_id or str(uuid.uuid4())
+        self.upstreams = upstreams if upstreams is not None else {}
+        self.apply_writes = apply_writes
+        self.writes = []
+        host = re.escape(base)
+        rsps.add_callback(responses.GET, re.compile(host + r"/upstreams/([^/?]+)/targets(\?.*)?$"), self.list_targets)
+        rsps.add_callback(responses.PATCH, re.compile(host + r"/upstreams/([^/]+)/targets/([^/]+)$"), self.patch_target)
+        rsps.add_callback(responses.GET, re.compile(host + r"/upstreams/([^/?]+)$"), self.get_upstream)
+        rsps.add_callback(responses.GET, re.compile(host + r"/$"), self.root)
+
+    def add_upstream(self, name, targets):
+        """targets: [(target, weight, tags)]"""
+        self.upstreams[name] = {"id": str(uuid.uuid4()), "targets": []}
+        for index, (target, weight, tags) in enumerate(targets):
+            self.upstreams[name]["targets"].append({
+                "id": str(uuid.uuid4()), "target": target, "weight": weight, "tags": tags,
+                "upstream": {"id": self.upstreams[name]["id"]}, "created_at": 1700000000.123 + index,
+                "updated_at": 1700000000.123 + index})
+
+    def weights(self, name):
+        return dict((t["target"], t["weight"]) for t in self.upstreams[name]["targets"])
+
+    @staticmethod
+    def _json(status, body):
+        return (status, {"Content-Type": "application/json"}, json.dumps(body))
+
+    def root(self, request):
+        return self._json(200, {"node_id": self.node_id, "version": "3.9.0"})
+
+    def get_upstream(self, request):
+        name = request.path_url.split("?")[0].rsplit("/", 1)[1]
+        upstream = self.upstreams.get(name)
+        if upstream is None:
+            return self._json(404, {"message": "Not found"})
+        return self._json(200, {"id": upstream["id"], "name": name})
+
+    def list_targets(self, request):
+        name = request.path_url.split("?")[0].split("/")[2]
+        upstream = self.upstreams.get(name)
+        if upstream is None:
+            return self._json(404, {"message": "Not found"})
+        data = sorted(upstream["targets"], key=lambda t: -t["created_at"])
+        return self._json(200, {"data": data, "next": None})
+
+    def patch_target(self, request):
+        parts = request.path_url.split("/")
+        name, ident = parts[2], parts[4]
+        upstream = self.upstreams.get(name)
+        for target in (upstream or {}).get("targets", []):
+            if ident in (target["id"], target["target"]):
+                body = json.loads(request.body)
+                weight = body.get("weight")
+                if not isinstance(weight, int) or not 0 <= weight <= 65535:
+                    return self._json(400, {"code": 2, "name": "schema violation", "message": "schema violation",
+                                            "fields": {"weight": "value should be between 0 and 65535"}})
+                self.writes.append((target["target"], weight))
+                if self.apply_writes:
+                    target["weight"] = weight
+                return self._json(200, target)
+        return self._json(404, {"message": "Not found"})
+
+
+VMS = ["127.0.10.%d:18080" % i for i in range(1, 8)]
+CONTAINERS = ["127.0.20.%d:18080" % i for i in range(1, 4)]
+
+
+def tagged(targets, kind, weight):
+    return [(t, weight, ["mixedrun-managed", "mixedrun-kind:%s" % kind, "mixedrun-service:shop"]) for t in targets]
+
+
+def params(**kwargs):
+    base = dict(admin_url=ADMIN, upstream="shop", container_share=None, vm_targets=None, container_targets=None,
+                nodes=None, vm_tag="mixedrun-kind:vm", container_tag="mixedrun-kind:container", other_targets="fail",
+                max_error=0.05, verify_admin_urls=[], verify_timeout=1.0, concurrency=4)
+    base.update(kwargs)
+    return base
+
+
+def run(p, check_mode=False, diff=True):
+    client = KongClient.from_params(p, check_mode=check_mode, retries=0)
+    return split.ensure_traffic_split(client, p, check_mode=check_mode, diff=diff)
+
+
+@pytest.fixture
+def kong():
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
+        fake = FakeKong(rsps)
+        fake.add_upstream("shop", tagged(VMS, "vm", 1) + tagged(CONTAINERS, "container", 0))
+        yield fake
+
+
+def test_read_only_reports_current_share(kong):
+    result = run(params())
+    assert result["changed"] is False
+    assert result["achieved_share"] == 0.0 and result["previous_share"] == 0.0
+    assert result["planned_share"] is None
+    assert result["counts"] == {"vm": 7, "container": 3, "other": 0}
+    assert result["vm_weight"] == 1 and result["container_weight"] == 0
+    assert result["verified_nodes"] == {ADMIN: kong.node_id}
+    assert not kong.writes
+    assert all(call["method"] == "GET" for call in result["api_calls"])
+
+
+def test_split_seven_three_exact(kong):
+    result = run(params(container_share=10))
+    assert result["changed"] is True
+    assert (result["vm_weight"], result["container_weight"]) == (27, 7)
+    assert result["achieved_share"] == 10.0 and result["error"] == 0.0
+    assert result["previous_share"] == 0.0
+    weights = kong.weights("shop")
+    assert all(weights[t] == 27 for t in VMS) and all(weights[t] == 7 for t in CONTAINERS)
+    assert result["weights_after"] == weights
+    assert result["verified_nodes"] == {ADMIN: kong.node_id}
+    assert result["diff"]["before"]["container_share"] == 0.0
+    assert result["diff"]["after"]["container_share"] == 10.0
+    # every target changed: 10 PATCHes, raises (containers 0 -> 7, VMs 1 -> 27) all go up
+    assert len([c for c in result["api_calls"] if c["method"] == "PATCH"]) == 10
+
+
+def test_idempotent_and_fewest_writes(kong):
+    run(params(container_share=50))
+    kong.writes[:] = []
+    again = run(params(container_share=50))
+    assert again["changed"] is False
+    assert not kong.writes
+    assert not [c for c in again["api_calls"] if c["method"] == "PATCH"]
+    # only the targets whose weight differs are written
+    kong.upstreams["shop"]["targets"][0]["weight"] = 99
+    fixed = run(params(container_share=50))
+    assert fixed["changed"] is True
+    assert len(kong.writes) == 1
+
+
+def test_raises_before_lowers(kong):
+    """0 % -> 100 %: containers get weight before the VMs lose theirs, so the total never hits 0."""
+    result = run(params(container_share=100))
+    order = [w for w in kong.writes]
+    assert sorted(t for t, _ in order[:3]) == sorted(CONTAINERS)
+    assert all(w == 1 for _, w in order[:3])
+    assert all(w == 0 for _, w in order[3:])
+    assert result["vm_weight"] == 0 and result["achieved_share"] == 100.0
+
+
+def test_check_mode_writes_nothing(kong):
+    result = run(params(container_share=25), check_mode=True)
+    assert result["changed"] is True
+    assert not kong.writes
+    assert kong.weights("shop")[VMS[0]] == 1
+    patches = [c for c in result["api_calls"] if c["method"] == "PATCH"]
+    assert patches and all(c.get("check_mode") for c in patches)
+    assert result["verified_nodes"] == {}
+    assert result["achieved_share"] == pytest.approx(25, abs=0.05)
+
+
+def test_explicit_groups_and_nodes(kong):
+    result = run(params(container_share=50, vm_targets=VMS[:2] + [{"target": VMS[2]}],
+                        container_targets=[{"address": "127.0.20.1", "port": 18080}], other_targets="zero"))
+    weights = kong.weights("shop")
+    assert result["counts"] == {"vm": 3, "container": 1, "other": 6}
+    assert weights[CONTAINERS[0]] == 3 and weights[VMS[0]] == 1 and weights[VMS[5]] == 0
+    nodes = [{"name": "vm-%d" % i, "kind": "vm", "target": t} for i, t in enumerate(VMS)]
+    nodes += [{"name": "c-%d" % i, "kind": "container", "address": t.split(":")[0], "port": 18080}
+              for i, t in enumerate(CONTAINERS)]
+    result = run(params(container_share=30, nodes=nodes))
+    assert result["counts"] == {"vm": 7, "container": 3, "other": 0}
+    assert result["error"] <= 0.05
+
+
+def test_missing_targets_fail_naming_them(kong):
+    with pytest.raises(split.SplitError) as err:
+        run(params(container_share=10, container_targets=["127.0.99.1:18080", CONTAINERS[0]]))
+    assert "127.0.99.1:18080" in str(err.value) and "bind them first" in str(err.value)
+    assert not kong.writes
+
+
+def test_unknown_loaded_target_fails_unless_told(kong):
+    kong.upstreams["shop"]["targets"].append({"id": "x1", "target": "127.0.50.1:80", "weight": 100, "tags": None,
+                                             "created_at": 1800000000.5})
+    with pytest.raises(split.SplitError, match="neither group"):
+        run(params(container_share=10))
+    assert not kong.writes
+    ignored = run(params(container_share=10, other_targets="ignore"))
+    assert ignored["achieved_share"] == 10.0 and kong.weights("shop")["127.0.50.1:80"] == 100
+    zeroed = run(params(container_share=10, other_targets="zero"))
+    assert kong.weights("shop")["127.0.50.1:80"] == 0 and zeroed["changed"]
+
+
+def test_doubly_tagged_target_fails(kong):
+    kong.upstreams["shop"]["targets"][0]["tags"] = ["mixedrun-kind:vm", "mixedrun-kind:container"]
+    with pytest.raises(split.SplitError, match="both VM and container"):
+        run(params(container_share=10))
+
+
+def test_target_in_both_lists_fails(kong):
+    with pytest.raises(split.SplitError, match="both the VM and the container group"):
+        run(params(container_share=10, vm_targets=VMS, container_targets=[VMS[0]]))
+
+
+def test_missing_upstream(kong):
+    with pytest.raises(split.SplitError, match="upstream nope does not exist"):
+        run(params(upstream="nope", container_share=10))
+
+
+def test_impossible_plan_changes_nothing(kong):
+    with pytest.raises(split.SplitError, match="impossible: there are no container targets"):
+        run(params(container_share=10, container_targets=[], other_targets="ignore"))
+    assert not kong.writes
+
+
+@pytest.mark.parametrize("field,value,pattern", [
+    ("container_share", 120, "container_share must be between 0 and 100"),
+    ("max_error", -1, "max_error"),
+    ("concurrency", 0, "concurrency"),
+    ("vm_targets", ["not a target!"], r"vm_targets\[0\] is not a valid target"),
+    ("container_targets", [{"weight": 3}], r"container_targets\[0\] must have a 'target'"),
+    ("nodes", [{"name": "n1", "kind": "pod", "target": "1.2.3.4:80"}], r"nodes\[0\] \(n1\) has kind 'pod'"),
+    ("vm_tag", "mixedrun-kind:container", "must differ"),
+])
+def test_bad_input_names_the_field(kong, field, value, pattern):
+    with pytest.raises(split.SplitError, match=pattern):
+        run(params(**{field: value}))
+    assert not kong.writes
+
+
+def test_nodes_and_lists_are_exclusive(kong):
+    with pytest.raises(split.SplitError, match="mutually exclusive"):
+        run(params(container_share=10, nodes=[], vm_targets=VMS))
+
+
+def test_verifies_every_node():
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
+        one = FakeKong(rsps, base=ADMIN)
+        two = FakeKong(rsps, base=ADMIN2, upstreams=one.upstreams)  # same database
+        one.add_upstream("shop", tagged(VMS, "vm", 1) + tagged(CONTAINERS, "container", 0))
+        result = run(params(container_share=50, verify_admin_urls=[ADMIN2]))
+        assert result["verified_nodes"] == {ADMIN: one.node_id, ADMIN2: two.node_id}
+        assert any(c.get("node") == ADMIN2 for c in result["api_calls"])
+
+
+def test_node_that_does_not_show_the_plan_fails():
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
+        one = FakeKong(rsps, base=ADMIN)
+        one.add_upstream("shop", tagged(VMS, "vm", 1) + tagged(CONTAINERS, "container", 0))
+        stale = FakeKong(rsps, base=ADMIN2)
+        stale.add_upstream("shop", tagged(VMS, "vm", 1) + tagged(CONTAINERS, "container", 0))
+        with pytest.raises(split.SplitError) as err:
+            run(params(container_share=50, verify_admin_urls=[ADMIN2], verify_timeout=0.3))
+        assert ADMIN2 in str(err.value) and "does not show the planned weights" in str(err.value)
+        assert err.value.result["verified_nodes"] == {ADMIN: one.node_id}
+
+
+def test_kong_that_ignores_writes_fails():
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
+        fake = FakeKong(rsps, apply_writes=False)
+        fake.add_upstream("shop", tagged(VMS, "vm", 1) + tagged(CONTAINERS, "container", 0))
+        with pytest.raises(split.SplitError, match="does not show the planned weights"):
+            run(params(container_share=50, verify_timeout=0.2))
+
+
+def test_module_main_fails_cleanly_without_leaking_the_token(kong, capsys):
+    args = params(container_share=10, container_targets=["127.0.99.1:18080"], admin_token=TOKEN)
+    with patch_module_args(args):
+        with pytest.raises(SystemExit):
+            split.main()
+    out = json.loads(capsys.readouterr().out)
+    assert out["failed"] is True
+    assert "127.0.99.1:18080" in out["msg"] and out["msg"].startswith("Failed to split the traffic of upstream shop")
+    assert TOKEN not in json.dumps(out)
+    assert out["api_calls"]
+
+
+def test_module_main_check_mode(kong, capsys):
+    args = params(container_share=10, _ansible_check_mode=True, _ansible_diff=True, admin_token=TOKEN)
+    with patch_module_args(args):
+        with pytest.raises(SystemExit):
+            split.main()
+    out = json.loads(capsys.readouterr().out)
+    assert out["changed"] is True and "failed" not in out
+    assert out["weights_after"][VMS[0]] == 27
+    assert out["diff"]["after"]["container_share"] == 10.0
+    assert not kong.writes
+    assert TOKEN not in json.dumps(out)
+    # the token was sent as the RBAC header
+    assert kong.node_id
