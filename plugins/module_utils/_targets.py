@@ -181,7 +181,7 @@ def plan_target_set(current, desired, purge=False, purge_tag=None):
     for item in desired:
         key = target_key(item["target"])
         if key in wanted:
-            if wanted[key] != item:
+            if dict(wanted[key], target=key) != dict(item, target=key):
                 raise ValueError("target %s is listed twice with different settings; list each target once" % key)
             continue
         wanted[key] = item
