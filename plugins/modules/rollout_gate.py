@@ -1,0 +1,843 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: mixedrun.kong contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r"""
+module: rollout_gate
+short_description: Evaluate a rollout step's health gates over a hold window, with a failure budget
+version_added: 1.0.0
+description:
+  - Holds the current traffic split for O(hold) seconds and evaluates the gates every O(interval) seconds.
+    Every gate of one evaluation runs concurrently. With O(hold=0) the gates are evaluated once (for example
+    to probe every container node directly before it gets its first traffic; Kong does not health-check
+    weight-0 targets).
+  - "Gates: O(kong_health): no container target is C(UNHEALTHY) or C(DNS_ERROR) in C(/upstreams/{upstream}/health)
+    on every Kong node given; O(probes): a direct HTTP request to every container node (path, expected status,
+    timeout); O(prometheus): instant queries compared with thresholds (for example a 5xx ratio or a p99 latency)
+    with a declared no-data policy; O(traffic): N requests through the gateway with the domain's Host header and
+    a success-ratio threshold."
+  - Each evaluation is C(pass), C(fail) or C(inconclusive) (a query without data under the V(inconclusive) policy).
+    A failed evaluation holds the weight and counts against the failure budget (O(max_failures) in total,
+    O(max_consecutive_failures) in a row). The step passes when the last evaluation at or after the end of the
+    window passes. The task fails with C(decision=rollback) when the budget is spent, with
+    C(decision=inconclusive) after O(inconclusive_limit) inconclusive evaluations in a row (hold, ask a human),
+    and with C(decision=lock_lost) when O(lock) is given and another owner holds the rollout lock. The message
+    names the gate, its measured value and its threshold.
+  - Every gate result is returned with its measured value and threshold, for the rollout report.
+  - In check mode the gates are evaluated once, without holding, and the lock is not refreshed.
+  - The task never reports a change; refreshing the lock's expiry is bookkeeping of the rollout.
+author:
+  - mixedrun.kong maintainers
+extends_documentation_fragment:
+  - mixedrun.kong.kong
+  - mixedrun.kong.kong.ATTRIBUTES
+attributes:
+  check_mode:
+    description: Evaluates once without holding; writes nothing.
+    support: full
+  diff_mode:
+    description: Nothing to show.
+    support: none
+options:
+  upstream:
+    description: Name or id of the upstream whose container targets are checked.
+    type: str
+    required: true
+  container_tag:
+    description: Tag that marks the container targets of the upstream.
+    type: str
+    default: mixedrun-kind:container
+  container_targets:
+    description:
+      - The container targets (C(host:port)) to check, instead of those carrying O(container_tag).
+    type: list
+    elements: str
+  hold:
+    description: Seconds to hold the current split while evaluating. V(0) evaluates once at once.
+    type: float
+    default: 0
+  interval:
+    description:
+      - Seconds between evaluations inside the hold window (the last one is at the end of the window), and between
+        re-evaluations while a failing or inconclusive gate holds the weight (1 s when V(0)).
+    type: float
+    default: 10
+  max_failures:
+    description: Roll back when this many evaluations of the run have failed (counting O(failures_before)).
+    type: int
+    default: 3
+  max_consecutive_failures:
+    description: Roll back when this many evaluations in a row have failed (counting O(consecutive_before)).
+    type: int
+    default: 2
+  failures_before:
+    description: Failed evaluations of earlier steps of this run (the budget spans the whole run).
+    type: int
+    default: 0
+  consecutive_before:
+    description: Failed evaluations in a row at the end of the previous step.
+    type: int
+    default: 0
+  inconclusive_limit:
+    description: Stop with C(decision=inconclusive) after this many inconclusive evaluations in a row.
+    type: int
+    default: 3
+  no_data:
+    description:
+      - What a Prometheus query without data (empty result, NaN, Prometheus unreachable) means, unless the query
+        sets its own O(prometheus.queries[].no_data).
+      - V(fail) counts as a failed check, V(pass) as a passed one, V(inconclusive) holds the weight and pauses.
+    type: str
+    choices: [fail, pass, inconclusive]
+    default: fail
+  step_label:
+    description: How the step is named in messages, for example V(step 3 of 7 (25%\)).
+    type: str
+  kong_health:
+    description: Kong's own view of the container targets (active/passive health checks).
+    type: dict
+    suboptions:
+      enabled:
+        description: Evaluate this gate.
+        type: bool
+        default: true
+      admin_urls:
+        description:
+          - Admin API URL of every Kong node to ask (health is per node). Defaults to O(admin_url). The connection
+            options (token, TLS) apply to each.
+        type: list
+        elements: str
+      unhealthy_states:
+        description: Health states that fail the gate.
+        type: list
+        elements: str
+        default: [UNHEALTHY, DNS_ERROR]
+  probes:
+    description: Direct HTTP probes of every container node, all at once.
+    type: dict
+    suboptions:
+      enabled:
+        description: Evaluate this gate.
+        type: bool
+        default: false
+      targets:
+        description:
+          - C(host:port) or full URLs to probe; defaults to the container targets of the upstream.
+        type: list
+        elements: str
+      scheme:
+        description: Scheme used with C(host:port) targets.
+        type: str
+        choices: [http, https]
+        default: http
+      path:
+        description: Path requested on each node.
+        type: str
+        default: /
+      expected_status:
+        description: Statuses that count as healthy.
+        type: list
+        elements: int
+        default: [200]
+      timeout:
+        description: Seconds to wait for each node.
+        type: float
+        default: 2
+      host_header:
+        description: Host header to send (the domain), when the nodes route by it.
+        type: str
+      validate_certs:
+        description: Verify TLS certificates of C(https) probes.
+        type: bool
+        default: true
+      concurrency:
+        description: Probes in flight at once.
+        type: int
+        default: 32
+  prometheus:
+    description: Prometheus instant queries with thresholds.
+    type: dict
+    suboptions:
+      url:
+        description: Base URL of Prometheus, for example V(http://prometheus:9090).
+        type: str
+        required: true
+      queries:
+        description: The queries; each needs at least one of O(prometheus.queries[].min) and O(prometheus.queries[].max).
+        type: list
+        elements: dict
+        required: true
+        suboptions:
+          name:
+            description: Name of the gate in results and messages.
+            type: str
+            required: true
+          query:
+            description: PromQL instant query. Every series of the answer must be within the threshold.
+            type: str
+            required: true
+          min:
+            description: Lowest acceptable value.
+            type: float
+          max:
+            description: Highest acceptable value.
+            type: float
+          no_data:
+            description: Overrides O(no_data) for this query.
+            type: str
+            choices: [fail, pass, inconclusive]
+      timeout:
+        description: Seconds to wait for Prometheus.
+        type: float
+        default: 5
+      headers:
+        description: Extra headers (for example an C(Authorization) header); treated as secrets.
+        type: dict
+      validate_certs:
+        description: Verify Prometheus' TLS certificate.
+        type: bool
+        default: true
+  traffic:
+    description: Probe traffic through the gateway with the domain's Host header.
+    type: dict
+    suboptions:
+      url:
+        description: Base URL of the gateway (Kong's proxy or the load balancer in front of it).
+        type: str
+        required: true
+      host:
+        description: Host header (the service's domain).
+        type: str
+      path:
+        description: Path requested.
+        type: str
+        default: /
+      requests:
+        description: Number of requests per evaluation.
+        type: int
+        default: 20
+      concurrency:
+        description: Requests in flight at once.
+        type: int
+        default: 5
+      timeout:
+        description: Seconds to wait for each request.
+        type: float
+        default: 5
+      expected_status:
+        description: Statuses that count as success; default any 2xx or 3xx.
+        type: list
+        elements: int
+      min_success_ratio:
+        description: Lowest acceptable share of successful requests, from 0 to 1.
+        type: float
+        default: 0.99
+      validate_certs:
+        description: Verify the gateway's TLS certificate.
+        type: bool
+        default: true
+  lock:
+    description:
+      - The rollout lock to verify and refresh before holding (see M(mixedrun.kong.kong_rollout_lock)). When another
+        owner holds it, the task fails at once with C(decision=lock_lost) and nothing is evaluated.
+    type: dict
+    suboptions:
+      owner:
+        description: The owner that must hold the lock.
+        type: str
+        required: true
+      ttl:
+        description: Seconds the refreshed lock stays valid after the hold window ends.
+        type: float
+        default: 1800
+seealso:
+  - module: mixedrun.kong.kong_traffic_split
+  - module: mixedrun.kong.kong_rollout_lock
+"""
+
+EXAMPLES = r"""
+- name: Probe every container node directly before the first step
+  mixedrun.kong.rollout_gate:
+    upstream: shop
+    kong_health:
+      enabled: false
+    probes:
+      enabled: true
+      path: /healthz
+
+- name: Hold 25 % for 10 minutes and check every 30 s
+  mixedrun.kong.rollout_gate:
+    admin_url: http://kong-1:8001
+    upstream: shop
+    hold: 600
+    interval: 30
+    max_failures: 3
+    max_consecutive_failures: 2
+    no_data: inconclusive
+    step_label: step 4 of 7 (25%)
+    kong_health:
+      admin_urls: [http://kong-1:8001, http://kong-2:8001]
+    probes:
+      enabled: true
+      path: /healthz
+      timeout: 2
+    prometheus:
+      url: http://prometheus:9090
+      queries:
+        - name: 5xx ratio
+          query: sum(rate(kong_http_requests_total{service="shop",code=~"5.."}[1m])) / sum(rate(kong_http_requests_total{service="shop"}[1m]))
+          max: 0.01
+        - name: p99 latency ms
+          query: histogram_quantile(0.99, sum(rate(kong_request_latency_ms_bucket{service="shop"}[1m])) by (le))
+          max: 500
+    traffic:
+      url: https://gateway.example.com
+      host: shop.example.com
+      requests: 50
+      min_success_ratio: 0.99
+    lock:
+      owner: awx-job-123@ctl
+  register: gate
+"""
+
+RETURN = r"""
+decision:
+  description: V(pass), V(rollback) (failure budget spent), V(inconclusive) (hold and ask) or V(lock_lost).
+  returned: always
+  type: str
+  sample: pass
+passed:
+  description: Whether the step passed.
+  returned: always
+  type: bool
+gates:
+  description:
+    - Results of the decisive (last) evaluation, one per gate (per Kong node for C(kong_health), per query for
+      C(prometheus)).
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    gate:
+      description: C(kong_health), C(probes), C(prometheus) or C(traffic).
+      type: str
+    name:
+      description: The gate's name (the query name, or the gate and the Kong node).
+      type: str
+    status:
+      description: C(pass), C(fail) or C(inconclusive).
+      type: str
+    value:
+      description: The measured value (null when there was no data).
+      type: float
+    threshold:
+      description: The threshold, in words (for example C(<= 0.01)).
+      type: str
+    detail:
+      description: What was seen (failing nodes, errors).
+      type: str
+  sample: [{"gate": "traffic", "name": "traffic", "status": "pass", "value": 1.0, "threshold": ">= 0.99",
+            "detail": "20/20 requests succeeded"}]
+failing_gate:
+  description: The first failing (or inconclusive) gate of the decisive evaluation; null when the step passed.
+  returned: always
+  type: dict
+evaluations:
+  description: Every evaluation, in order, with C(at) (seconds into the hold), C(status), C(in_window) and C(gates).
+  returned: always
+  type: list
+  elements: dict
+budget:
+  description: The failure budget after this step (C(failures), C(consecutive), and the limits); pass
+    C(failures) and C(consecutive) to the next step as O(failures_before) and O(consecutive_before).
+  returned: always
+  type: dict
+  sample: {"failures": 1, "consecutive": 0, "max_failures": 3, "max_consecutive_failures": 2}
+held:
+  description: Seconds the weight was held while evaluating.
+  returned: always
+  type: float
+container_targets:
+  description: The container targets that were checked.
+  returned: always
+  type: list
+  elements: str
+started_at:
+  description: When the task started, seconds since the epoch (evaluation C(at) offsets count from the hold's start).
+  returned: always
+  type: float
+finished_at:
+  description: When the task ended, seconds since the epoch.
+  returned: always
+  type: float
+lock:
+  description: The lock after the refresh, when O(lock) was given.
+  returned: when O(lock) is given
+  type: dict
+api_calls:
+  description: The Admin API calls made (all Kong nodes).
+  returned: always
+  type: list
+  elements: dict
+"""
+
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+try:
+    import requests
+except ImportError:  # pragma: no cover - KongModule reports the missing library
+    requests = None
+
+from ansible_collections.mixedrun.kong.plugins.module_utils._kong_api import KongApiError, KongClient, redact_url
+from ansible_collections.mixedrun.kong.plugins.module_utils._kong_module import KongModule
+from ansible_collections.mixedrun.kong.plugins.module_utils._rollout import (
+    DECISION_LOCK_LOST,
+    DECISION_PASS,
+    STATUS_FAIL,
+    STATUS_INCONCLUSIVE,
+    STATUS_PASS,
+    FailureBudget,
+    RolloutError,
+    combine,
+    describe_lock_refusal,
+    describe_threshold,
+    gate_summary,
+    judge_values,
+    lock_info,
+    prometheus_values,
+    run_hold_window,
+    plan_acquire,
+    validate_no_data,
+)
+from ansible_collections.mixedrun.kong.plugins.module_utils._targets import TargetError, target_key
+
+GATE_KONG_HEALTH = "kong_health"
+GATE_PROBES = "probes"
+GATE_PROMETHEUS = "prometheus"
+GATE_TRAFFIC = "traffic"
+
+
+class GateSetupError(Exception):
+    """The gates cannot be evaluated as configured (nothing was held)."""
+
+
+def _result(gate, name, status, value, threshold, detail=None):
+    out = {"gate": gate, "name": name, "status": status, "value": value, "threshold": threshold}
+    if detail:
+        out["detail"] = detail
+    return out
+
+
+def _http_error_text(exc, timeout):
+    if isinstance(exc, requests.exceptions.Timeout):
+        return "no answer within %ss" % timeout
+    if isinstance(exc, requests.exceptions.SSLError):
+        return "TLS error"
+    if isinstance(exc, requests.exceptions.ConnectionError):
+        return "connection failed"
+    return type(exc).__name__
+
+
+class GateRunner:
+    """Evaluates the configured gates; one instance per task."""
+
+    def __init__(self, params, client, clients=None, session=None):
+        self.params = params
+        self.client = client
+        self.clients = clients or {}
+        self.session = session or requests.Session()
+        adapter = requests.adapters.HTTPAdapter(pool_connections=8, pool_maxsize=64, max_retries=0)
+        self.session.mount("http://", adapter)
+        self.session.mount("https://", adapter)
+        self.container_targets = []
+        self.no_data = validate_no_data(params.get("no_data") or "fail")
+
+    # -- setup ------------------------------------------------------------------------------------------
+    def setup(self):
+        params = self.params
+        upstream = params["upstream"]
+        if params.get("container_targets"):
+            try:
+                self.container_targets = sorted(set(target_key(t) for t in params["container_targets"]))
+            except TargetError as exc:
+                raise GateSetupError("container_targets: %s" % exc)
+        elif self._needs_targets():
+            items = self.client.list("/upstreams/%s/targets" % self.client.quote(upstream))
+            tag = params["container_tag"]
+            self.container_targets = sorted(set(target_key(t["target"]) for t in items if tag in (t.get("tags") or [])))
+            if not self.container_targets:
+                raise GateSetupError("upstream '%s' has no target tagged '%s': bind the container nodes first (the "
+                                     "mixed_service role), or list them in container_targets" % (upstream, tag))
+        prom = params.get("prometheus")
+        if prom:
+            for pos, query in enumerate(prom["queries"], 1):
+                if query.get("min") is None and query.get("max") is None:
+                    raise GateSetupError("prometheus.queries[%d] (%s) needs a threshold: set min, max or both"
+                                         % (pos, query.get("name")))
+                if query.get("min") is not None and query.get("max") is not None and query["min"] > query["max"]:
+                    raise GateSetupError("prometheus.queries[%d] (%s): min %s is above max %s"
+                                         % (pos, query.get("name"), query["min"], query["max"]))
+        traffic = params.get("traffic")
+        if traffic:
+            if not 0 <= traffic["min_success_ratio"] <= 1:
+                raise GateSetupError("traffic.min_success_ratio must be between 0 and 1 (a ratio, not percent), got %s"
+                                     % traffic["min_success_ratio"])
+            if traffic["requests"] < 1 or traffic["requests"] > 10000:
+                raise GateSetupError("traffic.requests must be between 1 and 10000, got %d" % traffic["requests"])
+            if traffic["concurrency"] < 1:
+                raise GateSetupError("traffic.concurrency must be at least 1, got %d" % traffic["concurrency"])
+        probes = params.get("probes")
+        if probes and probes["enabled"] and probes["concurrency"] < 1:
+            raise GateSetupError("probes.concurrency must be at least 1, got %d" % probes["concurrency"])
+        if not self.checks():
+            raise GateSetupError("no gate is enabled: enable kong_health, probes, prometheus or traffic")
+
+    def _needs_targets(self):
+        probes = self.params.get("probes") or {}
+        health = self.params.get("kong_health") or {}
+        return bool(health.get("enabled") or (probes.get("enabled") and not probes.get("targets")))
+
+    def checks(self):
+        """The list of zero-argument callables of one evaluation, each returning a list of results."""
+        out = []
+        params = self.params
+        health = params.get("kong_health") or {}
+        if health.get("enabled"):
+            for url in health.get("admin_urls") or [None]:
+                out.append(lambda url=url: [self.kong_health(url)])
+        probes = params.get("probes") or {}
+        if probes.get("enabled"):
+            out.append(lambda: [self.probe_nodes()])
+        prom = params.get("prometheus")
+        if prom:
+            for query in prom["queries"]:
+                out.append(lambda query=query: [self.prometheus_query(query)])
+        if params.get("traffic"):
+            out.append(lambda: [self.traffic()])
+        return out
+
+    # -- one evaluation ------------------------------------------------------------------------------------
+    def evaluate(self):
+        checks = self.checks()
+        results = []
+        with ThreadPoolExecutor(max_workers=len(checks)) as pool:
+            for part in pool.map(lambda fn: fn(), checks):
+                results.extend(part)
+        return {"status": combine(r["status"] for r in results), "gates": results}
+
+    # -- the gates ------------------------------------------------------------------------------------------
+    def _kong_client(self, url):
+        if url is None:
+            return self.client, redact_url(self.client.base_url)
+        if url not in self.clients:
+            self.clients[url] = KongClient.from_params(self.params, admin_url=url)
+        return self.clients[url], redact_url(url)
+
+    def kong_health(self, url):
+        states = [s.upper() for s in (self.params["kong_health"].get("unhealthy_states") or [])]
+        threshold = "0 container targets %s" % "/".join(states)
+        try:
+            client, where = self._kong_client(url)
+        except ValueError as exc:
+            return _result(GATE_KONG_HEALTH, "kong_health", STATUS_FAIL, None, threshold, "bad admin URL: %s" % exc)
+        name = "kong_health@%s" % where
+        try:
+            items = client.list("/upstreams/%s/health" % client.quote(self.params["upstream"]))
+        except KongApiError as exc:
+            return _result(GATE_KONG_HEALTH, name, STATUS_FAIL, None, threshold, "cannot read health: %s" % exc.describe())
+        wanted = set(self.container_targets)
+        bad = []
+        seen = 0
+        for item in items:
+            try:
+                key = target_key(item.get("target"))
+            except TargetError:
+                continue
+            if key not in wanted:
+                continue
+            seen += 1
+            if str(item.get("health", "")).upper() in states:
+                bad.append("%s %s" % (key, item.get("health")))
+        detail = ("unhealthy: %s" % ", ".join(sorted(bad))) if bad else "%d container targets checked" % seen
+        return _result(GATE_KONG_HEALTH, name, STATUS_FAIL if bad else STATUS_PASS, float(len(bad)), threshold, detail)
+
+    def _probe_one(self, target):
+        probes = self.params["probes"]
+        if "://" in target:
+            url = target
+        else:
+            url = "%s://%s%s" % (probes["scheme"], target, probes["path"] if probes["path"].startswith("/") else "/" + probes["path"])
+        headers = {"Host": probes["host_header"]} if probes.get("host_header") else {}
+        try:
+            response = self.session.get(url, headers=headers, timeout=probes["timeout"], allow_redirects=False,
+                                        verify=probes["validate_certs"])
+        except requests.exceptions.RequestException as exc:
+            return target, _http_error_text(exc, probes["timeout"])
+        if response.status_code not in probes["expected_status"]:
+            return target, "HTTP %d" % response.status_code
+        return target, None
+
+    def probe_nodes(self):
+        probes = self.params["probes"]
+        targets = probes.get("targets") or self.container_targets
+        threshold = "0 nodes failing (HTTP %s on %s within %ss)" % (
+            "/".join(str(s) for s in probes["expected_status"]), probes["path"], probes["timeout"])
+        workers = max(1, min(probes["concurrency"], len(targets)))
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            outcomes = list(pool.map(self._probe_one, targets))
+        bad = ["%s: %s" % (t, err) for t, err in outcomes if err]
+        detail = ("failing: %s" % "; ".join(bad)) if bad else "%d nodes answered" % len(targets)
+        return _result(GATE_PROBES, "probes", STATUS_FAIL if bad else STATUS_PASS, float(len(bad)), threshold, detail)
+
+    def prometheus_query(self, query):
+        prom = self.params["prometheus"]
+        policy = query.get("no_data") or self.no_data
+        threshold = describe_threshold(query.get("min"), query.get("max"))
+        name = query["name"]
+        url = prom["url"].rstrip("/") + "/api/v1/query"
+        try:
+            response = self.session.get(url, params={"query": query["query"]}, headers=prom.get("headers") or {},
+                                        timeout=prom["timeout"], verify=prom["validate_certs"])
+        except requests.exceptions.RequestException as exc:
+            status, _ = judge_values([], no_data=policy)
+            return _result(GATE_PROMETHEUS, name, status, None, threshold, "no data (Prometheus at %s: %s), no_data policy %s"
+                           % (redact_url(prom["url"]), _http_error_text(exc, prom["timeout"]), policy))
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        if response.status_code == 400 or (response.status_code == 422):
+            error = (body or {}).get("error") if isinstance(body, dict) else response.text[:200]
+            return _result(GATE_PROMETHEUS, name, STATUS_FAIL, None, threshold, "Prometheus rejected the query: %s" % error)
+        if response.status_code >= 300 or body is None:
+            status, _ = judge_values([], no_data=policy)
+            return _result(GATE_PROMETHEUS, name, status, None, threshold, "no data (Prometheus answered HTTP %d), no_data policy %s"
+                           % (response.status_code, policy))
+        try:
+            values = prometheus_values(body)
+        except RolloutError as exc:
+            status, _ = judge_values([], no_data=policy)
+            return _result(GATE_PROMETHEUS, name, status, None, threshold, "no data (%s), no_data policy %s" % (exc, policy))
+        status, measured = judge_values(values, query.get("min"), query.get("max"), policy)
+        if measured is None:
+            detail = "no data (empty result or NaN), no_data policy %s" % policy
+        else:
+            detail = "%d series" % len(values)
+        return _result(GATE_PROMETHEUS, name, status, measured, threshold, detail)
+
+    def _traffic_one(self, _index):
+        traffic = self.params["traffic"]
+        url = traffic["url"].rstrip("/") + (traffic["path"] if traffic["path"].startswith("/") else "/" + traffic["path"])
+        headers = {"Host": traffic["host"]} if traffic.get("host") else {}
+        started = time.time()
+        try:
+            response = self.session.get(url, headers=headers, timeout=traffic["timeout"], allow_redirects=False,
+                                        verify=traffic["validate_certs"])
+        except requests.exceptions.RequestException as exc:
+            return False, _http_error_text(exc, traffic["timeout"]), time.time() - started
+        expected = traffic.get("expected_status")
+        ok = response.status_code in expected if expected else 200 <= response.status_code < 400
+        return ok, "HTTP %d" % response.status_code, time.time() - started
+
+    def traffic(self):
+        traffic = self.params["traffic"]
+        count = traffic["requests"]
+        with ThreadPoolExecutor(max_workers=max(1, min(traffic["concurrency"], count))) as pool:
+            outcomes = list(pool.map(self._traffic_one, range(count)))
+        good = sum(1 for ok, _, _ in outcomes if ok)
+        ratio = round(good / float(count), 6)
+        failures = {}
+        for ok, what, _ in outcomes:
+            if not ok:
+                failures[what] = failures.get(what, 0) + 1
+        slowest = max(t for _, _, t in outcomes)
+        detail = "%d/%d requests succeeded, slowest %.0f ms" % (good, count, slowest * 1000)
+        if failures:
+            detail += "; failures: %s" % ", ".join("%s x%d" % (k, v) for k, v in sorted(failures.items()))
+        status = STATUS_PASS if ratio >= traffic["min_success_ratio"] else STATUS_FAIL
+        return _result(GATE_TRAFFIC, "traffic", status, ratio, ">= %s" % traffic["min_success_ratio"], detail)
+
+    def all_calls(self):
+        calls = list(self.client.calls)
+        for url, client in sorted(self.clients.items()):
+            calls.extend(dict(call, node=redact_url(url)) for call in client.calls)
+        return calls
+
+    # -- the lock -----------------------------------------------------------------------------------------
+    def refresh_lock(self, hold, now=None):
+        """Verify the lock is ours and extend it past the hold window; return (ok, lock, message)."""
+        lock = self.params["lock"]
+        now = int(time.time() if now is None else now)
+        path = "/upstreams/%s" % self.client.quote(self.params["upstream"])
+        current = self.client.get(path)
+        if current is None:
+            return False, None, "upstream '%s' not found" % self.params["upstream"]
+        tags = list(current.get("tags") or [])
+        info = lock_info(tags, now)
+        if info is None or (info["owner"] != lock["owner"] and info["expired"]):
+            return False, info, ("the rollout lock of '%s' on upstream '%s' is gone (released or removed by an operator): "
+                                 "stopping without touching the weights" % (lock["owner"], self.params["upstream"]))
+        if info["owner"] != lock["owner"]:
+            return False, info, ("the rollout lock was taken over: %s; stopping without touching the weights"
+                                 % describe_lock_refusal(info, now))
+        new_tags, _ = plan_acquire(tags, lock["owner"], now, lock["ttl"] + hold)
+        self.client.write("PATCH", path, {"tags": new_tags})
+        return True, lock_info(new_tags, now), None
+
+
+def _failing(evaluation):
+    for status in (STATUS_FAIL, STATUS_INCONCLUSIVE):
+        for gate in evaluation.get("gates") or []:
+            if gate["status"] == status:
+                return gate
+    return None
+
+
+def _message(decision, label, failing, budget, evaluation, params):
+    where = label or "the current step"
+    if decision == "rollback":
+        text = "Rollout gate failed at %s: %s; failure budget spent: %s" % (where, gate_summary(failing), budget.reason())
+    else:
+        text = ("Rollout gate inconclusive at %s: %s; %d evaluations in a row had no conclusive result "
+                "(inconclusive_limit %d): holding the current weights, a human must decide (re-run to continue, or "
+                "playbooks/rollback.yml)" % (where, gate_summary(failing), params["inconclusive_limit"], params["inconclusive_limit"]))
+    others = [g for g in evaluation.get("gates") or [] if g["status"] != STATUS_PASS and g is not failing]
+    if others:
+        text += "; also: " + "; ".join(gate_summary(g) for g in others)
+    return text
+
+
+def run_gate(module_params, client, check_mode=False, clock=time.time, sleep=time.sleep, session=None):
+    """Everything but the module plumbing; returns ``(ok, result, message)``."""
+    params = dict(module_params)
+    for field in ("hold", "interval"):
+        if params[field] < 0:
+            raise GateSetupError("%s must be 0 or more seconds, got %s" % (field, params[field]))
+    budget = FailureBudget(params["max_failures"], params["max_consecutive_failures"],
+                           params["failures_before"], params["consecutive_before"])
+    hold = 0.0 if check_mode else params["hold"]
+    runner = GateRunner(params, client, session=session)
+    result = {"container_targets": [], "started_at": round(clock(), 3)}
+    try:
+        runner.setup()
+        result["container_targets"] = runner.container_targets
+        return _run(runner, params, budget, hold, check_mode, clock, sleep, result)
+    finally:
+        result["api_calls"] = runner.all_calls()
+        result["finished_at"] = round(clock(), 3)
+
+
+def _run(runner, params, budget, hold, check_mode, clock, sleep, result):
+    if params.get("lock"):
+        if check_mode:
+            result["lock"] = None
+        else:
+            ok, lock, message = runner.refresh_lock(hold)
+            result["lock"] = lock
+            if not ok:
+                result.update(decision=DECISION_LOCK_LOST, passed=False, gates=[], failing_gate=None, evaluations=[],
+                              budget=budget.as_dict(), held=0.0)
+                return False, result, message
+    if check_mode:
+        evaluation = runner.evaluate()
+        evaluation["at"] = 0.0
+        evaluation["in_window"] = True
+        window = {"decision": DECISION_PASS if evaluation["status"] == STATUS_PASS else
+                  ("rollback" if evaluation["status"] == STATUS_FAIL else "inconclusive"),
+                  "evaluations": [evaluation], "budget": budget.as_dict(), "held": 0.0}
+    else:
+        window = run_hold_window(runner.evaluate, hold, params["interval"], budget, params["inconclusive_limit"],
+                                 clock=clock, sleep=sleep)
+    last = window["evaluations"][-1]
+    failing = None if window["decision"] == DECISION_PASS else _failing(last)
+    result.update(decision=window["decision"], passed=window["decision"] == DECISION_PASS, gates=last["gates"],
+                  failing_gate=failing, evaluations=window["evaluations"], budget=window["budget"], held=window["held"])
+    if window["decision"] == DECISION_PASS:
+        return True, result, None
+    return False, result, _message(window["decision"], params.get("step_label"), failing or {}, budget, last, params)
+
+
+def main():
+    module = KongModule(
+        argument_spec=dict(
+            upstream=dict(type="str", required=True),
+            container_tag=dict(type="str", default="mixedrun-kind:container"),
+            container_targets=dict(type="list", elements="str"),
+            hold=dict(type="float", default=0.0),
+            interval=dict(type="float", default=10.0),
+            max_failures=dict(type="int", default=3),
+            max_consecutive_failures=dict(type="int", default=2),
+            failures_before=dict(type="int", default=0),
+            consecutive_before=dict(type="int", default=0),
+            inconclusive_limit=dict(type="int", default=3),
+            no_data=dict(type="str", default="fail", choices=["fail", "pass", "inconclusive"]),
+            step_label=dict(type="str"),
+            kong_health=dict(type="dict", default={}, options=dict(
+                enabled=dict(type="bool", default=True),
+                admin_urls=dict(type="list", elements="str"),
+                unhealthy_states=dict(type="list", elements="str", default=["UNHEALTHY", "DNS_ERROR"]),
+            )),
+            probes=dict(type="dict", default={}, options=dict(
+                enabled=dict(type="bool", default=False),
+                targets=dict(type="list", elements="str"),
+                scheme=dict(type="str", default="http", choices=["http", "https"]),
+                path=dict(type="str", default="/"),
+                expected_status=dict(type="list", elements="int", default=[200]),
+                timeout=dict(type="float", default=2.0),
+                host_header=dict(type="str"),
+                validate_certs=dict(type="bool", default=True),
+                concurrency=dict(type="int", default=32),
+            )),
+            prometheus=dict(type="dict", options=dict(
+                url=dict(type="str", required=True),
+                queries=dict(type="list", elements="dict", required=True, options=dict(
+                    name=dict(type="str", required=True),
+                    query=dict(type="str", required=True),
+                    min=dict(type="float"),
+                    max=dict(type="float"),
+                    no_data=dict(type="str", choices=["fail", "pass", "inconclusive"]),
+                )),
+                timeout=dict(type="float", default=5.0),
+                headers=dict(type="dict", no_log=True),
+                validate_certs=dict(type="bool", default=True),
+            )),
+            traffic=dict(type="dict", options=dict(
+                url=dict(type="str", required=True),
+                host=dict(type="str"),
+                path=dict(type="str", default="/"),
+                requests=dict(type="int", default=20),
+                concurrency=dict(type="int", default=5),
+                timeout=dict(type="float", default=5.0),
+                expected_status=dict(type="list", elements="int"),
+                min_success_ratio=dict(type="float", default=0.99),
+                validate_certs=dict(type="bool", default=True),
+            )),
+            lock=dict(type="dict", options=dict(
+                owner=dict(type="str", required=True),
+                ttl=dict(type="float", default=1800.0),
+            )),
+        ),
+        supports_check_mode=True,
+    )
+    try:
+        ok, result, message = run_gate(module.params, module.client, check_mode=module.check_mode)
+    except (GateSetupError, RolloutError) as exc:
+        module.fail_json(msg="Cannot evaluate the rollout gates: %s" % exc, decision="error", passed=False,
+                         api_calls=module.api_calls)
+    except KongApiError as exc:
+        module.fail_json_kong(exc, "Failed to evaluate the rollout gates of upstream %s" % module.params["upstream"],
+                              decision="error", passed=False)
+    result["changed"] = False
+    if not ok:
+        module.fail_json(msg=message, **result)
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,316 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: mixedrun.kong contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r"""
+module: rollout_report
+short_description: Write a rollout's per-run report (JSON) and chart (HTML with inline SVG)
+version_added: 1.0.0
+description:
+  - Writes one JSON file per run with every step (planned and achieved share, weights, gate results with their
+    measured values and thresholds, timings) and the run's outcome, and a self-contained HTML page (inline SVG, no
+    network, no JavaScript) charting the share and every gate's value over time, with thresholds.
+  - Returns a readable summary table for the end of the play.
+  - Runs where the play runs (the controller); no connection to Kong.
+author:
+  - mixedrun.kong maintainers
+attributes:
+  check_mode:
+    description: Builds the table; writes no file.
+    support: full
+  diff_mode:
+    description: Nothing to show.
+    support: none
+options:
+  dest:
+    description: Directory for the report files (created when missing).
+    type: path
+    required: true
+  service:
+    description: Name of the service (part of the file names).
+    type: str
+    required: true
+  run:
+    description:
+      - The run's facts, for example C(upstream), C(owner), C(started_at) and C(finished_at) (epoch seconds),
+        C(origin_share), C(final_share), C(outcome) (V(finished), V(rolled_back), V(frozen), V(stopped), V(paused)),
+        C(message).
+    type: dict
+    required: true
+  steps:
+    description:
+      - The step records the rollout role collected, in order; each may hold C(index), C(total), C(kind)
+        (V(step) or V(rollback)), C(planned_share), C(achieved_share), C(previous_share), C(vm_weight),
+        C(container_weight), C(weights), C(started_at), C(applied_at), C(finished_at), C(gate) (a
+        M(mixedrun.kong.rollout_gate) result) and C(decision).
+    type: list
+    elements: dict
+    default: []
+  chart:
+    description: Write the HTML chart too.
+    type: bool
+    default: true
+seealso:
+  - module: mixedrun.kong.rollout_gate
+"""
+
+EXAMPLES = r"""
+- name: Write the report
+  mixedrun.kong.rollout_report:
+    dest: reports
+    service: shop
+    run: {upstream: shop, outcome: finished, started_at: 1767225600, finished_at: 1767226200}
+    steps: "{{ __rollout_records }}"
+  register: report
+
+- name: Show the summary
+  ansible.builtin.debug:
+    msg: "{{ report.table }}"
+"""
+
+RETURN = r"""
+json_path:
+  description: Path of the JSON report (null in check mode).
+  returned: always
+  type: str
+  sample: reports/rollout-shop-20260101T000000Z.json
+chart_path:
+  description: Path of the HTML chart (null in check mode or with O(chart=false)).
+  returned: always
+  type: str
+table:
+  description: The summary table, one line per list item.
+  returned: always
+  type: list
+  elements: str
+summary:
+  description: Counts of the run (steps applied, evaluations, failed evaluations) and its outcome.
+  returned: always
+  type: dict
+"""
+
+import json
+import os
+import time
+
+from ansible.module_utils.basic import AnsibleModule
+
+
+def _num(value, digits=4):
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return str(value)
+    try:
+        number = round(float(value), digits)
+    except (TypeError, ValueError):
+        return str(value)
+    if number == int(number):
+        return str(int(number))
+    return ("%.*f" % (digits, number)).rstrip("0").rstrip(".")
+
+
+def _esc(text):
+    return (str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace('"', "&quot;"))
+
+
+def build_table(run, steps):
+    header = ["#", "kind", "planned %", "achieved %", "vm w", "ct w", "split s", "held s", "evals", "failed", "decision",
+              "worst gate (value / threshold)"]
+    rows = []
+    for record in steps:
+        gate = record.get("gate") or {}
+        evaluations = gate.get("evaluations") or []
+        failed = sum(1 for e in evaluations if e.get("status") != "pass")
+        worst = gate.get("failing_gate")
+        if worst:
+            worst_text = "%s: %s / %s" % (worst.get("name"), _num(worst.get("value")), worst.get("threshold"))
+        else:
+            worst_text = "all %d gates passed" % len(gate.get("gates") or []) if gate.get("gates") else "-"
+        split_s = None
+        if record.get("applied_at") is not None and record.get("started_at") is not None:
+            split_s = float(record["applied_at"]) - float(record["started_at"])
+        index = record.get("index")
+        label = "%s/%s" % (index, record.get("total")) if index is not None and record.get("total") else _num(index)
+        rows.append([label, record.get("kind", "step"), _num(record.get("planned_share")), _num(record.get("achieved_share")),
+                     _num(record.get("vm_weight")), _num(record.get("container_weight")), _num(split_s, 2),
+                     _num(gate.get("held"), 1), str(len(evaluations)), str(failed),
+                     record.get("decision") or gate.get("decision") or "-", worst_text])
+    widths = [max(len(header[i]), *(len(r[i]) for r in rows)) if rows else len(header[i]) for i in range(len(header))]
+
+    def line(cells):
+        return " | ".join(c.ljust(widths[i]) for i, c in enumerate(cells)).rstrip()
+
+    out = ["Rollout of %s (upstream %s): %s; share %s%% -> %s%% (origin %s%%)" % (
+        run.get("service", "-"), run.get("upstream", "-"), run.get("outcome", "-"), _num(run.get("start_share")),
+        _num(run.get("final_share")), _num(run.get("origin_share")))]
+    out.append(line(header))
+    out.append("-+-".join("-" * w for w in widths))
+    out.extend(line(r) for r in rows)
+    if run.get("message"):
+        out.append(str(run["message"]))
+    return out
+
+
+def _series(run, steps):
+    """Share over time and each gate's values over time, seconds from the run's start."""
+    origin = float(run.get("started_at") or 0) or None
+    share = []
+    gates = {}
+    for record in steps:
+        for key in ("started_at", "applied_at", "finished_at"):
+            if record.get(key) is not None and origin is None:
+                origin = float(record[key])
+        if origin is None:
+            continue
+        if record.get("applied_at") is not None and record.get("achieved_share") is not None:
+            share.append((float(record["applied_at"]) - origin, float(record["achieved_share"])))
+        gate = record.get("gate") or {}
+        hold_start = gate.get("started_at")
+        for evaluation in gate.get("evaluations") or []:
+            if hold_start is None:
+                continue
+            t = float(hold_start) + float(evaluation.get("at") or 0) - origin
+            for result in evaluation.get("gates") or []:
+                entry = gates.setdefault(result.get("name"), {"threshold": result.get("threshold"), "points": []})
+                entry["points"].append((t, result.get("value"), result.get("status")))
+    end = None
+    if run.get("finished_at") is not None and origin is not None:
+        end = float(run["finished_at"]) - origin
+    return share, gates, end
+
+
+def _panel(title, points, y_max, width, height, x_max, step_line=False, y_min=0.0, threshold=None):
+    left, right, top, bottom = 60, 20, 24, 28
+    plot_w, plot_h = width - left - right, height - top - bottom
+    y_span = (y_max - y_min) or 1.0
+
+    def x(t):
+        return left + plot_w * (t / x_max if x_max else 0)
+
+    def y(v):
+        return top + plot_h * (1 - (v - y_min) / y_span)
+    parts = ['<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" role="img" aria-label="%s">' % (width, height, _esc(title)),
+             '<text x="%d" y="16" font-size="13" font-weight="bold">%s</text>' % (left, _esc(title)),
+             '<rect x="%d" y="%d" width="%d" height="%d" fill="none" stroke="#999"/>' % (left, top, plot_w, plot_h)]
+    for frac in (0, 0.5, 1):
+        value = y_min + y_span * frac
+        parts.append('<text x="%d" y="%.1f" font-size="10" text-anchor="end">%s</text>' % (left - 4, y(value) + 3, _esc(_num(value, 3))))
+    for frac in (0, 0.25, 0.5, 0.75, 1):
+        parts.append('<text x="%.1f" y="%d" font-size="10" text-anchor="middle">%ss</text>' % (x(x_max * frac), height - 8, _num(x_max * frac, 1)))
+    if threshold is not None and y_min <= threshold <= y_max:
+        parts.append('<line x1="%d" x2="%d" y1="%.1f" y2="%.1f" stroke="#d33" stroke-dasharray="4 3"/>' % (left, left + plot_w, y(threshold), y(threshold)))
+    coords = []
+    for i, point in enumerate(points):
+        t, v = point[0], point[1]
+        if v is None:
+            continue
+        if step_line and coords:
+            coords.append("%.1f,%s" % (x(t), coords[-1].split(",")[1]))
+        coords.append("%.1f,%.1f" % (x(t), y(float(v))))
+    if step_line and coords and x_max:
+        coords.append("%.1f,%s" % (x(x_max), coords[-1].split(",")[1]))
+    if coords:
+        parts.append('<polyline fill="none" stroke="#1f6feb" stroke-width="2" points="%s"/>' % " ".join(coords))
+    for point in points:
+        if len(point) > 2 and point[1] is not None:
+            colour = {"pass": "#2da44e", "fail": "#d33", "inconclusive": "#bf8700"}.get(point[2], "#555")
+            parts.append('<circle cx="%.1f" cy="%.1f" r="3" fill="%s"><title>%s at %ss: %s</title></circle>' % (
+                x(point[0]), y(float(point[1])), colour, _esc(point[2]), _num(point[0], 1), _esc(_num(point[1]))))
+        elif len(point) > 2:
+            parts.append('<text x="%.1f" y="%d" font-size="10" fill="#bf8700" text-anchor="middle">no data</text>' % (x(point[0]), top + 12))
+    parts.append("</svg>")
+    return "\n".join(parts)
+
+
+def _threshold_number(text):
+    if not text:
+        return None
+    for token in str(text).replace(">=", " ").replace("<=", " ").split():
+        try:
+            return float(token)
+        except ValueError:
+            continue
+    return None
+
+
+def build_html(run, steps, table):
+    share, gates, end = _series(run, steps)
+    times = [p[0] for p in share] + [p[0] for g in gates.values() for p in g["points"]]
+    x_max = max([end or 0] + times + [1.0])
+    panels = [_panel("Container share (%)", share, 100.0, 900, 220, x_max, step_line=True)]
+    for name, entry in sorted(gates.items(), key=lambda kv: str(kv[0])):
+        values = [p[1] for p in entry["points"] if p[1] is not None]
+        threshold = _threshold_number(entry["threshold"])
+        top = max(values + ([threshold] if threshold is not None else []) + [0.0])
+        low = min(values + ([threshold] if threshold is not None else []) + [0.0])
+        top = top * 1.1 if top > 0 else 1.0
+        panels.append(_panel("%s (threshold %s)" % (name, entry["threshold"]), entry["points"], top, 900, 160, x_max,
+                             y_min=low, threshold=threshold))
+    title = "Rollout of %s: %s" % (run.get("service", ""), run.get("outcome", ""))
+    return ("<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>%s</title>\n"
+            "<style>body{font-family:sans-serif;margin:20px}pre{background:#f6f8fa;padding:10px;overflow:auto}</style>"
+            "</head><body>\n<h1>%s</h1>\n<pre>%s</pre>\n%s\n</body></html>\n" % (
+                _esc(title), _esc(title), _esc("\n".join(table)), "\n".join(panels)))
+
+
+def write_report(params, check_mode=False, clock=time.time):
+    run = dict(params["run"])
+    run.setdefault("service", params["service"])
+    steps = params["steps"] or []
+    table = build_table(run, steps)
+    applied = [s for s in steps if s.get("kind", "step") == "step"]
+    evaluations = sum(len((s.get("gate") or {}).get("evaluations") or []) for s in steps)
+    failed = sum(1 for s in steps for e in (s.get("gate") or {}).get("evaluations") or [] if e.get("status") == "fail")
+    summary = {"outcome": run.get("outcome"), "steps_applied": len(applied), "evaluations": evaluations,
+               "failed_evaluations": failed, "final_share": run.get("final_share")}
+    result = {"changed": False, "json_path": None, "chart_path": None, "table": table, "summary": summary}
+    if check_mode:
+        return result
+    dest = params["dest"]
+    if not os.path.isdir(dest):
+        os.makedirs(dest)
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(run.get("started_at") or clock()))
+    safe = "".join(c if c.isalnum() or c in "-_." else "-" for c in params["service"])
+    base = os.path.join(dest, "rollout-%s-%s" % (safe, stamp))
+    document = {"format": "mixedrun.kong/rollout-report/v1", "service": params["service"], "run": run,
+                "summary": summary, "steps": steps}
+    tmp = base + ".json.tmp"
+    with open(tmp, "w") as handle:
+        json.dump(document, handle, indent=2, sort_keys=True, default=str)
+    os.rename(tmp, base + ".json")
+    result["json_path"] = base + ".json"
+    if params["chart"]:
+        with open(base + ".html", "w") as handle:
+            handle.write(build_html(run, steps, table))
+        result["chart_path"] = base + ".html"
+    result["changed"] = True
+    return result
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            dest=dict(type="path", required=True),
+            service=dict(type="str", required=True),
+            run=dict(type="dict", required=True),
+            steps=dict(type="list", elements="dict", default=[]),
+            chart=dict(type="bool", default=True),
+        ),
+        supports_check_mode=True,
+    )
+    try:
+        result = write_report(module.params, module.check_mode)
+    except (OSError, IOError) as exc:
+        module.fail_json(msg="Cannot write the rollout report to %s: %s (set rollout_report_dir to a writable directory)"
+                         % (module.params["dest"], exc))
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()
