@@ -1,0 +1,55 @@
+# -*- coding: utf-8 -*-
+# Copyright: mixedrun.kong contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+
+class ModuleDocFragment:
+    # Kubernetes connection options, named and resolved as kubernetes.core resolves them.
+    DOCUMENTATION = r"""
+options:
+  kubeconfig:
+    description:
+      - Path to a kubeconfig file.
+      - If not set, the E(K8S_AUTH_KUBECONFIG) environment variable is used.
+      - When neither O(kubeconfig), O(context) nor O(host) is given, the in-cluster service account is tried
+        first, then the default kubeconfig (E(KUBECONFIG) or C(~/.kube/config)).
+    type: path
+  context:
+    description:
+      - The kubeconfig context to use. Its namespace is the default for O(kubernetes.namespaces).
+      - If not set, the E(K8S_AUTH_CONTEXT) environment variable is used; else the kubeconfig's current context.
+    type: str
+  host:
+    description:
+      - URL of the Kubernetes API server, for example V(https://k8s.example.com:6443).
+      - Overrides the server of the kubeconfig. With O(api_key) and no kubeconfig, it is all the connection needs.
+      - If not set, the E(K8S_AUTH_HOST) environment variable is used.
+    type: str
+  api_key:
+    description:
+      - Bearer token to authenticate with the API server.
+      - If not set, the E(K8S_AUTH_API_KEY) environment variable is used.
+      - Never shown in output, logs or errors.
+    type: str
+  ca_cert:
+    description:
+      - Path to a CA certificate bundle that signs the API server's certificate.
+      - If not set, the E(K8S_AUTH_SSL_CA_CERT) environment variable is used.
+    type: path
+    aliases: [ssl_ca_cert]
+  validate_certs:
+    description:
+      - Whether to verify the API server's TLS certificate. Unset keeps the kubeconfig's choice (verify by default).
+      - If not set, the E(K8S_AUTH_VERIFY_SSL) environment variable is used.
+    type: bool
+    aliases: [verify_ssl]
+notes:
+  - "The Kubernetes connection follows kubernetes.core: explicit options, then the E(K8S_AUTH_*) environment
+    variables, then the kubeconfig (or the in-cluster service account)."
+requirements:
+  - kubernetes >= 12.0.0 (Python library, on the host that runs the module; only for Kubernetes discovery)
+"""
