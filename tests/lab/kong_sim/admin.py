@@ -301,8 +301,10 @@ class AdminApi:
             return all(t in have for t in wanted)
         return predicate, tags
 
-    def _prefix(self, req):
-        return "" if req.ws == "default" and not req.raw_path.startswith("/default/") else "/" + quote(req.ws, safe="")
+    @staticmethod
+    def _prefix(req):  # pylint: disable=unused-argument
+        # Kong builds `next` from the entity path alone (endpoints.lua), without a workspace prefix
+        return ""
 
     def list_top(self, req, kind, predicate_extra=None):
         size, offset, cursor = self.page_args(req.query)
@@ -345,6 +347,14 @@ class AdminApi:
         if kind == "targets":
             return "%s|%s" % (entity["upstream"]["id"], entity["target"])
         return entity.get("name")
+
+    @staticmethod
+    def _parent(kind, entity):
+        if kind == "targets":
+            return entity["upstream"]["id"]
+        if kind == "routes":
+            return (entity.get("service") or {}).get("id")
+        return None
 
     @staticmethod
     def _unique_error(kind, entity):
@@ -398,7 +408,7 @@ class AdminApi:
         entity["created_at"] = created if created is not None else now
         entity["updated_at"] = now
 
-    def create(self, kind, ws, body, entity_id=None, parent=None):
+    def create(self, kind, ws, body, entity_id=None):
         body = self._pre_body(kind, ws, body)
         given_id = body.pop("id", None)
         if given_id is not None and not schema.is_uuid(given_id):
@@ -410,7 +420,7 @@ class AdminApi:
         stored = dict(entity, ws=ws)
         with self.store.transaction():
             try:
-                self.store.insert(kind, ws, stored, self._uniq(kind, entity), parent)
+                self.store.insert(kind, ws, stored, self._uniq(kind, entity), self._parent(kind, entity))
             except UniqueConflict as exc:
                 if self.store.get_by_id(kind, ws, entity["id"]):
                     raise errors.unique_violation({"id": entity["id"]}) from exc
@@ -431,7 +441,7 @@ class AdminApi:
         self._stamp(kind, entity, created=current["created_at"])
         with self.store.transaction():
             try:
-                self.store.update(kind, ws, dict(entity, ws=ws), self._uniq(kind, entity))
+                self.store.update(kind, ws, dict(entity, ws=ws), self._uniq(kind, entity), self._parent(kind, entity))
             except UniqueConflict as exc:
                 raise self._unique_error(kind, entity) from exc
         return self.public(entity)
@@ -534,7 +544,7 @@ class AdminApi:
         return json_response(200, self.update("targets", upstream["ws"], target, body))
 
     def create_target(self, upstream, body):
-        return self.create("targets", upstream["ws"], body, parent=upstream["id"])
+        return self.create("targets", upstream["ws"], body)
 
     # -- health ----------------------------------------------------------------------------------------------
 

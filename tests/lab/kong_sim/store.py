@@ -172,10 +172,10 @@ class Store:
         except sqlite3.IntegrityError as exc:
             raise UniqueConflict(str(exc)) from exc
 
-    def update(self, kind, ws, entity, uniq=None):
+    def update(self, kind, ws, entity, uniq=None, parent=None):
         try:
-            self.conn.execute("UPDATE entities SET body = ?, uniq = ? WHERE id = ? AND kind = ? AND ws = ?",
-                              (json.dumps(entity), uniq, entity["id"], kind, ws))
+            self.conn.execute("UPDATE entities SET body = ?, uniq = ?, parent = ? WHERE id = ? AND kind = ? AND ws = ?",
+                              (json.dumps(entity), uniq, parent, entity["id"], kind, ws))
         except sqlite3.IntegrityError as exc:
             raise UniqueConflict(str(exc)) from exc
 

@@ -1,0 +1,183 @@
+"""The simulator's proxy: routing, weighted round-robin, retries, health checks and metrics."""
+
+import collections
+import time
+
+import requests
+
+PROPAGATION = 3.0   # seconds a node may take to pick up a config change (polls every 0.5 s)
+
+
+def _setup(kong_admin, uname, targets, healthchecks=None, retries=5, route=None):
+    upstream = {"name": uname + ".up"}
+    if healthchecks:
+        upstream["healthchecks"] = healthchecks
+    assert kong_admin.post("/upstreams", json=upstream).status_code == 201
+    for target, weight in targets:
+        assert kong_admin.post("/upstreams/%s.up/targets" % uname, json={"target": target, "weight": weight}).status_code == 201
+    svc = kong_admin.post("/services", json={"name": uname, "host": uname + ".up", "retries": retries, "connect_timeout": 500}).json()
+    route = route or {"hosts": [uname + ".lab.test"]}
+    resp = kong_admin.post("/routes", json=dict(route, name=uname, service={"id": svc["id"]}))
+    assert resp.status_code == 201, resp.text
+    return uname + ".lab.test"
+
+
+def _wait_routed(proxy_url, host, path="/", expect=200):
+    deadline = time.monotonic() + PROPAGATION
+    while True:
+        resp = requests.get(proxy_url + path, headers={"Host": host}, timeout=5)
+        if resp.status_code == expect or time.monotonic() > deadline:
+            return resp
+        time.sleep(0.1)
+
+
+def _wait_health(kong_admin, uname, target, state, timeout=5.0):
+    deadline = time.monotonic() + timeout
+    while True:
+        data = kong_admin.get("/upstreams/%s.up/health" % uname).json()["data"]
+        current = {t["target"]: t["health"] for t in data}.get(target)
+        if current == state or time.monotonic() > deadline:
+            return current
+        time.sleep(0.1)
+
+
+def test_weighted_round_robin(kong, kong_admin, kong_backend, uname):
+    a, b, c = kong_backend("a"), kong_backend("b"), kong_backend("c")
+    host = _setup(kong_admin, uname, [(a.target, 300), (b.target, 100), (c.target, 0)])
+    first = _wait_routed(kong.proxy_urls[0], host)
+    assert first.status_code == 200
+    assert "1.1 kong/3.9.1" == first.headers["Via"]
+    assert int(first.headers["X-Kong-Upstream-Latency"]) >= 0 and int(first.headers["X-Kong-Proxy-Latency"]) >= 0
+    session = requests.Session()
+    counts = collections.Counter()
+    for _ in range(400):
+        counts[session.get(kong.proxy_urls[0] + "/x", headers={"Host": host}, timeout=5).json()["backend"]] += 1
+    assert abs(counts["a"] - 300) <= 12 and abs(counts["b"] - 100) <= 12, counts
+    assert counts["c"] == 0, "weight 0 receives no traffic"
+
+
+def test_routing_rules(kong, kong_admin, kong_backend, uname):
+    a = kong_backend("a")
+    host = _setup(kong_admin, uname, [(a.target, 100)], route={"hosts": ["*.%s.test" % uname], "paths": ["/api"]})
+    host = "shop.%s.test" % uname
+    resp = _wait_routed(kong.proxy_urls[0], host, "/api/items?q=1")
+    assert resp.status_code == 200
+    assert resp.json()["path"] == "/items?q=1", "strip_path removes the matched prefix"
+    sent = a.requests[-1]["headers"]
+    assert sent["Host"] == a.target and sent["X-Forwarded-Host"] == host
+    kong_admin.patch("/routes/" + uname, json={"strip_path": False, "preserve_host": True})
+    deadline = time.monotonic() + PROPAGATION
+    while requests.get(kong.proxy_urls[0] + "/api/z", headers={"Host": host}, timeout=5).json()["path"] != "/api/z":
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    assert a.requests[-1]["headers"]["Host"] == host
+    miss = requests.get(kong.proxy_urls[0] + "/other", headers={"Host": host}, timeout=5)
+    assert miss.status_code == 404 and miss.json() == {"message": "no Route matched with those values"}
+    post = requests.post(kong.proxy_urls[0] + "/api/p", headers={"Host": host}, data=b"payload", timeout=5)
+    assert post.status_code == 200 and a.requests[-1]["body"] == "payload" and a.requests[-1]["method"] == "POST"
+
+
+def test_no_targets_is_503(kong, kong_admin, uname):
+    host = _setup(kong_admin, uname, [])
+    resp = _wait_routed(kong.proxy_urls[0], host, expect=503)
+    assert resp.status_code == 503
+    assert resp.json() == {"message": "failure to get a peer from the ring-balancer"}
+
+
+def test_retries_on_dead_target(kong, kong_admin, kong_backend, uname):
+    live = kong_backend("live")
+    dead = kong_backend("dead")
+    dead.stop()
+    host = _setup(kong_admin, uname, [(live.target, 100), (dead.target, 100)], retries=2)
+    _wait_routed(kong.proxy_urls[0], host)
+    for _ in range(20):
+        resp = requests.get(kong.proxy_urls[0], headers={"Host": host}, timeout=5)
+        assert resp.status_code == 200 and resp.json()["backend"] == "live"
+    kong_admin.patch("/services/" + uname, json={"retries": 0})
+    deadline = time.monotonic() + PROPAGATION
+    statuses = collections.Counter()
+    while time.monotonic() < deadline and statuses[502] == 0:
+        statuses[requests.get(kong.proxy_urls[0], headers={"Host": host}, timeout=5).status_code] += 1
+    assert statuses[502] > 0, "without retries a connect failure surfaces as 502"
+
+
+def test_passive_health(kong, kong_admin, kong_backend, uname):
+    good, bad = kong_backend("good"), kong_backend("bad")
+    bad.status = 500
+    checks = {"passive": {"unhealthy": {"http_failures": 3}, "healthy": {"successes": 1}}}
+    host = _setup(kong_admin, uname, [(good.target, 100), (bad.target, 100)], healthchecks=checks)
+    _wait_routed(kong.proxy_urls[0], host)
+    assert _wait_health(kong_admin, uname, bad.target, "HEALTHY") == "HEALTHY"
+    for _ in range(12):
+        requests.get(kong.proxy_urls[0], headers={"Host": host}, timeout=5)
+    assert _wait_health(kong_admin, uname, bad.target, "UNHEALTHY", timeout=0.5) == "UNHEALTHY"
+    assert _wait_health(kong_admin, uname, good.target, "HEALTHY", timeout=0.5) == "HEALTHY"
+    before = bad.hits
+    for _ in range(10):
+        assert requests.get(kong.proxy_urls[0], headers={"Host": host}, timeout=5).json()["backend"] == "good"
+    assert bad.hits == before, "an unhealthy target gets no traffic"
+    other = requests.get(kong.admin_urls[1] + "/upstreams/%s.up/health" % uname, timeout=5).json()
+    assert {t["target"]: t["health"] for t in other["data"]}[bad.target] == "HEALTHY", "health is per node"
+    balancer = kong_admin.get("/upstreams/%s.up/health?balancer_health=1" % uname).json()["data"]
+    assert balancer["balancer_health"] == "HEALTHY" and balancer["details"]["weight"] == {"total": 200, "available": 100, "unavailable": 100}
+    assert kong_admin.put("/upstreams/%s.up/targets/%s/healthy" % (uname, bad.target)).status_code == 204
+    assert _wait_health(kong_admin, uname, bad.target, "HEALTHY", timeout=0.5) == "HEALTHY"
+
+
+def test_active_health(kong, kong_admin, kong_backend, uname):
+    a, b = kong_backend("a"), kong_backend("b")
+    checks = {"active": {"http_path": "/health", "timeout": 1,
+                         "healthy": {"interval": 0.1, "successes": 2}, "unhealthy": {"interval": 0.1, "http_failures": 2}}}
+    _setup(kong_admin, uname, [(a.target, 100), (b.target, 100)], healthchecks=checks)
+    assert _wait_health(kong_admin, uname, b.target, "HEALTHY") == "HEALTHY"
+    b.health_status = 500
+    assert _wait_health(kong_admin, uname, b.target, "UNHEALTHY") == "UNHEALTHY"
+    assert _wait_health(kong_admin, uname, a.target, "HEALTHY", timeout=0) == "HEALTHY"
+    b.health_status = 200
+    assert _wait_health(kong_admin, uname, b.target, "HEALTHY") == "HEALTHY"
+    b.stop()
+    assert _wait_health(kong_admin, uname, b.target, "UNHEALTHY", timeout=1.0) == "HEALTHY", "tcp_failures threshold 0 never trips"
+    assert b.health_hits > 0
+
+
+def test_health_states(kong, kong_admin, kong_backend, uname):
+    a = kong_backend("a")
+    checks = {"active": {"http_path": "/health", "healthy": {"interval": 0.2}, "unhealthy": {"interval": 0.2, "http_failures": 1}}}
+    _setup(kong_admin, uname, [(a.target, 0), ("nonexistent-host.invalid:80", 100)], healthchecks=checks)
+    assert _wait_health(kong_admin, uname, "nonexistent-host.invalid:80", "DNS_ERROR") == "DNS_ERROR"
+    assert _wait_health(kong_admin, uname, a.target, "HEALTHCHECKS_OFF") == "HEALTHCHECKS_OFF"
+    a.health_status = 500
+    time.sleep(0.6)
+    assert a.health_hits == 0, "weight-0 targets are never health-checked"
+    plain = uname + "-plain"
+    kong_admin.post("/upstreams", json={"name": plain})
+    kong_admin.post("/upstreams/%s/targets" % plain, json={"target": a.target})
+    data = kong_admin.get("/upstreams/%s/health" % plain).json()
+    assert data["data"][0]["health"] == "HEALTHCHECKS_OFF" and data["node_id"] == kong.node_ids[0]
+    assert data["data"][0]["data"]["addresses"][0]["ip"] == a.host
+
+
+def test_metrics(kong, kong_admin, kong_backend, uname):
+    a = kong_backend("a")
+    host = _setup(kong_admin, uname, [(a.target, 100)])
+    _wait_routed(kong.proxy_urls[0], host)
+    for _ in range(3):
+        requests.get(kong.proxy_urls[0], headers={"Host": host}, timeout=5)
+    text = kong_admin.get("/metrics").text
+    lines = text.splitlines()
+    assert "# TYPE kong_http_requests_total counter" in lines
+    count = [ln for ln in lines if ln.startswith('kong_http_requests_total{service="%s",route="%s",code="200",source="service",'
+                                                'workspace="default",consumer=""}' % (uname, uname))]
+    assert len(count) == 1 and int(count[0].rsplit(" ", 1)[1]) >= 4
+    bucket = 'kong_request_latency_ms_bucket{service="%s",route="%s",workspace="default",le="+Inf"}' % (uname, uname)
+    assert any(ln.startswith(bucket) for ln in lines)
+    assert any(ln.startswith('kong_upstream_latency_ms_bucket{service="%s",route="%s",workspace="default",le="00001.0"}' % (uname, uname))
+               for ln in lines)
+    assert any(ln.startswith('kong_upstream_latency_ms_count{service="%s"' % uname) for ln in lines)
+    health = [ln for ln in lines if ln.startswith('kong_upstream_target_health{upstream="%s.up"' % uname)]
+    assert len(health) == 4
+    assert 'kong_upstream_target_health{upstream="%s.up",target="%s",address="%s",state="healthchecks_off",subsystem="http"} 1' % (
+        uname, a.target, a.target) in health
+    assert sum(int(ln.rsplit(" ", 1)[1]) for ln in health) == 1
+    status_metrics = requests.get(kong.status_urls[0] + "/metrics", timeout=5).text
+    assert "kong_http_requests_total" in status_metrics
