@@ -53,19 +53,19 @@ class KongBatchError(KongApiError):
     def __init__(self, failures, total, result):
         self.failures = failures
         self.result = result
+        self.total = total
         first = failures[0]["error"] if failures else None
         super(KongBatchError, self).__init__(
             first.method if first else "BATCH", first.path if first else "", first.status if first else None,
             message=first.message if first else "", code=first.code if first else None,
             name=first.name if first else None, fields=first.fields if first else None)
-        self.total = total
 
     def describe(self):
         if not getattr(self, "failures", None):
             return "batch failed"
         shown = "; ".join("%s %s: %s" % (f["action"], f["target"], f["error"].describe()) for f in self.failures[:5])
         more = "" if len(self.failures) <= 5 else "; and %d more" % (len(self.failures) - 5)
-        return ("%d of %d writes failed (the others were applied; see applied and failed): %s%s"
+        return ("%d of %d writes failed (the others were applied; see applied and failures): %s%s"
                 % (len(self.failures), self.total, shown, more))
 
 
@@ -353,7 +353,8 @@ def _sorted_views(items):
 def ensure_upstream_targets(client, params):
     """The whole target set of one upstream in one task (bounded parallel writes)."""
     desired = _desired_targets(params)
-    concurrency = params.get("concurrency") or 8
+    concurrency = params.get("concurrency")
+    concurrency = 8 if concurrency is None else concurrency
     if concurrency < 1 or concurrency > 64:
         raise ValueError("concurrency must be between 1 and 64, got %d" % concurrency)
     if params.get("purge_tag") and not params.get("purge"):
@@ -403,7 +404,7 @@ def ensure_upstream_targets(client, params):
     result["after"] = result["diff"]["after"]["targets"]
     if failures:
         result["applied"] = applied
-        result["failed"] = [{"action": f["action"], "target": f["target"], "error": f["error"].describe(),
+        result["failures"] = [{"action": f["action"], "target": f["target"], "error": f["error"].describe(),
                              "status": f["error"].status} for f in failures]
         raise KongBatchError(failures, len(writes), result)
     return result

@@ -21,7 +21,7 @@ description:
     listed. Writes run in parallel, at most O(concurrency) at a time.
   - Targets are compared in Kong's normalised form (C(host:port), default port 8000, IPv6 expanded in brackets).
   - All input is validated before the first request; a bad entry fails the task naming it and changes nothing.
-  - When some writes fail, the others are still applied; the task fails and reports both (RV(applied), RV(failed)).
+  - When some writes fail, the others are still applied; the task fails and reports both (RV(applied), RV(failures)).
 extends_documentation_fragment:
   - mixedrun.kong.kong
   - mixedrun.kong.kong.ATTRIBUTES
@@ -163,7 +163,7 @@ applied:
   returned: on partial failure
   type: list
   elements: dict
-failed:
+failures:
   description: On a partial failure, the writes that failed, with Kong's error.
   returned: on partial failure
   type: list

@@ -6,26 +6,18 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 
 import pytest
 import responses
 
 from ansible.module_utils.testing import patch_module_args
 
-FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures")
-ADMIN = "http://kong.test:8001"
-TOKEN = "s3cr3t-kong-admin-token-value"
-
-
-def fixture(name):
-    with open(os.path.join(FIXTURES, name + ".json")) as handle:
-        return json.load(handle)
+from kong_module_helpers import ADMIN
 
 
 @pytest.fixture
 def kong():
-    """A ``responses`` mock; no request escapes to the network. Unmatched requests fail the test."""
+    """A ``responses`` mock; no request escapes to the network (an unmatched request is refused)."""
     with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
         yield mock
 
@@ -55,14 +47,3 @@ def run_module(capsys):
         result.raw = out
         return result
     return run
-
-
-def writes(mock):
-    """The non-GET requests the mock received, as (METHOD, path, json-body)."""
-    out = []
-    for call in mock.calls:
-        req = call.request
-        if req.method != "GET":
-            body = json.loads(req.body) if req.body else None
-            out.append((req.method, req.path_url, body))
-    return out

@@ -1,0 +1,28 @@
+# -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Shared constants and helpers of the Kong module tests (fixtures are in conftest.py)."""
+
+from __future__ import annotations
+
+import json
+import os
+
+FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures")
+ADMIN = "http://kong.test:8001"
+TOKEN = "s3cr3t-kong-admin-token-value"
+
+
+def fixture(name):
+    with open(os.path.join(FIXTURES, name + ".json")) as handle:
+        return json.load(handle)
+
+
+def writes(mock):
+    """The non-GET requests the mock received, as (METHOD, path, json-body)."""
+    out = []
+    for call in mock.calls:
+        req = call.request
+        if req.method != "GET":
+            body = json.loads(req.body) if req.body else None
+            out.append((req.method, req.path_url, body))
+    return out
