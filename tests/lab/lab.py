@@ -18,6 +18,7 @@ import datetime
 import json
 import os
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -36,6 +37,8 @@ PIDS_DIR = "pids"
 FLEET_READY = "fleet.json"
 TOKENS_FILE = "k8s-tokens.json"
 KONG_DIR = "kong"
+PROM_DATA = "prometheus-data"
+SECRET_FILES = (TOKENS_FILE, "kubeconfig", "kubeconfig-forbidden", "k8s.key")
 
 
 class LabError(RuntimeError):
@@ -205,6 +208,9 @@ class Lab:
         for stale in (LAB_JSON, FLEET_READY):
             if os.path.exists(self.path(stale)):
                 os.unlink(self.path(stale))
+        # Kong starts EMPTY and Prometheus without old series: drop the previous run's databases.
+        for stale_dir in (KONG_DIR, PROM_DATA):
+            shutil.rmtree(self.path(stale_dir), ignore_errors=True)
         try:
             return self._start(cfg)
         except BaseException:
@@ -288,7 +294,7 @@ class Lab:
         ppath = self.path("prometheus.yml")
         _write(ppath, lab_prometheus.render_config(pcfg["scrape_interval"], list(zip(kong_names, kong_metrics)), cfg.nodes,
                                                    "%s:%d" % (hcfg["host"], stats_port), prom_listen))
-        data_dir = self.path("prometheus-data")
+        data_dir = self.path(PROM_DATA)
         os.makedirs(data_dir, exist_ok=True)
         proc = self._spawn("prometheus", lab_prometheus.command(lab_prometheus.find_binary(), ppath, data_dir, prom_listen, pcfg["retention"]))
         prom_url = "http://%s" % prom_listen
@@ -388,9 +394,11 @@ class Lab:
                 leftovers.append({"component": component, "pids": left})
             else:
                 os.unlink(os.path.join(self.pids_dir, component + ".json"))
-        for stale in (LAB_JSON, FLEET_READY):
-            if os.path.exists(self.path(stale)):
-                os.unlink(self.path(stale))
+        if not leftovers:
+            # tokens and kubeconfigs of a stopped lab are useless: do not leave secrets lying around
+            for stale in (LAB_JSON, FLEET_READY) + SECRET_FILES:
+                if os.path.exists(self.path(stale)):
+                    os.unlink(self.path(stale))
         result = {"state_dir": self.state_dir, "stopped": stopped, "leftovers": leftovers}
         if leftovers:
             raise LabError("processes left after down: %s" % json.dumps(leftovers))
@@ -533,3 +541,62 @@ def _load_extra(item):
         else:
             out.append(doc)
     return out
+
+
+# -------------------------------------------------------------------------------------------------------------------
+# test helper: a minimal Kong binding (the collection does this for real; tests and benchmarks need the chain)
+
+def bind_minimal(info, service="shop", weights=None, admin_headers=None, timeout=10):
+    """Create upstream/targets/service/route in Kong for a lab service straight through the Admin API.
+
+    ``weights``: {node name: weight} (default 100 each). Uses PUT for the upsertable entities; targets are
+    POSTed, or PATCHed when they already exist. Returns the list of target strings.
+    """
+    admin = info["admin_url"]
+    headers = dict(admin_headers or {})
+    svc = [s for s in info["services"] if s["name"] == service][0]
+    members = [n for n in info["nodes"] if n["service"] == service]
+
+    def call(method, path, body=None):
+        resp = requests.request(method, admin + path, json=body, headers=headers, timeout=timeout)
+        if resp.status_code >= 400:
+            raise LabError("Kong %s %s -> %d %s" % (method, path, resp.status_code, resp.text[:300]))
+        return resp.json() if resp.content else None
+
+    call("PUT", "/upstreams/%s" % service, {"tags": ["mixedrun-lab"]})
+    existing = {t["target"] for t in call("GET", "/upstreams/%s/targets" % service)["data"]}
+    targets = []
+    for node in members:
+        target = "%s:%d" % (node["address"], node["port"])
+        weight = (weights or {}).get(node["name"], 100)
+        if target in existing:
+            call("PATCH", "/upstreams/%s/targets/%s" % (service, target), {"weight": weight})
+        else:
+            call("POST", "/upstreams/%s/targets" % service, {"target": target, "weight": weight})
+        targets.append(target)
+    call("PUT", "/services/%s" % service, {"host": service, "port": members[0]["port"], "protocol": "http"})
+    call("PUT", "/routes/%s" % service, {"hosts": [svc["domain"]], "service": {"name": service}})
+    return targets
+
+
+def wait_routed(info, domain, path="/", timeout=15.0):
+    """Wait until every Kong proxy node (and the load balancer) routes ``domain`` to a node (200 with X-Node-Name).
+
+    Kong nodes pick up configuration changes asynchronously (each rebuilds its router on its own); returns the
+    seconds waited, raises LabError on timeout.
+    """
+    started = time.monotonic()
+    pending = list(info["proxy_urls"]) + [info["lb_url"]]
+    while pending:
+        url = pending[0]
+        try:
+            resp = requests.get(url + path, headers={"Host": domain}, timeout=5)
+            if resp.status_code == 200 and resp.headers.get("X-Node-Name"):
+                pending.pop(0)
+                continue
+        except requests.RequestException:
+            pass
+        if time.monotonic() - started > timeout:
+            raise LabError("%s does not route %s after %.0f s" % (url, domain, timeout))
+        time.sleep(0.1)
+    return time.monotonic() - started
