@@ -56,7 +56,7 @@ class Request:
         self.raw_path = raw_path
 
 
-class AdminApi:
+class AdminApi:  # pylint: disable=too-many-public-methods
     """The Admin API of one node. ``node`` provides store, node_id, options, health and metrics."""
 
     def __init__(self, node):

@@ -100,7 +100,12 @@ class Metrics:
                 state, data = balancer.target_health(target)
                 addresses = data["addresses"] or [{"ip": "", "port": "", "health": state}]
                 for addr in addresses:
-                    address = "" if addr["ip"] == "" else ("[%s]:%s" % (addr["ip"], addr["port"]) if ":" in addr["ip"] else "%s:%s" % (addr["ip"], addr["port"]))
+                    if addr["ip"] == "":
+                        address = ""
+                    elif ":" in addr["ip"]:
+                        address = "[%s]:%s" % (addr["ip"], addr["port"])
+                    else:
+                        address = "%s:%s" % (addr["ip"], addr["port"])
                     current = addr["health"] if state != DNS_ERROR else DNS_ERROR
                     for upper, lower in STATES:
                         labels = _labels(("upstream", "target", "address", "state", "subsystem"),

@@ -410,8 +410,8 @@ class Node:  # pylint: disable=too-many-instance-attributes
                 if entity.get("preserve_host"):
                     upstream_host = host_header
                 else:
-                    upstream_host = upstream.get("host_header") or (addr.target.host if addr.port in (80, 443)
-                                                                     else "%s:%d" % (addr.target.host, addr.port))
+                    default_host = addr.target.host if addr.port in (80, 443) else "%s:%d" % (addr.target.host, addr.port)
+                    upstream_host = upstream.get("host_header") or default_host
             else:
                 addr = None
                 hostport = "%s:%d" % (service["host"], service["port"])

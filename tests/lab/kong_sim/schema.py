@@ -491,7 +491,7 @@ def healthchecks_on(upstream):
 
 def _coerce_scalar(spec, text):
     kind = spec["type"] if spec else "string"
-    if kind == "integer" or kind == "number":
+    if kind in ("integer", "number"):
         try:
             num = float(text)
         except ValueError:

@@ -114,7 +114,7 @@ def kong_dbless(tmp_path_factory):
 
 
 @pytest.fixture
-def kong_admin(kong):
+def kong_admin(kong):  # pylint: disable=redefined-outer-name
     """A keep-alive session plus the first node's Admin URL: ``admin.get("/upstreams")``."""
     return AdminClient(kong.admin_urls[0])
 
