@@ -187,6 +187,8 @@ UPSTREAM_FIELDS = ("algorithm", "hash_on", "hash_fallback", "hash_on_header", "h
 def ensure_service(client, params):
     validate_entity_name(params["name"])
     desired = desired_fields(params, SERVICE_FIELDS)
+    # ``retries`` is the client's own option; the service's field comes from ``service_retries``.
+    desired["retries"] = params.get("service_retries")
     if params.get("url"):
         clash = [f for f in ("protocol", "host", "port", "path") if params.get(f) is not None]
         if clash:
@@ -199,7 +201,8 @@ def ensure_service(client, params):
             low = 1 if field.endswith("timeout") else 0
             high = 32767 if field == "retries" else (65535 if field == "port" else 2147483646)
             if value is not None and not low <= value <= high:
-                raise ValueError("%s must be between %d and %d, got %d" % (field, low, high, value))
+                raise ValueError("%s must be between %d and %d, got %d"
+                                 % ("service_retries" if field == "retries" else field, low, high, value))
         if desired.get("path") not in (None, KONG_NULL) and not desired["path"].startswith("/"):
             raise ValueError("path %r must start with '/'" % desired["path"])
     return ensure_entity(client, "services", params["name"], desired, params["state"])
@@ -405,7 +408,7 @@ def ensure_upstream_targets(client, params):
     if failures:
         result["applied"] = applied
         result["failures"] = [{"action": f["action"], "target": f["target"], "error": f["error"].describe(),
-                             "status": f["error"].status} for f in failures]
+                               "status": f["error"].status} for f in failures]
         raise KongBatchError(failures, len(writes), result)
     return result
 

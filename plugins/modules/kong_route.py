@@ -90,7 +90,7 @@ seealso:
     description: Kong's reference of the route entity.
     link: https://docs.konghq.com/gateway/latest/admin-api/#route-object
 author:
-  - mixedrun.kong maintainers
+  - mixedrun.kong maintainers (@mixedrun)
 """
 
 EXAMPLES = r"""

@@ -62,8 +62,11 @@ options:
   path:
     description: Path prefix used in requests to the upstream server; must start with C(/).
     type: str
-  retries:
-    description: Number of retries on a failed proxied request, 0 to 32767. Kong's default is V(5).
+  service_retries:
+    description:
+      - Kong's C(retries) field of the service, the number of retries Kong makes on a failed proxied request,
+        0 to 32767. Kong's default is V(5).
+      - Named so because O(retries) is the retry count of this module's own Admin API requests.
     type: int
   connect_timeout:
     description: Milliseconds to establish a connection to the upstream. Kong's default is V(60000).
@@ -92,7 +95,7 @@ seealso:
     description: Kong's reference of the service entity.
     link: https://docs.konghq.com/gateway/latest/admin-api/#service-object
 author:
-  - mixedrun.kong maintainers
+  - mixedrun.kong maintainers (@mixedrun)
 """
 
 EXAMPLES = r"""
@@ -182,7 +185,7 @@ ARGUMENT_SPEC = dict(
     host=dict(type="str"),
     port=dict(type="int"),
     path=dict(type="str"),
-    retries=dict(type="int"),
+    service_retries=dict(type="int"),
     connect_timeout=dict(type="int"),
     read_timeout=dict(type="int"),
     write_timeout=dict(type="int"),

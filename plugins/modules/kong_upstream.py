@@ -116,7 +116,7 @@ seealso:
     description: Kong's reference of the upstream entity and its health checks.
     link: https://docs.konghq.com/gateway/latest/admin-api/#upstream-object
 author:
-  - mixedrun.kong maintainers
+  - mixedrun.kong maintainers (@mixedrun)
 """
 
 EXAMPLES = r"""

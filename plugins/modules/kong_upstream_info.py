@@ -58,7 +58,7 @@ seealso:
     description: How Kong reports the health of targets.
     link: https://docs.konghq.com/gateway/latest/admin-api/#show-upstream-health-for-node
 author:
-  - mixedrun.kong maintainers
+  - mixedrun.kong maintainers (@mixedrun)
 """
 
 EXAMPLES = r"""

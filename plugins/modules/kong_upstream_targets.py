@@ -86,7 +86,7 @@ seealso:
   - module: mixedrun.kong.kong_upstream
   - module: mixedrun.kong.kong_upstream_info
 author:
-  - mixedrun.kong maintainers
+  - mixedrun.kong maintainers (@mixedrun)
 """
 
 EXAMPLES = r"""

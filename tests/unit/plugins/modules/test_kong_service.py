@@ -38,7 +38,7 @@ def test_check_mode_create_sends_no_write(kong, run_module):
 def test_unchanged_when_given_fields_match(kong, run_module):
     kong.get(ADMIN + "/services/shop", json=SVC)
     result = run_module(kong_service, {"name": "shop", "url": "http://shop.upstream", "tags": ["mixedrun-managed"],
-                                       "retries": 5, "enabled": True})
+                                       "service_retries": 5, "enabled": True, "retries": 1})
     assert result["changed"] is False and writes(kong) == []
     assert "diff" not in result  # only in diff mode
 
@@ -78,6 +78,7 @@ def test_bad_input_fails_before_any_request(kong, run_module):
         ({"name": "shop", "url": "http://h:99999/"}, "invalid port"),
         ({"name": "shop", "port": 70000}, "port must be between 0 and 65535"),
         ({"name": "shop", "path": "api"}, "path 'api' must start with '/'"),
+        ({"name": "shop", "service_retries": 40000}, "service_retries must be between 0 and 32767"),
         ({"name": "shop", "url": "http://h/", "host": "x"}, "mutually exclusive"),
         ({"name": "shop", "admin_url": "kong:8001"}, "not an http(s) URL"),
     ]
@@ -116,3 +117,12 @@ def test_token_never_leaks(kong, run_module):
     result = run_module(kong_service, {"name": "ok", "host": "h2", "admin_token": TOKEN,
                                        "headers": {"X-Auth": TOKEN}}, diff=True)
     assert result["changed"] is True and TOKEN not in result.raw
+
+
+def test_service_retries_is_kongs_field_and_retries_the_clients(kong, run_module, no_sleep):
+    kong.get(ADMIN + "/services/shop", json=SVC)
+    kong.patch(ADMIN + "/services/" + SID, status=503, json={"message": "busy"})
+    kong.patch(ADMIN + "/services/" + SID, json=dict(SVC, retries=1))
+    result = run_module(kong_service, {"name": "shop", "service_retries": 1, "retries": 1})
+    assert result["changed"] is True
+    assert writes(kong) == [("PATCH", "/services/" + SID, {"retries": 1})] * 2  # one client retry after the 503
