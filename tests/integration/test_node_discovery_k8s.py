@@ -1,0 +1,413 @@
+# -*- coding: utf-8 -*-
+# Copyright: mixedrun.kong contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Kubernetes discovery with the real ``kubernetes`` client against the lab's Kubernetes API stand-in:
+every address mode, the readiness cases, named ports, pagination and the API errors; and the whole task
+(action plugin + module) through ansible-playbook.
+
+Run: cd /work/main && PYTHONPATH=.:.tmp/collections .venv/bin/pytest -q -p tests.lab.pytest_plugin \
+         tests/integration/test_node_discovery_k8s.py
+(``MIXEDRUN_LAB_JSON=/path/lab.json`` reuses a running lab; extra objects go to the namespace ``nd-test`` and are
+removed at the end.)
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import base64
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+import pytest
+import requests
+import yaml
+
+from ansible_collections.mixedrun.kong.plugins.module_utils._k8s_discovery import (
+    K8sDiscoveryError,
+    KubernetesSource,
+    build_api_client,
+    discover_containers,
+)
+
+pytest_plugins = ["tests.lab.pytest_plugin"]
+
+NS = "nd-test"
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+class K8sLab:
+    """The lab's API stand-in: connection details and loading extra objects."""
+
+    def __init__(self, lab):
+        self.lab = lab
+        self.kubeconfig = lab["kubeconfig"]
+        with open(self.kubeconfig) as handle:
+            config = yaml.safe_load(handle)
+        self.token = config["users"][0]["user"]["token"]
+        cluster = config["clusters"][0]["cluster"]
+        self.url = cluster["server"]
+        self.verify = True
+        if cluster.get("certificate-authority-data"):
+            handle = tempfile.NamedTemporaryFile("wb", suffix=".crt", delete=False)
+            handle.write(base64.b64decode(cluster["certificate-authority-data"]))
+            handle.close()
+            self.verify = handle.name
+
+    def _headers(self):
+        return {"Authorization": "Bearer " + self.token}
+
+    def load(self, objects):
+        resp = requests.post(self.url + "/_lab/objects", json={"items": objects}, headers=self._headers(), verify=self.verify, timeout=30)
+        assert resp.status_code == 200, resp.text
+        return resp.json()
+
+    def clear(self):
+        resp = requests.delete(self.url + "/_lab/objects", params={"namespace": NS}, headers=self._headers(), verify=self.verify, timeout=30)
+        assert resp.status_code == 200, resp.text
+
+    def source(self, page_size=500, **auth):
+        auth = auth or {"kubeconfig": self.kubeconfig}
+        client, namespace, _ = build_api_client(auth)
+        return KubernetesSource(client, page_size=page_size, timeout=10, secret=auth.get("api_key")), namespace
+
+    def discover(self, page_size=500, auth=None, **options):
+        source, namespace = self.source(page_size, **(auth or {}))
+        return discover_containers(source, options, default_namespace=namespace), source
+
+
+@pytest.fixture(scope="module")
+def k8s(lab):
+    handle = K8sLab(lab)
+    handle.clear()
+    yield handle
+    handle.clear()
+    if handle.verify is not True:
+        os.unlink(handle.verify)
+
+
+def lab_containers(lab):
+    return sorted("%s:%d" % (n["address"], n["port"]) for n in lab["nodes"] if n["kind"] == "container")
+
+
+def targets(result):
+    return sorted(n["target"] for n in result["nodes"])
+
+
+def wait_for(check, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(0.1)
+
+
+# --------------------------------------------------------------------------------------------------------
+# The lab's own objects
+
+
+def test_endpoints_mode_finds_the_lab_containers(k8s, lab):
+    service = lab["services"][0]
+    result, source = k8s.discover(namespaces=[service["namespace"]], selector=service["selector"])
+    assert targets(result) == lab_containers(lab)
+    assert all(n["kind"] == "container" and n["ready"] and n["source"].startswith("k8s:%s/endpointslice/" % service["namespace"])
+               for n in result["nodes"])
+    assert result["skipped"] == []
+    assert source.requests == 2          # one Service list, one EndpointSlice list for all the Services found
+
+
+def test_context_namespace_is_the_default(k8s, lab):
+    result, _ = k8s.discover(selector="app=shop")          # the lab's context namespace is "default": nothing there
+    assert result["nodes"] == []
+    result, _ = k8s.discover(all_namespaces=True, selector="app=shop")
+    assert targets(result) == lab_containers(lab)
+
+
+def test_pods_mode_named_port(k8s, lab):
+    result, _ = k8s.discover(namespaces=["shop"], address_mode="pods", selector="app=shop,tier=web", port="http")
+    assert targets(result) == lab_containers(lab)
+    assert all(n["labels"]["app"] == "shop" and "pod-template-hash" in n["labels"] for n in result["nodes"])
+
+
+def test_node_port_mode(k8s, lab):
+    result, _ = k8s.discover(namespaces=["shop"], address_mode="node_port", service=["shop"])
+    assert targets(result) == ["127.0.30.1:30080", "127.0.30.2:30080", "127.0.30.3:30080"]
+    assert [n["name"] for n in result["nodes"]] == ["shop/shop@lab-worker-1", "shop/shop@lab-worker-2", "shop/shop@lab-worker-3"]
+    result, _ = k8s.discover(namespaces=["shop"], address_mode="node_port", service=["shop"], node_selector="kubernetes.io/hostname=lab-worker-2")
+    assert targets(result) == ["127.0.30.2:30080"]
+
+
+def test_service_mode(k8s):
+    result, _ = k8s.discover(namespaces=["shop"], address_mode="service", service=["shop"])
+    assert [(n["name"], n["target"], n["ready"]) for n in result["nodes"]] == [("shop/shop", "127.0.40.1:80", True)]
+
+
+def test_unhealthy_container_leaves_and_comes_back(k8s, lab, lab_control):
+    victim = sorted((n for n in lab["nodes"] if n["kind"] == "container"), key=lambda n: n["name"])[0]
+    victim_target = "%s:%d" % (victim["address"], victim["port"])
+    lab_control(victim["name"], unhealthy=True)
+
+    def gone():
+        result, _ = k8s.discover(namespaces=["shop"], selector="app=shop")
+        return result if victim_target not in targets(result) else None
+
+    result = wait_for(gone)
+    assert result, "the unhealthy container was still listed as ready"
+    assert targets(result) == [t for t in lab_containers(lab) if t != victim_target]
+    assert [s["name"] for s in result["skipped"]] == ["shop/" + victim["name"]]
+    assert result["skipped"][0]["reason"].startswith("not ready: EndpointSlice condition ready=False")
+
+    result, _ = k8s.discover(namespaces=["shop"], selector="app=shop", include_not_ready=True)
+    assert targets(result) == lab_containers(lab)
+    assert [n["ready"] for n in result["nodes"] if n["target"] == victim_target] == [False]
+
+    result, _ = k8s.discover(namespaces=["shop"], address_mode="pods", selector="app=shop")
+    assert victim_target not in targets(result)
+    assert result["skipped"][0]["reason"].startswith("not ready: pod condition Ready is not True")
+
+
+# --------------------------------------------------------------------------------------------------------
+# Extra objects: readiness cases, ports, Service shapes
+
+
+def _svc(name, ports, selector=None, stype="ClusterIP", cluster_ip="127.0.41.1", ingress=None, labels=None, policy="Cluster"):
+    spec = {"type": stype, "ports": ports, "clusterIP": cluster_ip, "clusterIPs": [cluster_ip], "ipFamilies": ["IPv4"],
+            "externalTrafficPolicy": policy}
+    if selector:
+        spec["selector"] = selector
+    return {"kind": "Service", "apiVersion": "v1", "metadata": {"name": name, "namespace": NS, "labels": labels or {"suite": "nd"}},
+            "spec": spec, "status": {"loadBalancer": {"ingress": ingress} if ingress else {}}}
+
+
+def _slice(service, endpoints, ports, suffix="x", address_type="IPv4"):
+    return {"kind": "EndpointSlice", "apiVersion": "discovery.k8s.io/v1", "addressType": address_type,
+            "metadata": {"name": "%s-%s" % (service, suffix), "namespace": NS, "labels": {"kubernetes.io/service-name": service}},
+            "endpoints": endpoints, "ports": ports}
+
+
+def _ep(ip, pod, **conditions):
+    return {"addresses": [ip], "conditions": conditions, "nodeName": "lab-worker-1", "targetRef": {"kind": "Pod", "namespace": NS, "name": pod}}
+
+
+def _pod(name, ip, labels, ready=True, ports=None, phase="Running", deleting=False):
+    meta = {"name": name, "namespace": NS, "labels": labels}
+    if deleting:
+        meta["deletionTimestamp"] = "2030-01-01T00:00:00Z"
+    return {"kind": "Pod", "apiVersion": "v1", "metadata": meta,
+            "spec": {"containers": [{"name": "app", "ports": ports or [{"name": "web", "containerPort": 9443}]}]},
+            "status": {"phase": phase, "podIP": ip, "podIPs": [{"ip": ip}] if ip else [],
+                       "conditions": [{"type": "Ready", "status": "True" if ready else "False"}]}}
+
+
+@pytest.fixture(scope="module")
+def extra(k8s):
+    objects = [
+        {"kind": "Namespace", "apiVersion": "v1", "metadata": {"name": NS}},
+        _svc("cond", [{"name": "http", "port": 80, "targetPort": "web"}], selector={"app": "cond"}, labels={"suite": "nd", "case": "cond"}),
+        _slice("cond", [_ep("127.0.50.1", "ready", ready=True, serving=True, terminating=False),
+                        _ep("127.0.50.2", "not-ready", ready=False, serving=False, terminating=False),
+                        _ep("127.0.50.3", "draining", ready=False, serving=True, terminating=True),
+                        _ep("127.0.50.4", "unknown")],                                   # nil conditions: ready
+               [{"name": "http", "port": 9443}]),
+        _svc("multi", [{"name": "http", "port": 80, "targetPort": "web"}, {"name": "admin", "port": 81, "targetPort": 9000}],
+             selector={"app": "multi"}, labels={"suite": "nd", "case": "multi"}),
+        _slice("multi", [_ep("127.0.51.1", "m1", ready=True)], [{"name": "http", "port": 9443}, {"name": "admin", "port": 9000}]),
+        _pod("m1", "127.0.51.1", {"app": "multi"}, ports=[{"name": "web", "containerPort": 9443}, {"name": "adm", "containerPort": 9000}]),
+        _pod("m2", "127.0.51.2", {"app": "multi"}, ready=False),
+        _pod("m3", None, {"app": "multi"}, ready=False, phase="Pending"),
+        _pod("m4", "127.0.51.4", {"app": "multi"}, deleting=True),
+        _svc("edge", [{"name": "https", "port": 443, "targetPort": 8443}], selector={"app": "edge"}, stype="LoadBalancer",
+             ingress=[{"ip": "127.0.52.100"}], labels={"suite": "nd", "case": "edge"}),
+        _slice("edge", [_ep("127.0.52.1", "e1", ready=True)], [{"name": "https", "port": 8443}]),
+        _svc("headless", [{"name": "http", "port": 80}], selector={"app": "headless"}, cluster_ip="None", labels={"suite": "nd", "case": "x"}),
+        _slice("headless", [_ep("127.0.53.1", "h1", ready=True)], [{"name": "http", "port": 80}]),
+        _svc("manual", [{"name": "http", "port": 80}], labels={"suite": "nd", "case": "x"}),
+    ]
+    k8s.load(objects)
+    return objects
+
+
+def test_endpoint_conditions(k8s, extra):
+    result, _ = k8s.discover(namespaces=[NS], service=["cond"])
+    assert [(n["name"], n["target"], n["ready"]) for n in result["nodes"]] == [
+        (NS + "/ready", "127.0.50.1:9443", True), (NS + "/unknown", "127.0.50.4:9443", True)]
+    reasons = dict((s["name"], s["reason"]) for s in result["skipped"])
+    assert reasons[NS + "/draining"] == "terminating"
+    assert reasons[NS + "/not-ready"].startswith("not ready: EndpointSlice condition ready=False serving=False")
+    result, _ = k8s.discover(namespaces=[NS], service=["cond"], include_not_ready=True, include_terminating=True)
+    assert [(n["name"], n["ready"]) for n in result["nodes"]] == [
+        (NS + "/draining", False), (NS + "/not-ready", False), (NS + "/ready", True), (NS + "/unknown", True)]
+    assert result["nodes"][0]["labels"] == {"suite": "nd", "case": "cond"}
+
+
+def test_ports_by_name_and_number(k8s, extra):
+    result, _ = k8s.discover(namespaces=[NS], service=["multi"])
+    assert result["nodes"] == [] and "has several ports (http, admin): set port" in result["skipped"][0]["reason"]
+    for port, expected in (("admin", "127.0.51.1:9000"), (81, "127.0.51.1:9000"), ("http", "127.0.51.1:9443"), (9443, "127.0.51.1:9443")):
+        result, _ = k8s.discover(namespaces=[NS], service=["multi"], port=port)
+        assert targets(result) == [expected], port
+
+
+def test_pods_through_a_service_resolve_named_target_ports(k8s, extra):
+    result, _ = k8s.discover(namespaces=[NS], address_mode="pods", service=["multi"], port="http")
+    assert targets(result) == ["127.0.51.1:9443"]
+    reasons = dict((s["name"], s["reason"]) for s in result["skipped"])
+    assert reasons[NS + "/m2"].startswith("not ready: pod condition Ready is not True")
+    assert reasons[NS + "/m3"] == "no pod IP yet (phase Pending)"
+    assert reasons[NS + "/m4"] == "terminating"
+    result, _ = k8s.discover(namespaces=[NS], address_mode="pods", service=["multi"], port="admin")
+    assert targets(result) == ["127.0.51.1:9000"]                       # targetPort 9000 (a number)
+    result, _ = k8s.discover(namespaces=[NS], address_mode="pods", selector="app=multi", port="adm", include_not_ready=True)
+    assert targets(result) == ["127.0.51.1:9000"]
+    assert "no container port named adm" in dict((s["name"], s["reason"]) for s in result["skipped"])[NS + "/m2"]
+
+
+def test_service_shapes(k8s, extra):
+    result, _ = k8s.discover(namespaces=[NS], address_mode="service", service=["edge", "headless", "manual"])
+    assert [(n["name"], n["target"]) for n in result["nodes"]] == [(NS + "/edge", "127.0.52.100:443")]
+    reasons = dict((s["name"], s["reason"]) for s in result["skipped"])
+    assert "has no ClusterIP (headless or ExternalName)" in reasons[NS + "/headless"]
+    assert reasons[NS + "/manual"].startswith("not ready: the Service has no ready endpoint")
+    result, _ = k8s.discover(namespaces=[NS], address_mode="service", service=["edge"], service_address="cluster_ip")
+    assert targets(result) == ["127.0.41.1:443"]
+    result, _ = k8s.discover(namespaces=[NS], selector="suite=nd,case in (edge,x)")
+    assert targets(result) == ["127.0.52.1:8443", "127.0.53.1:80"]
+    assert "without a selector has no managed endpoints" in dict((s["name"], s["reason"]) for s in result["skipped"])[NS + "/manual"]
+    result, _ = k8s.discover(namespaces=[NS], address_mode="node_port", service=["edge"])
+    assert "has no nodePort on port https" in result["skipped"][0]["reason"]
+
+
+def test_server_side_selector_and_missing_services(k8s, extra):
+    result, source = k8s.discover(namespaces=[NS, "shop"], selector={"matchLabels": {"suite": "nd"},
+                                                                      "matchExpressions": [{"key": "case", "operator": "In", "values": ["cond"]}]})
+    assert targets(result) == ["127.0.50.1:9443", "127.0.50.4:9443"]
+    assert source.requests == 3          # Services in each namespace, then the EndpointSlices of the one found
+    result, _ = k8s.discover(namespaces=[NS], service=["cond", "nope"], selector="case=cond")
+    assert {"name": NS + "/nope", "kind": "container", "reason": "Service %s/nope not found" % NS} in result["skipped"]
+
+
+# --------------------------------------------------------------------------------------------------------
+# Pagination
+
+
+def test_pagination_follows_continue(k8s, extra):
+    pods = [_pod("bulk-%04d" % i, "127.0.%d.%d" % (60 + i // 250, 1 + i % 250), {"app": "bulk"}, ports=[{"name": "http", "containerPort": 8080}])
+            for i in range(1050)]
+    pods += [_pod("other-%03d" % i, "127.0.70.%d" % (1 + i), {"app": "other"}) for i in range(100)]
+    k8s.load(pods)
+    result, source = k8s.discover(page_size=100, namespaces=[NS], address_mode="pods", selector="app=bulk")
+    assert len(result["nodes"]) == 1050
+    assert len(set(targets(result))) == 1050
+    assert source.requests == 11                         # 10 full pages of matching pods and a last one of 50
+    result, source = k8s.discover(page_size=1000, namespaces=[NS], address_mode="pods", selector="app=bulk")
+    assert len(result["nodes"]) == 1050 and source.requests == 2
+    result, source = k8s.discover(page_size=7, all_namespaces=True, address_mode="pods", selector="app in (bulk,other)", port=8080)
+    assert len(result["nodes"]) == 1150 and source.requests == 165
+
+
+# --------------------------------------------------------------------------------------------------------
+# Errors
+
+
+def test_unauthorized(k8s):
+    with pytest.raises(K8sDiscoveryError) as info:
+        k8s.discover(auth={"host": k8s.url, "api_key": "wrong-token-1234567890", "ca_cert": k8s.verify if k8s.verify is not True else None},
+                     namespaces=["shop"])
+    message = str(info.value)
+    assert "rejected the credentials (401 Unauthorized) while listing services in namespace shop" in message
+    assert "fix api_key (K8S_AUTH_API_KEY) or the kubeconfig user" in message
+    assert "wrong-token-1234567890" not in message
+
+
+def test_forbidden(k8s, lab):
+    with pytest.raises(K8sDiscoveryError) as info:
+        k8s.discover(auth={"kubeconfig": lab["kubeconfig_forbidden"]}, namespaces=["shop"], address_mode="pods")
+    message = str(info.value)
+    assert "forbids listing pods in namespace shop (403 Forbidden: pods is forbidden: User" in message
+    assert "grant the account 'get' and 'list' on pods" in message
+
+
+def test_unreachable():
+    client, _, _ = build_api_client({"host": "http://127.0.0.1:9", "api_key": "secret-token-abc"})
+    client.configuration.retries = 0
+    source = KubernetesSource(client, timeout=2, secret="secret-token-abc")
+    with pytest.raises(K8sDiscoveryError) as info:
+        discover_containers(source, {"namespaces": ["shop"]})
+    message = str(info.value)
+    assert message.startswith("cannot reach the Kubernetes API at http://127.0.0.1:9 while listing services in namespace shop")
+    assert "check host/kubeconfig/context" in message
+    assert "secret-token-abc" not in message
+
+
+# --------------------------------------------------------------------------------------------------------
+# The task: action plugin (inventory) + module (Kubernetes), through ansible-playbook
+
+
+PLAYBOOK = """
+- hosts: localhost
+  gather_facts: false
+  tasks:
+    - name: both kinds
+      mixedrun.kong.node_discovery:
+        selector: app=shop
+        vm:
+          groups: [shop_vms]
+        kubernetes:
+          namespaces: [shop]
+        kubeconfig: "{{ lab_kubeconfig }}"
+      register: both
+    - name: forbidden
+      mixedrun.kong.node_discovery:
+        kubernetes:
+          namespaces: [shop]
+      environment:
+        K8S_AUTH_KUBECONFIG: "{{ lab_kubeconfig_forbidden }}"
+      register: forbidden
+      ignore_errors: true
+    - name: save
+      ansible.builtin.copy:
+        content: "{{ {'both': both, 'forbidden': forbidden} | to_json }}"
+        dest: "{{ out }}"
+      check_mode: false
+"""
+
+
+def _run_playbook(tmp_path, lab, check=False):
+    inventory = {"all": {"hosts": {"localhost": {"ansible_connection": "local", "ansible_python_interpreter": sys.executable}},
+                         "children": {"shop_vms": {"hosts": dict(
+                             (n["name"], {"ansible_host": n["address"], "mixed_port": n["port"], "mixed_labels": n["labels"]})
+                             for n in lab["nodes"] if n["kind"] == "vm")}}}}
+    (tmp_path / "inventory.yml").write_text(yaml.safe_dump(inventory))
+    (tmp_path / "play.yml").write_text(PLAYBOOK)
+    out = tmp_path / "out.json"
+    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=os.path.join(REPO, ".tmp", "collections"), ANSIBLE_CONFIG=os.path.join(REPO, "ansible.cfg"))
+    env.pop("K8S_AUTH_KUBECONFIG", None)
+    command = [os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), "-i", str(tmp_path / "inventory.yml"), str(tmp_path / "play.yml"),
+               "-e", json.dumps({"lab_kubeconfig": lab["kubeconfig"], "lab_kubeconfig_forbidden": lab["kubeconfig_forbidden"], "out": str(out)})]
+    if check:
+        command.append("--check")
+    proc = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
+    return json.loads(out.read_text())
+
+
+@pytest.mark.parametrize("check", [False, True], ids=["run", "check_mode"])
+def test_task_through_ansible_playbook(tmp_path, lab, check):
+    results = _run_playbook(tmp_path, lab, check=check)
+    both = results["both"]
+    assert not both.get("failed") and both["changed"] is False
+    expected_vms = sorted("%s:%d" % (n["address"], n["port"]) for n in lab["nodes"] if n["kind"] == "vm")
+    assert sorted(n["target"] for n in both["nodes"] if n["kind"] == "vm") == expected_vms
+    assert sorted(n["target"] for n in both["nodes"] if n["kind"] == "container") == lab_containers(lab)
+    assert both["counts"] == {"vm": len(expected_vms), "container": len(lab_containers(lab)),
+                              "total": len(expected_vms) + len(lab_containers(lab)), "ready": len(expected_vms) + len(lab_containers(lab))}
+    assert set(both["timings"]) == {"vm", "container", "total"}
+    forbidden = results["forbidden"]
+    assert forbidden["failed"] is True
+    assert forbidden["msg"].startswith("Kubernetes discovery failed: the Kubernetes API at")
+    assert "403 Forbidden" in forbidden["msg"]
