@@ -52,7 +52,7 @@ async def _python_load(url, host, total, concurrency, max_seconds):
 
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
         started = time.monotonic()
-        await asyncio.gather(*(worker(session) for _ in range(concurrency)))
+        await asyncio.gather(*(worker(session) for _attempt in range(concurrency)))
         elapsed = time.monotonic() - started
     latencies.sort()
 
@@ -110,7 +110,8 @@ def main(argv=None):
             result = _wrk_load(url, svc["domain"], args.concurrency, args.duration)
         else:
             result = asyncio.run(_python_load(url, svc["domain"], args.requests, args.concurrency, args.max_seconds))
-        result.update({"chain": "haproxy -> kong (%d node(s)) -> %d nodes" % (len(info["proxy_urls"]), len([n for n in info["nodes"] if n["service"] == "shop"])),
+        members = [n for n in info["nodes"] if n["service"] == "shop"]
+        result.update({"chain": "haproxy -> kong (%d node(s)) -> %d nodes" % (len(info["proxy_urls"]), len(members)),
                        "concurrency": args.concurrency, "target_req_per_s": args.target})
         print(json.dumps(result, indent=2))
         return 0 if result["req_per_s"] >= args.target and result["errors"] == 0 else 1

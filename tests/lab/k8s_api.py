@@ -469,8 +469,8 @@ def build_node(knode, version, started_at):
 
 def build_namespace(name, started_at):
     """A Namespace object."""
-    return {"kind": "Namespace", "apiVersion": "v1", "metadata": {"name": name, "labels": {"kubernetes.io/metadata.name": name},
-                                                                   "creationTimestamp": started_at},
+    meta = {"name": name, "labels": {"kubernetes.io/metadata.name": name}, "creationTimestamp": started_at}
+    return {"kind": "Namespace", "apiVersion": "v1", "metadata": meta,
             "spec": {"finalizers": ["kubernetes"]}, "status": {"phase": "Active"}}
 
 

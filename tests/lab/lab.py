@@ -108,7 +108,7 @@ def _running(pid):
     return state is not None and state not in ("Z", "X")
 
 
-def _group_members(pgid):
+def group_members(pgid):
     """Live (non-zombie) pids whose process group is ``pgid``."""
     out = []
     for entry in os.listdir("/proc"):
@@ -386,10 +386,10 @@ class Lab:
         for component in order:
             rec = records[component]
             pgid = rec.get("pgid", rec["pid"])
-            if self._ours(rec) or _group_members(pgid):
+            if self._ours(rec) or group_members(pgid):
                 self._kill_group(rec["pid"], pgid, timeout)
                 stopped.append({"component": component, "pid": rec["pid"]})
-            left = _group_members(pgid)
+            left = group_members(pgid)
             if left:
                 leftovers.append({"component": component, "pids": left})
             else:
@@ -414,7 +414,7 @@ class Lab:
             deadline = time.monotonic() + wait
             while time.monotonic() < deadline:
                 _reap(pid)
-                if not _group_members(pgid):
+                if not group_members(pgid):
                     return
                 time.sleep(0.05)
 

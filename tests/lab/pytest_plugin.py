@@ -67,7 +67,7 @@ def free_port_overrides(cfg=None, force=False):
     overrides = {}
     rng = random.Random()
     if force or not _port_free_everywhere(node_addrs, cfg.node_port):
-        for _ in range(200):
+        for _attempt in range(200):
             port = rng.randint(20000, 29999)
             if _port_free_everywhere(node_addrs, port):
                 overrides["node_port"] = port
@@ -80,7 +80,7 @@ def free_port_overrides(cfg=None, force=False):
         svc = dict(svc)
         spec = cfg.services[i]
         if spec.node_port and spec.containers and (force or not _port_free_everywhere(knode_addrs, spec.node_port)):
-            for _ in range(200):
+            for _attempt in range(200):
                 port = rng.randint(30000, 32767)
                 if _port_free_everywhere(knode_addrs, port) and port not in [s.get("node_port") for s in services]:
                     svc["node_port"] = port

@@ -220,7 +220,7 @@ def test_field_selector(core, selector_ns, lab_fleet):
 def test_pagination(core, lab_fleet):
     _seed(lab_fleet, [_pod("page-%02d" % i, "paging", {"app": "paged"}) for i in range(25)])
     names, token, remaining = [], None, []
-    for _ in range(10):
+    for _attempt in range(10):
         page = core.list_namespaced_pod("paging", limit=10, _continue=token)
         names += [p.metadata.name for p in page.items]
         remaining.append(page.metadata.remaining_item_count)

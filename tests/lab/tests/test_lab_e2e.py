@@ -10,7 +10,7 @@ import requests
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 
-from tests.lab.lab import _group_members, bind_minimal, wait_routed
+from tests.lab.lab import group_members, bind_minimal, wait_routed
 from tests.lab.pytest_plugin import _run_lab, start_lab, stop_lab
 
 
@@ -68,7 +68,7 @@ def test_up_proxy_down(tmp_path):
         host = {"Host": "shop.lab.test"}
         wait_routed(info, "shop.lab.test")
         seen = collections.Counter(requests.get(info["lb_url"] + "/shop", headers=host, timeout=5).headers.get("X-Node-Name")
-                                   for _ in range(60))
+                                   for _attempt in range(60))
         assert set(seen) == {n["name"] for n in info["nodes"]}, seen
 
         # a stopped container node: not ready in Kubernetes within ~1 s
@@ -107,7 +107,7 @@ def test_up_proxy_down(tmp_path):
     assert report["leftovers"] == []
     assert {s["pid"] for s in report["stopped"]} == set(pids)
     assert _processes_mentioning(state_dir) == []
-    assert all(not _group_members(pid) for pid in pids)
+    assert all(not group_members(pid) for pid in pids)
     assert json.loads(_run_lab(["status"], state_dir).stdout)["state"] == "down"
     assert not os.path.exists(os.path.join(state_dir, "k8s-tokens.json"))
 

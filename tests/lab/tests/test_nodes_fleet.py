@@ -52,7 +52,7 @@ def test_every_node_answers_with_its_identity(lab_fleet):
 def test_metrics_count_application_requests_by_code(lab_fleet, ctl):
     node = lab_fleet.nodes[0]
     before = requests.get(_url(node, "/metrics"), timeout=5).text
-    for _ in range(4):
+    for _attempt in range(4):
         requests.get(_url(node, "/m"), timeout=5)
     ctl(node.name, error_rate=1.0, error_status=503)
     assert requests.get(_url(node, "/m"), timeout=5).status_code == 503
@@ -69,7 +69,7 @@ def test_error_rate_is_exact_and_deterministic(lab_fleet, ctl):
     node = lab_fleet.nodes[1]
     state = ctl(node.name, error_rate=0.25)
     assert state["faults"]["error_rate"] == 0.25
-    codes = [requests.get(_url(node, "/e"), timeout=5).status_code for _ in range(20)]
+    codes = [requests.get(_url(node, "/e"), timeout=5).status_code for _attempt in range(20)]
     assert codes.count(500) == 5 and codes.count(200) == 15
     failed = requests.get(_url(node, "/e"), timeout=5)
     assert failed.headers["X-Node-Name"] == node.name
@@ -151,9 +151,9 @@ def test_node_port_spreads_over_ready_pods_only(lab_fleet, ctl):
     svc = lab_fleet.config.services[0]
     knode = lab_fleet.config.k8s_nodes[0]
     url = "http://%s:%d/np" % (knode.address, svc.node_port)
-    seen = {requests.get(url, timeout=5).headers["X-Node-Name"] for _ in range(9)}
+    seen = {requests.get(url, timeout=5).headers["X-Node-Name"] for _attempt in range(9)}
     assert seen == {c.name for c in svc.containers}
     ctl(svc.containers[0].name, down=True)
     ctl(svc.containers[1].name, unhealthy=True)
-    seen = {requests.get(url, timeout=5).headers["X-Node-Name"] for _ in range(6)}
+    seen = {requests.get(url, timeout=5).headers["X-Node-Name"] for _attempt in range(6)}
     assert seen == {svc.containers[2].name}
