@@ -628,11 +628,12 @@ def plan_acquire(tags, owner, now, ttl, force=False, origin_share=None):
     return new_tags, {"previous": current, "taken_over": taken_over, "forced": forced, "origin_share": origin}
 
 
-def plan_release(tags, owner, now, force=False):
-    """New tag list without the lock (and the origin tag). Another owner's live lock: LockHeld unless ``force``.
-    Returns ``(tags, info)``; ``tags`` equals the input when nothing is to be released."""
+def plan_release(tags, owner, now, force=False, keep_origin=False):
+    """New tag list without the lock (and the origin tag unless ``keep_origin``: a frozen or paused rollout keeps
+    it, so a re-run resumes and a rollback knows where to return). Another owner's live lock: LockHeld unless
+    ``force``. Returns ``(tags, info)``; ``tags`` equals the input when nothing is to be released."""
     current = lock_info(tags, now)
     if current and current["owner"] != owner and not current["expired"] and not force:
         raise LockHeld(current, now)
-    new_tags = _strip(tags, (LOCK_PREFIX, ORIGIN_PREFIX))
+    new_tags = _strip(tags, (LOCK_PREFIX,) if keep_origin else (LOCK_PREFIX, ORIGIN_PREFIX))
     return new_tags, {"previous": current, "forced": bool(current and current["owner"] != owner and not current["expired"])}

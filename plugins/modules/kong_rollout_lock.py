@@ -20,7 +20,7 @@ description:
     expiry. An expired (stale) lock is taken over. O(force=true) takes over a live lock, for operators who made
     sure the other job is gone.
   - O(state=absent) releases the lock (refused for another owner's live lock unless O(force=true)) and removes the
-    origin tag.
+    origin tag unless O(keep_origin=true).
   - O(state=info) only reports the lock.
   - On the first acquire the share the rollout starts from is recorded in a second tag,
     C(mixedrun-rollout-origin:<share>), when O(origin_share) is given. It stays while the lock is re-acquired
@@ -29,7 +29,7 @@ description:
     if another owner's lock is there (two jobs wrote at the same moment) it has lost the race and fails without
     touching that lock.
 author:
-  - mixedrun.kong maintainers
+  - mixedrun.kong maintainers (@mixedrun)
 extends_documentation_fragment:
   - mixedrun.kong.kong
   - mixedrun.kong.kong.ATTRIBUTES
@@ -73,6 +73,12 @@ options:
       - The container share the rollout starts from, recorded on the first acquire (see the description).
       - Ignored when an origin tag already exists.
     type: float
+  keep_origin:
+    description:
+      - With O(state=absent), keep the origin tag, so a rollout that stopped half-way (frozen, paused) is resumed by
+        a re-run and rolled back to where it first started by C(playbooks/rollback.yml).
+    type: bool
+    default: false
   settle:
     description:
       - Seconds to wait after writing before reading the tags back to detect a concurrent writer. V(0) skips the
@@ -230,8 +236,8 @@ def ensure_lock(client, params, now=None, sleep=time.sleep, clock=time.time):
         result["taken_over"] = info["taken_over"]
         result["origin_share"] = info["origin_share"]
     else:
-        new_tags, info = plan_release(tags, owner, now, force=params["force"])
-        result["origin_share"] = None
+        new_tags, info = plan_release(tags, owner, now, force=params["force"], keep_origin=params["keep_origin"])
+        result["origin_share"] = parse_origin_tag(new_tags)
     changed = new_tags != tags
     result["changed"] = changed
     result["diff"] = {"before": {"tags": tags}, "after": {"tags": new_tags}}
@@ -268,6 +274,7 @@ def main():
             force=dict(type="bool", default=False),
             origin_share=dict(type="float"),
             settle=dict(type="float", default=0.5),
+            keep_origin=dict(type="bool", default=False),
         ),
         supports_check_mode=True,
     )
