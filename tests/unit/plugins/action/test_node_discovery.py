@@ -1,0 +1,234 @@
+# -*- coding: utf-8 -*-
+# Copyright: mixedrun.kong contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""VM discovery by the action plugin on real inventories parsed by Ansible (YAML with group_vars and Jinja, INI,
+and ``constructed`` with ``compose`` over cloud-style tags), with Ansible's own InventoryManager,
+VariableManager, HostVars, Templar and the local connection plugin: no mocks."""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import os
+
+import pytest
+
+from ansible import context
+from ansible.errors import AnsibleActionFail
+from ansible.inventory.manager import InventoryManager
+from ansible.module_utils.common.collections import ImmutableDict
+from ansible.parsing.dataloader import DataLoader
+from ansible.playbook.play import Play
+from ansible.playbook.play_context import PlayContext
+from ansible.playbook.task import Task
+from ansible.plugins.loader import connection_loader
+from ansible.template import Templar
+from ansible.utils.collection_loader._collection_finder import _AnsibleCollectionFinder
+from ansible.vars.hostvars import HostVars
+from ansible.vars.manager import VariableManager
+
+from ansible_collections.mixedrun.kong.plugins.action.node_discovery import ActionModule
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+INVENTORIES = os.path.join(HERE, "inventories")
+V6 = "[2001:0db8:0000:0000:0000:0000:0000:0001]:9090"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def collection_loader():
+    """Ansible's collection loader, as the CLI installs it (inventory plugins such as ansible.builtin.constructed
+    are loaded through it); removed again afterwards so other test modules see the import system unchanged."""
+    finder = _AnsibleCollectionFinder(paths=[os.path.join(HERE, "..", "..", "..", "..", ".tmp", "collections")])
+    finder._install()  # pylint: disable=protected-access
+    yield finder
+    _AnsibleCollectionFinder._remove()  # pylint: disable=protected-access
+
+
+class PlaySetup:
+    """One parsed inventory and the objects a task runs with."""
+
+    def __init__(self, *sources, limit=None, extra_vars=None):
+        context.CLIARGS = ImmutableDict(extra_vars=[], check=False, diff=False)
+        self.loader = DataLoader()
+        self.inventory = InventoryManager(loader=self.loader, sources=["localhost,"] + [os.path.join(INVENTORIES, s) for s in sources])
+        if limit:
+            self.inventory.subset(limit)
+        self.variables = VariableManager(loader=self.loader, inventory=self.inventory)
+        if extra_vars:
+            self.variables._extra_vars = extra_vars  # pylint: disable=protected-access
+        HostVars(inventory=self.inventory, variable_manager=self.variables, loader=self.loader)
+        self.play = Play.load({"hosts": "localhost", "gather_facts": False, "tasks": []}, variable_manager=self.variables, loader=self.loader)
+
+    def run(self, check_mode=False, **args):
+        task = Task()
+        task.action = "mixedrun.kong.node_discovery"
+        task.args = args
+        task.check_mode = check_mode
+        task_vars = self.variables.get_vars(play=self.play, host=self.inventory.get_host("localhost"), task=task)
+        play_context = PlayContext(play=self.play)
+        connection = connection_loader.get("local", play_context)
+        action = ActionModule(task, connection, play_context, self.loader, Templar(loader=self.loader, variables=task_vars), None)
+        return action.run(task_vars=task_vars)
+
+
+def names(result):
+    return [n["name"] for n in result["nodes"]]
+
+
+def by_name(result):
+    return dict((n["name"], n) for n in result["nodes"])
+
+
+# --------------------------------------------------------------------------------------------------------
+# YAML inventory: inline labels, group_vars files, Jinja in labels and in the drain flag
+
+
+@pytest.fixture(scope="module")
+def yaml_play():
+    return PlaySetup("shop.yml")
+
+
+def test_yaml_selector_with_group_vars_and_jinja(yaml_play):
+    result = yaml_play.run(selector="app=shop,tier in (web,api)", kind="vm")
+    assert not result.get("failed"), result.get("msg")
+    assert result["changed"] is False
+    nodes = by_name(result)
+    assert sorted(nodes) == ["api-1", "api-2", "web-1", "web-2"]
+    assert nodes["web-1"]["labels"] == {"app": "shop", "tier": "web", "version": "2.1"}       # Jinja in the host's labels
+    assert nodes["api-1"]["labels"] == {"app": "shop", "tier": "api", "version": "2.1"}       # group_vars/shop_api.yml + Jinja
+    assert nodes["web-2"]["target"] == "10.0.0.12:8080"                                       # Kong drops the leading zero
+    assert nodes["web-2"]["labels"]["canary"] == "true"
+    assert nodes["api-1"]["target"] == V6 and nodes["api-1"]["port"] == 9090
+    assert nodes["api-2"]["target"] == "api-2:9091"                                           # no ansible_host, port from a string
+    assert result["drained"] == [{"name": "web-3", "kind": "vm", "reason": "mixed_drain is true"}]   # drain flag built by Jinja
+    assert result["counts"] == {"vm": 4, "container": 0, "total": 4, "ready": 4}
+    assert result["duplicates"] == []
+    assert result["skipped"] == [{"name": "bad-labels", "kind": "vm",
+                                  "reason": "mixed_labels is not usable: labels must be a dict of label: value, not a list"}]
+    assert set(result["timings"]) == {"vm", "container", "total"}
+    assert all(n["kind"] == "vm" and n["source"] == "inventory" and n["ready"] for n in result["nodes"])
+
+
+def test_yaml_selector_excludes_and_reports(yaml_play):
+    result = yaml_play.run(vm={"selector": "app=shop,!canary,version!=2.0"}, allow_duplicates=True)
+    assert not result.get("failed"), result.get("msg")
+    assert "web-2" not in names(result) and "cart-1" not in names(result)
+    reasons = dict((s["name"], s["reason"]) for s in result["skipped"])
+    assert reasons["bad-labels"] == "mixed_labels is not usable: labels must be a dict of label: value, not a list"
+    assert reasons["no-port"] == "no port: set mixed_port on the host (or its group) or default_port"
+    assert "is not a valid Kong target" in reasons["bad-address"]
+    assert len(result["duplicates"]) == 1
+    duplicate = result["duplicates"][0]
+    assert duplicate["target"] == "10.0.0.11:8080"
+    assert sorted(duplicate["nodes"]) == ["dup-of-web-1", "web-1"]
+    assert duplicate["kept"] == duplicate["nodes"][0] and duplicate["kept"] in names(result)
+    assert duplicate["nodes"][1] not in names(result)
+
+
+def test_yaml_duplicates_fail_by_default(yaml_play):
+    result = yaml_play.run(selector="app=shop", vm={"groups": ["shop_web", "broken"]}, default_port=80)
+    assert result["failed"] is True
+    assert result["msg"].startswith("1 target(s) found more than once: 10.0.0.11:8080 from ")
+    assert "allow_duplicates" in result["msg"]
+    assert len(result["duplicates"]) == 1
+
+
+def test_yaml_groups_and_pattern(yaml_play):
+    result = yaml_play.run(vm={"groups": ["shop_web"]})
+    assert names(result) == ["web-1", "web-2"]
+    result = yaml_play.run(vm={"hosts_pattern": "shop:!shop_api"})
+    assert names(result) == ["web-1", "web-2"]
+    result = yaml_play.run(vm={"hosts_pattern": "~(web|api)-[12]", "groups": ["shop_api"]})
+    assert names(result) == ["api-1", "api-2"]
+    result = yaml_play.run(vm={"hosts_pattern": "shop:&shop_web", "selector": {"matchLabels": {"version": "2.1"}}})
+    assert names(result) == ["web-1"]
+
+
+def test_default_port_and_configurable_variables(yaml_play):
+    result = yaml_play.run(vm={"groups": ["broken"], "selector": "tier=batch"}, default_port=7000)
+    assert [(n["name"], n["target"]) for n in result["nodes"]] == [("no-port", "10.0.2.2:7000")]
+    result = yaml_play.run(vm={"groups": ["shop_web"], "address_var": "inventory_hostname", "port_var": "nope", "drain_var": "nope"},
+                           default_port=81)
+    assert [(n["name"], n["target"]) for n in result["nodes"]] == [("web-1", "web-1:81"), ("web-2", "web-2:81"), ("web-3", "web-3:81")]
+
+
+def test_limit_does_not_narrow_discovery():
+    play = PlaySetup("shop.yml", limit="localhost")
+    assert names(play.run(vm={"groups": ["shop_web"]})) == ["web-1", "web-2"]
+
+
+def test_extra_vars_reach_the_templates():
+    play = PlaySetup("shop.yml", extra_vars={"shop_version": "3.0", "maintenance_window": False})
+    result = play.run(vm={"groups": ["shop_web", "shop_api"], "selector": "version=3.0"})
+    assert names(result) == ["web-1", "api-1", "api-2"]                    # web-3's version is a literal 2.1
+    result = play.run(vm={"groups": ["shop_web"]})
+    assert names(result) == ["web-1", "web-2", "web-3"] and result["drained"] == []    # the drain flag's Jinja sees the extra var
+
+
+def test_warnings_and_empty_results(yaml_play):
+    result = yaml_play.run(vm={"groups": ["nope"]})
+    assert result["failed"] is True
+    assert result["msg"].startswith("no nodes found")
+    assert "vm.groups: group 'nope' is not in the inventory (no hosts from it)" in result["warnings"]
+    result = yaml_play.run(vm={"groups": ["nope"]}, allow_empty=True)
+    assert not result.get("failed") and result["nodes"] == [] and result["counts"]["total"] == 0
+    result = yaml_play.run(selector="app=nothing", vm={}, allow_empty=True)
+    assert result["nodes"] == []
+
+
+def test_check_mode_runs_fully(yaml_play):
+    result = yaml_play.run(check_mode=True, vm={"groups": ["shop_web"]})
+    assert names(result) == ["web-1", "web-2"] and result["changed"] is False
+
+
+@pytest.mark.parametrize("args, message", [
+    ({}, "say which nodes to discover"),
+    ({"vm": {}}, "VM discovery needs at least one of selector"),
+    ({"selector": "app in shop", "vm": {}}, "invalid selector at column 8: expected '(' after 'in', found 'shop'\n  app in shop\n         ^"),
+    ({"kind": "container", "vm": {"groups": ["shop"]}}, "kind is container but vm options are given"),
+])
+def test_option_errors(yaml_play, args, message):
+    result = yaml_play.run(**args)
+    assert result["failed"] is True
+    assert message in result["msg"]
+
+
+def test_unknown_options_fail_validation(yaml_play):
+    with pytest.raises(AnsibleActionFail, match="vm.grups|grups"):
+        yaml_play.run(vm={"grups": ["shop"]})
+
+
+# --------------------------------------------------------------------------------------------------------
+# INI inventory: the INI parser's typing (JSON dicts, numbers, "true" strings)
+
+
+def test_ini_inventory():
+    play = PlaySetup("shop.ini")
+    result = play.run(selector="app=shop,tier=web", vm={})
+    assert [(n["name"], n["target"], n["labels"].get("track")) for n in result["nodes"]] == [
+        ("ini-web-1", "10.1.0.1:8080", "stable"), ("ini-web-3", "10.1.0.3:8081", "canary")]
+    assert [d["name"] for d in result["drained"]] == ["ini-web-2"]
+    result = play.run(selector="app=shop,track notin (canary)", vm={"hosts_pattern": "all:!ini-web-1"})
+    assert names(result) == ["ini-batch-1"]
+
+
+# --------------------------------------------------------------------------------------------------------
+# constructed over a cloud-style source: compose turns tags into labels, address, port and drain flag
+
+
+def test_constructed_compose_from_cloud_tags():
+    play = PlaySetup("cloud_hosts.yml", "cloud.constructed.yml")
+    result = play.run(vm={"selector": "app=shop,tier=web"})
+    assert [(n["name"], n["target"]) for n in result["nodes"]] == [("i-0a1", "172.31.0.10:8080")]
+    assert result["nodes"][0]["labels"]["Name"] == "shop-web-a"
+    assert [d["name"] for d in result["drained"]] == ["i-0a2"]
+    result = play.run(vm={"hosts_pattern": "tag_app_billing"})           # a keyed group made by constructed
+    assert [(n["name"], n["target"]) for n in result["nodes"]] == [("i-0b1", "172.31.1.10:8443")]
+
+
+def test_all_sources_together():
+    play = PlaySetup("shop.yml", "shop.ini", "cloud_hosts.yml", "cloud.constructed.yml")
+    result = play.run(selector="app=shop,tier=web", kind="vm", allow_duplicates=True)
+    assert sorted(names(result)) == ["i-0a1", "ini-web-1", "ini-web-3", "web-1", "web-2"]
+    assert sorted(d["name"] for d in result["drained"]) == ["i-0a2", "ini-web-2", "web-3"]
+    assert result["counts"]["vm"] == 5
