@@ -225,10 +225,11 @@ def build_schedule(mode="explicit", steps=None, linear_step=None, linear_start=N
 def _tolerance_at(schedule, pos, tolerance):
     tol = tolerance
     share = schedule[pos]["share"]
+    # Strictly less than half the gap: a share exactly between two steps belongs to neither.
     below = schedule[pos - 1]["share"] if pos > 0 else 0.0
-    tol = min(tol, (share - below) / 2.0)
+    tol = min(tol, (share - below) / 2.0 * 0.999)
     if pos + 1 < len(schedule):
-        tol = min(tol, (schedule[pos + 1]["share"] - share) / 2.0)
+        tol = min(tol, (schedule[pos + 1]["share"] - share) / 2.0 * 0.999)
     return tol
 
 
