@@ -228,7 +228,7 @@ def bench(admin_url, count, loop_sample):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", maxsplit=1)[0])
     parser.add_argument("--targets", type=int, default=1000)
     parser.add_argument("--loop-sample", type=int, default=100,
                         help="targets looped over by kong_target (0 = all; default 100, extrapolated)")

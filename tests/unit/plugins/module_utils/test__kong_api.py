@@ -139,7 +139,7 @@ def test_retry_by_status_and_method(mock, sleeps, method, status, retried):
 def test_retries_are_bounded_and_backoff_is_jittered_exponential(mock, sleeps, monkeypatch):
     bounds = []
     monkeypatch.setattr(_kong_api.random, "uniform", lambda lo, hi: bounds.append((lo, hi)) or hi / 2)
-    for _ in range(4):
+    for _attempt in range(4):
         mock.get(ADMIN + "/upstreams/u", status=503, json={"message": "unavailable"})
     with pytest.raises(KongApiError) as err:
         KongClient(ADMIN, retries=3, backoff_base=0.5).get("/upstreams/u")
@@ -180,7 +180,7 @@ def test_read_timeout_retried_for_get_only(mock, sleeps):
 
 
 def test_unreachable_kong_gives_a_clear_error_after_retries(mock, sleeps):
-    for _ in range(3):
+    for _attempt in range(3):
         mock.get(ADMIN + "/upstreams/u", body=requests.exceptions.ConnectionError("Connection refused"))
     with pytest.raises(KongApiError) as err:
         client(retries=2).get("/upstreams/u")
@@ -253,8 +253,8 @@ def test_get_404_is_none_and_delete_404_is_false(mock):
 def test_401_403_and_405_carry_a_hint(mock):
     mock.get(ADMIN + "/a", status=401, json={"message": "Invalid credentials. Token or User credentials required"})
     mock.get(ADMIN + "/b", status=403, json={"message": "Access denied"})
-    mock.post(ADMIN + "/c", status=405, json={"code": 12, "name": "operation unsupported",
-                                             "message": "cannot create 'routes' entities when not using a database"})
+    mock.post(ADMIN + "/c", status=405, json={
+        "code": 12, "name": "operation unsupported", "message": "cannot create 'routes' entities when not using a database"})
     c = client(admin_token=TOKEN)
     for path, words in (("/a", "admin_token"), ("/b", "RBAC role")):
         with pytest.raises(KongApiError) as err:
