@@ -374,16 +374,13 @@ class Lab:
         stopped, leftovers = [], []
         records = self._records()
         # HAProxy first so no new traffic arrives, Kong next, then the fleet; Prometheus last.
-        order = sorted(records, key=lambda c: {"haproxy": 0, "fleet": 2, "prometheus": 3}.get(c, 1))
-        kong_dir = self.path(KONG_DIR)
-        if os.path.isdir(kong_dir):
-            try:
-                from tests.lab.kong_sim.launcher import KongCluster  # pylint: disable=import-outside-toplevel
-                for pid in KongCluster.stop_from_state_dir(kong_dir):
-                    stopped.append({"component": "kong", "pid": pid})
-            except ImportError:
-                pass
+        order = ["haproxy", "kong"] + sorted(set(records) - {"haproxy", "fleet", "prometheus"}) + ["fleet", "prometheus"]
         for component in order:
+            if component == "kong":
+                stopped.extend(self._stop_kong())
+                continue
+            if component not in records:
+                continue
             rec = records[component]
             pgid = rec.get("pgid", rec["pid"])
             if self._ours(rec) or group_members(pgid):
@@ -404,6 +401,16 @@ class Lab:
             raise LabError("processes left after down: %s" % json.dumps(leftovers))
         return result
 
+    def _stop_kong(self):
+        kong_dir = self.path(KONG_DIR)
+        if not os.path.isdir(kong_dir):
+            return []
+        try:
+            from tests.lab.kong_sim.launcher import KongCluster  # pylint: disable=import-outside-toplevel
+        except ImportError:
+            return []
+        return [{"component": "kong", "pid": pid} for pid in KongCluster.stop_from_state_dir(kong_dir)]
+
     @staticmethod
     def _kill_group(pid, pgid, timeout):
         for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 5.0)):
@@ -417,6 +424,26 @@ class Lab:
                 if not group_members(pgid):
                     return
                 time.sleep(0.05)
+
+    @staticmethod
+    def _node_summary(control_url):
+        """{node name: "ready" | "down" | "unhealthy" | "faulty"} from the control listener."""
+        try:
+            nodes = requests.get(control_url + "/nodes", timeout=2).json()["nodes"]
+        except (requests.RequestException, ValueError, KeyError):
+            return None
+        out = {}
+        for node in nodes:
+            faults = node["faults"]
+            if not node["listening"]:
+                out[node["name"]] = "down"
+            elif faults["unhealthy"]:
+                out[node["name"]] = "unhealthy"
+            elif faults["error_rate"] or faults["latency_ms"]:
+                out[node["name"]] = "faulty"
+            else:
+                out[node["name"]] = "ready"
+        return out
 
     # -- status --------------------------------------------------------------------------------------------
     def status(self):
@@ -433,6 +460,8 @@ class Lab:
                 ca_file = self.path("k8s-ca.crt")
                 entry["healthy"] = bool(entry["running"] and fleet and _http_ok(fleet["control_url"] + "/healthz")
                                         and _http_ok(fleet["k8s_url"] + "/healthz", verify=ca_file if os.path.exists(ca_file) else True))
+                if entry["healthy"]:
+                    entry["nodes"] = self._node_summary(fleet["control_url"])
             elif component == "haproxy":
                 entry["url"] = info.get("lb_url")
                 entry["healthy"] = entry["running"] and bool(info.get("lb_stats_url")) and _http_ok(info["lb_stats_url"] + "/stats")
