@@ -32,13 +32,16 @@ def main(argv=None):
         if args.command == "up":
             if args.kong_nodes is not None and not 1 <= args.kong_nodes <= 16:
                 raise LabConfigError("--kong-nodes: must be between 1 and 16, got %d" % args.kong_nodes)
-            info = lab.up(args.config, kong_nodes=args.kong_nodes, restart=args.restart)
+            with lab.locked():
+                info = lab.up(args.config, kong_nodes=args.kong_nodes, restart=args.restart)
             if info.get("already_running"):
                 print("lab already running in %s; reporting it (use --restart to start it again)" % lab.state_dir, file=sys.stderr)
             print(json.dumps(info, indent=2))
             return 0
         if args.command == "down":
-            print(json.dumps(lab.down(), indent=2))
+            with lab.locked():
+                report = lab.down()
+            print(json.dumps(report, indent=2))
             return 0
         report = lab.status()
         print(json.dumps(report, indent=2))

@@ -14,7 +14,9 @@ configuration is an error unless ``--restart`` is given.
 
 import asyncio
 import base64
+import contextlib
 import datetime
+import fcntl
 import json
 import os
 import secrets
@@ -183,6 +185,17 @@ class Lab:
                 return "".join(fh.readlines()[-lines:]).rstrip()
         except OSError:
             return "(no log)"
+
+    @contextlib.contextmanager
+    def locked(self):
+        """Serialise up/down on one state dir (a second `up` waits for the first instead of racing it)."""
+        os.makedirs(self.state_dir, exist_ok=True)
+        with open(self.path("lab.lock"), "w", encoding="utf-8") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
 
     # -- up ------------------------------------------------------------------------------------------------
     def up(self, config_path=None, kong_nodes=None, restart=False):
@@ -629,3 +642,25 @@ def wait_routed(info, domain, path="/", timeout=15.0):
             raise LabError("%s does not route %s after %.0f s" % (url, domain, timeout))
         time.sleep(0.1)
     return time.monotonic() - started
+
+
+def wait_scraped(info, timeout=15.0):
+    """Wait until Prometheus has scraped every lab target at least once (its discovery publishes targets only
+    about 5 s after start). Returns {job: number of targets}; raises LabError on timeout."""
+    expected = len(info["admin_urls"]) + len(info["nodes"]) + 2
+    started = time.monotonic()
+    while True:
+        try:
+            active = requests.get(info["prometheus_url"] + "/api/v1/targets", params={"state": "active"},
+                                  timeout=5).json()["data"]["activeTargets"]
+        except (requests.RequestException, ValueError, KeyError):
+            active = []
+        scraped = [t for t in active if t.get("health") in ("up", "down")]
+        if len(scraped) >= expected:
+            jobs = {}
+            for target in scraped:
+                jobs[target["labels"]["job"]] = jobs.get(target["labels"]["job"], 0) + 1
+            return jobs
+        if time.monotonic() - started > timeout:
+            raise LabError("Prometheus scraped %d of %d targets after %.0f s" % (len(scraped), expected, timeout))
+        time.sleep(0.25)
