@@ -215,7 +215,9 @@ def _describe(tags, now):
     return info
 
 
-def ensure_lock(client, params, now=None, sleep=time.sleep, clock=time.time):
+def ensure_lock(client, params, now=None, sleep=None, clock=None):
+    sleep = sleep or time.sleep
+    clock = clock or time.time
     upstream = params["upstream"]
     owner = validate_owner(params.get("owner") or default_owner())
     now = int(clock() if now is None else now)

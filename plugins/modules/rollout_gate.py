@@ -713,8 +713,10 @@ def _message(decision, label, failing, budget, evaluation, params):
     return text
 
 
-def run_gate(module_params, client, check_mode=False, clock=time.time, sleep=time.sleep, session=None):
+def run_gate(module_params, client, check_mode=False, clock=None, sleep=None, session=None):
     """Everything but the module plumbing; returns ``(ok, result, message)``."""
+    clock = clock or time.time
+    sleep = sleep or time.sleep
     params = dict(module_params)
     for field in ("hold", "interval"):
         if params[field] < 0:

@@ -1,0 +1,258 @@
+# -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""rollout_gate: every gate, the hold window, the failure budget, no-data policies and the lock, HTTP mocked."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+import requests
+import responses
+
+from ansible_collections.mixedrun.kong.plugins.modules import rollout_gate
+
+from kong_module_helpers import ADMIN, TOKEN, fixture, writes
+
+ADMIN2 = "http://kong-2.test:8001"
+PROM = "http://prom.test:9090"
+GW = "http://gateway.test"
+VM = "10.0.0.5:8080"
+CT1 = "10.0.1.7:8080"
+CT2 = "10.0.1.8:8080"
+NOW = 1767225600.0
+
+
+class Clock:
+    def __init__(self):
+        self.now = NOW
+        self.sleeps = []
+
+    def time(self):
+        return self.now
+
+    def sleep(self, seconds):
+        self.sleeps.append(seconds)
+        self.now += max(0.0, seconds)
+
+
+@pytest.fixture(autouse=True)
+def clock(monkeypatch):
+    fake = Clock()
+    monkeypatch.setattr(time, "time", fake.time)
+    monkeypatch.setattr(time, "sleep", fake.sleep)
+    return fake
+
+
+def target(t, kind, weight=10):
+    return {"id": "id-" + t, "target": t, "weight": weight, "tags": ["mixedrun-managed", "mixedrun-kind:" + kind],
+            "upstream": {"id": "u1"}, "created_at": 1700000000.1, "updated_at": 1700000000.1}
+
+
+def health(states):
+    items = []
+    for t, state in states.items():
+        item = target(t, "vm" if t == VM else "container")
+        item["health"] = state
+        items.append(item)
+    return {"data": items, "next": None, "node_id": "node-1"}
+
+
+def mock_targets(kong):
+    kong.get(ADMIN + "/upstreams/shop/targets", json={"data": [target(VM, "vm"), target(CT1, "container"),
+                                                                target(CT2, "container")], "next": None})
+
+
+def vector(*values):
+    return {"status": "success", "data": {"resultType": "vector",
+                                          "result": [{"metric": {}, "value": [NOW, str(v)]} for v in values]}}
+
+
+BASE = {"upstream": "shop", "kong_health": {"enabled": False}}
+
+
+def test_all_gates_pass_over_the_hold_window_with_values_and_thresholds(kong, run_module, clock):
+    mock_targets(kong)
+    kong.get(ADMIN + "/upstreams/shop/health", json=health({VM: "HEALTHY", CT1: "HEALTHY", CT2: "HEALTHY"}))
+    kong.get(ADMIN2 + "/upstreams/shop/health", json=health({VM: "HEALTHY", CT1: "HEALTHCHECKS_OFF", CT2: "HEALTHY"}))
+    kong.get("http://%s/healthz" % CT1, json={"status": "ok"})
+    kong.get("http://%s/healthz" % CT2, json={"status": "ok"})
+    kong.get(PROM + "/api/v1/query", json=vector(0.001, 0.002))
+    kong.get(GW + "/", json={})
+    result = run_module(rollout_gate, {
+        "upstream": "shop", "hold": 4, "interval": 2, "admin_token": TOKEN,
+        "kong_health": {"admin_urls": [ADMIN, ADMIN2]},
+        "probes": {"enabled": True, "path": "/healthz"},
+        "prometheus": {"url": PROM, "queries": [{"name": "5xx ratio", "query": "x", "max": 0.01}]},
+        "traffic": {"url": GW, "host": "shop.example.com", "requests": 10},
+    })
+    assert not result.get("failed"), result.get("msg")
+    assert result["decision"] == "pass" and result["passed"] is True and result["changed"] is False
+    assert len(result["evaluations"]) == 2 and result["held"] == 4.0
+    gates = {g["name"]: g for g in result["gates"]}
+    assert set(gates) == {"kong_health@" + ADMIN, "kong_health@" + ADMIN2, "probes", "5xx ratio", "traffic"}
+    assert gates["5xx ratio"]["value"] == 0.002 and gates["5xx ratio"]["threshold"] == "<= 0.01"
+    assert gates["traffic"]["value"] == 1.0 and gates["traffic"]["threshold"] == ">= 0.99"
+    assert gates["probes"]["value"] == 0.0 and gates["kong_health@" + ADMIN2]["value"] == 0.0
+    assert result["container_targets"] == [CT1, CT2]
+    traffic_calls = [c for c in kong.calls if c.request.url.startswith(GW)]
+    assert len(traffic_calls) == 20 and all(c.request.headers["Host"] == "shop.example.com" for c in traffic_calls)
+    probe_calls = [c.request.url for c in kong.calls if "/healthz" in c.request.url]
+    assert sorted(probe_calls) == sorted(["http://%s/healthz" % CT1, "http://%s/healthz" % CT2] * 2)
+    assert TOKEN not in result.raw
+    assert any(c.get("node") == ADMIN2 for c in result["api_calls"])
+
+
+def test_unhealthy_container_on_one_kong_node_rolls_back_naming_the_gate(kong, run_module):
+    mock_targets(kong)
+    kong.get(ADMIN + "/upstreams/shop/health", json=health({VM: "UNHEALTHY", CT1: "HEALTHY", CT2: "HEALTHY"}))
+    kong.get(ADMIN2 + "/upstreams/shop/health", json=health({VM: "HEALTHY", CT1: "HEALTHY", CT2: "DNS_ERROR"}))
+    result = run_module(rollout_gate, {"upstream": "shop", "hold": 1, "interval": 1, "step_label": "step 3 of 5 (25%)",
+                                       "kong_health": {"admin_urls": [ADMIN, ADMIN2]}})
+    assert result["failed"] is True and result["decision"] == "rollback"
+    assert "at step 3 of 5 (25%)" in result["msg"]
+    assert "gate 'kong_health@%s' (kong_health) failed: measured 1, threshold 0 container targets UNHEALTHY/DNS_ERROR" % ADMIN2 in result["msg"]
+    assert "%s DNS_ERROR" % CT2 in result["msg"] and "2 failed evaluations in a row" in result["msg"]
+    assert result["failing_gate"]["value"] == 1.0
+    # an unhealthy VM does not fail a container gate
+    assert [g["status"] for g in result["gates"] if g["name"].endswith(ADMIN)] == ["pass"]
+    assert writes(kong) == []
+
+
+def test_failing_probe_names_the_node_and_the_reason(kong, run_module):
+    kong.get("http://%s/healthz" % CT1, status=503)
+    kong.get("http://%s/healthz" % CT2, body=requests.exceptions.ConnectionError("refused"))
+    result = run_module(rollout_gate, dict(BASE, container_targets=[CT1, CT2], max_consecutive_failures=1,
+                                           probes={"enabled": True, "path": "healthz"}))
+    assert result["decision"] == "rollback" and result["failing_gate"]["value"] == 2.0
+    assert "%s: HTTP 503" % CT1 in result["msg"] and "%s: connection failed" % CT2 in result["msg"]
+
+
+def test_budget_holds_first_and_a_recovering_gate_passes(kong, run_module, clock):
+    kong.get("http://%s/" % CT1, status=500)
+    kong.get("http://%s/" % CT1, status=200)
+    result = run_module(rollout_gate, dict(BASE, container_targets=[CT1], hold=0, interval=3, probes={"enabled": True}))
+    assert result["decision"] == "pass"
+    assert [e["status"] for e in result["evaluations"]] == ["fail", "pass"]
+    assert result["budget"] == {"failures": 1, "consecutive": 0, "max_failures": 3, "max_consecutive_failures": 2}
+    assert 3.0 in clock.sleeps            # the weight was held one interval before re-checking
+
+
+def test_budget_carried_over_from_earlier_steps(kong, run_module):
+    kong.get("http://%s/" % CT1, status=500)
+    result = run_module(rollout_gate, dict(BASE, container_targets=[CT1], probes={"enabled": True}, failures_before=2,
+                                           max_failures=3))
+    assert result["decision"] == "rollback" and "3 failed evaluations in total (max_failures 3)" in result["msg"]
+    assert len(result["evaluations"]) == 1
+
+
+@pytest.mark.parametrize("policy, decision, count", [("fail", "rollback", 2), ("pass", "pass", 1),
+                                                     ("inconclusive", "inconclusive", 3)])
+def test_no_data_policy(kong, run_module, policy, decision, count):
+    kong.get(PROM + "/api/v1/query", json=vector())
+    result = run_module(rollout_gate, dict(BASE, no_data=policy, interval=1, prometheus={
+        "url": PROM, "queries": [{"name": "p99 ms", "query": "histogram_quantile(0.99, x)", "max": 500}]}))
+    assert result["decision"] == decision and len(result["evaluations"]) == count
+    gate = result["gates"][0]
+    assert gate["value"] is None and "no data" in gate["detail"] and "no_data policy %s" % policy in gate["detail"]
+    if decision == "inconclusive":
+        assert result["failed"] is True and "inconclusive at" in result["msg"] and "a human must decide" in result["msg"]
+        assert result["budget"]["failures"] == 0
+
+
+def test_query_level_no_data_overrides_and_unreachable_prometheus_is_no_data(kong, run_module):
+    kong.get(PROM + "/api/v1/query", body=requests.exceptions.ConnectionError("down"))
+    result = run_module(rollout_gate, dict(BASE, no_data="fail", prometheus={
+        "url": PROM, "queries": [{"name": "q", "query": "up", "min": 1, "no_data": "pass"}]}))
+    assert result["decision"] == "pass" and "connection failed" in result["gates"][0]["detail"]
+
+
+def test_prometheus_threshold_breach_and_rejected_query(kong, run_module):
+    kong.get(PROM + "/api/v1/query", json=vector(0.004, 0.2))
+    result = run_module(rollout_gate, dict(BASE, prometheus={"url": PROM, "queries": [
+        {"name": "5xx ratio", "query": "x", "max": 0.01}]}))
+    assert result["decision"] == "rollback"
+    assert "gate '5xx ratio' (prometheus) failed: measured 0.2, threshold <= 0.01" in result["msg"]
+    kong.replace(responses.GET, PROM + "/api/v1/query", status=400,
+                 json={"status": "error", "errorType": "bad_data", "error": "parse error at char 5"})
+    result = run_module(rollout_gate, dict(BASE, prometheus={"url": PROM, "queries": [
+        {"name": "5xx ratio", "query": "x(", "max": 0.01}]}))
+    assert result["decision"] == "rollback" and "rejected the query: parse error at char 5" in result["msg"]
+
+
+def test_traffic_success_ratio(kong, run_module):
+    for _ in range(3):
+        kong.get(GW + "/shop", status=502)
+    kong.get(GW + "/shop", status=200)
+    result = run_module(rollout_gate, dict(BASE, max_consecutive_failures=1, traffic={
+        "url": GW, "path": "shop", "requests": 20, "min_success_ratio": 0.9}))
+    assert result["decision"] == "rollback"
+    assert result["failing_gate"]["value"] == 0.85
+    assert "17/20 requests succeeded" in result["msg"] and "HTTP 502 x3" in result["msg"]
+
+
+def test_lock_is_refreshed_past_the_hold(kong, run_module):
+    kong.get(ADMIN + "/upstreams/shop", json={"name": "shop", "tags": ["mixedrun-lock:job-1@ctl:%d" % (NOW + 10)]})
+    kong.patch(ADMIN + "/upstreams/shop", json={"name": "shop"})
+    kong.get("http://%s/" % CT1, status=200)
+    result = run_module(rollout_gate, dict(BASE, container_targets=[CT1], hold=30, interval=30, probes={"enabled": True},
+                                           lock={"owner": "job-1@ctl", "ttl": 60}))
+    assert result["decision"] == "pass" and result["changed"] is False
+    assert writes(kong) == [("PATCH", "/upstreams/shop", {"tags": ["mixedrun-lock:job-1@ctl:%d" % (NOW + 90)]})]
+    assert result["lock"]["owner"] == "job-1@ctl"
+
+
+@pytest.mark.parametrize("tags, words", [
+    (["mixedrun-lock:operator@ctl:%d" % (NOW + 100)], "taken over"),
+    ([], "is gone"),
+])
+def test_lost_lock_stops_at_once_without_evaluating(kong, run_module, tags, words):
+    kong.get(ADMIN + "/upstreams/shop", json={"name": "shop", "tags": tags})
+    result = run_module(rollout_gate, dict(BASE, container_targets=[CT1], probes={"enabled": True},
+                                           lock={"owner": "job-1@ctl"}))
+    assert result["failed"] is True and result["decision"] == "lock_lost" and words in result["msg"]
+    assert result["evaluations"] == [] and writes(kong) == []
+    assert not any("/healthz" in c.request.url or CT1 in c.request.url for c in kong.calls)
+
+
+def test_check_mode_evaluates_once_without_holding_or_refreshing(kong, run_module, clock):
+    kong.get("http://%s/" % CT1, status=200)
+    result = run_module(rollout_gate, dict(BASE, container_targets=[CT1], hold=600, probes={"enabled": True},
+                                           lock={"owner": "job-1@ctl"}), check_mode=True)
+    assert result["decision"] == "pass" and len(result["evaluations"]) == 1 and clock.sleeps == []
+    assert writes(kong) == []
+
+
+@pytest.mark.parametrize("args, words", [
+    (dict(BASE), "no gate is enabled"),
+    (dict(BASE, prometheus={"url": PROM, "queries": [{"name": "q", "query": "up"}]}), "needs a threshold"),
+    (dict(BASE, prometheus={"url": PROM, "queries": [{"name": "q", "query": "up", "min": 2, "max": 1}]}), "min 2.0 is above max 1.0"),
+    (dict(BASE, traffic={"url": GW, "min_success_ratio": 99}), "a ratio, not percent"),
+    (dict(BASE, hold=-1, probes={"enabled": True}, container_targets=[CT1]), "hold must be 0 or more"),
+    (dict(BASE, max_failures=0, probes={"enabled": True}, container_targets=[CT1]), "max_failures must be"),
+    (dict(upstream="shop", kong_health={"enabled": True}), "no target tagged 'mixedrun-kind:container'"),
+])
+def test_bad_input_fails_before_anything_is_evaluated(kong, run_module, args, words):
+    kong.get(ADMIN + "/upstreams/shop/targets", json={"data": [target(VM, "vm")], "next": None})
+    result = run_module(rollout_gate, args)
+    assert result["failed"] is True and words in result["msg"], result["msg"]
+    assert result["decision"] == "error"
+    assert not any(PROM in c.request.url or GW in c.request.url for c in kong.calls)
+
+
+def test_prometheus_headers_are_secret(kong, run_module):
+    kong.get(PROM + "/api/v1/query", json=vector(1))
+    result = run_module(rollout_gate, dict(BASE, prometheus={"url": PROM, "headers": {"Authorization": "Bearer " + TOKEN},
+                                                             "queries": [{"name": "up", "query": "up", "min": 1}]}))
+    assert result["decision"] == "pass" and TOKEN not in result.raw
+    assert kong.calls[-1].request.headers["Authorization"] == "Bearer " + TOKEN
+
+
+def test_health_fixture_of_real_kong_is_read(kong, run_module):
+    body = fixture("health")
+    kong.get(ADMIN + "/upstreams/shop/health", json=body)
+    result = run_module(rollout_gate, {"upstream": "shop", "container_targets": ["10.0.1.7:8080"],
+                                       "max_consecutive_failures": 1})
+    assert result["decision"] == "rollback" and "10.0.1.7:8080 UNHEALTHY" in result["msg"]
+    assert json.dumps(result["gates"])
