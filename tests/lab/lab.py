@@ -526,7 +526,7 @@ async def _serve(lab, cfg, tokens):
     fleet = Fleet(cfg)
     api = K8sApi(cfg, tokens, fleet)
     for item in cfg.k8s.get("extra_objects") or []:
-        api.load_objects(_load_extra(item))
+        api.load_objects(load_extra_objects(item))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -558,7 +558,7 @@ async def _serve(lab, cfg, tokens):
         await fleet.stop()
 
 
-def _load_extra(item):
+def load_extra_objects(item):
     """An extra_objects entry: an object, or a path to a YAML/JSON file with objects / a List / multiple documents."""
     if isinstance(item, dict):
         return [item]
