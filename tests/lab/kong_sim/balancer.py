@@ -102,9 +102,9 @@ class Target:
 def split_hostport(target):
     """``host:port`` / ``[v6]:port`` -> (host, port)."""
     if target.startswith("["):
-        host, _, port = target[1:].partition("]:")
+        host, _unused, port = target[1:].partition("]:")
         return host, int(port)
-    host, _, port = target.rpartition(":")
+    host, _unused, port = target.rpartition(":")
     return host, int(port)
 
 

@@ -223,7 +223,7 @@ class KongCluster:
         admin_port = int(self.admin_urls[index].rsplit(":", 1)[1])
         proxy_port = int(self.proxy_urls[index].rsplit(":", 1)[1])
         status_port = int(self.status_urls[index].rsplit(":", 1)[1])
-        _, cmd = self._command(index + 1, admin_port, proxy_port, status_port)
+        _unused, cmd = self._command(index + 1, admin_port, proxy_port, status_port)
         env = dict(os.environ)
         env["PYTHONPATH"] = REPO_ROOT + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
         if self.rbac_token:

@@ -334,7 +334,7 @@ class Node:  # pylint: disable=too-many-instance-attributes
         unhealthy_cfg = active.get("unhealthy") or {}
         try:
             if kind == "tcp":
-                _, writer = await asyncio.wait_for(asyncio.open_connection(addr.ip, addr.port), timeout)
+                _unused, writer = await asyncio.wait_for(asyncio.open_connection(addr.ip, addr.port), timeout)
                 writer.close()
                 addr.health.success(healthy_cfg.get("successes"))
                 return

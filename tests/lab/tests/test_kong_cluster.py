@@ -119,7 +119,7 @@ def test_faults(kong):
                               timeout=5).json()
         assert state["remaining"] == 2
         assert admin.get("/upstreams").status_code == 200, "only PATCH is affected"
-        assert [admin.patch("/upstreams/none", json={}).status_code for _ in range(3)] == [503, 503, 404]
+        assert [admin.patch("/upstreams/none", json={}).status_code for _unused in range(3)] == [503, 503, 404]
         assert requests.get(lab, timeout=5).json()["applied"]["error"] == 2
         requests.post(lab, json={"drop_rate": 1.0, "count": 1}, timeout=5)
         with pytest.raises(requests.ConnectionError):
@@ -132,7 +132,7 @@ def test_faults(kong):
 
         def pattern(seed):
             requests.post(lab, json={"admin_error_rate": 0.5, "seed": seed, "count": 20}, timeout=5)
-            return [admin.get("/status").status_code for _ in range(20)]
+            return [admin.get("/status").status_code for _unused in range(20)]
         first = pattern(7)
         assert first == pattern(7), "seeded faults are reproducible"
         assert 500 in first and 200 in first

@@ -50,7 +50,7 @@ def test_weighted_round_robin(kong, kong_admin, kong_backend, uname):
     assert int(first.headers["X-Kong-Upstream-Latency"]) >= 0 and int(first.headers["X-Kong-Proxy-Latency"]) >= 0
     session = requests.Session()
     counts = collections.Counter()
-    for _ in range(400):
+    for _unused in range(400):
         counts[session.get(kong.proxy_urls[0] + "/x", headers={"Host": host}, timeout=5).json()["backend"]] += 1
     assert abs(counts["a"] - 300) <= 12 and abs(counts["b"] - 100) <= 12, counts
     assert counts["c"] == 0, "weight 0 receives no traffic"
@@ -90,7 +90,7 @@ def test_retries_on_dead_target(kong, kong_admin, kong_backend, uname):
     dead.stop()
     host = _setup(kong_admin, uname, [(live.target, 100), (dead.target, 100)], retries=2)
     _wait_routed(kong.proxy_urls[0], host)
-    for _ in range(20):
+    for _unused in range(20):
         resp = requests.get(kong.proxy_urls[0], headers={"Host": host}, timeout=5)
         assert resp.status_code == 200 and resp.json()["backend"] == "live"
     kong_admin.patch("/services/" + uname, json={"retries": 0})
@@ -108,12 +108,12 @@ def test_passive_health(kong, kong_admin, kong_backend, uname):
     host = _setup(kong_admin, uname, [(good.target, 100), (bad.target, 100)], healthchecks=checks)
     _wait_routed(kong.proxy_urls[0], host)
     assert _wait_health(kong_admin, uname, bad.target, "HEALTHY") == "HEALTHY"
-    for _ in range(12):
+    for _unused in range(12):
         requests.get(kong.proxy_urls[0], headers={"Host": host}, timeout=5)
     assert _wait_health(kong_admin, uname, bad.target, "UNHEALTHY", timeout=0.5) == "UNHEALTHY"
     assert _wait_health(kong_admin, uname, good.target, "HEALTHY", timeout=0.5) == "HEALTHY"
     before = bad.hits
-    for _ in range(10):
+    for _unused in range(10):
         assert requests.get(kong.proxy_urls[0], headers={"Host": host}, timeout=5).json()["backend"] == "good"
     assert bad.hits == before, "an unhealthy target gets no traffic"
     other = requests.get(kong.admin_urls[1] + "/upstreams/%s.up/health" % uname, timeout=5).json()
@@ -161,7 +161,7 @@ def test_metrics(kong, kong_admin, kong_backend, uname):
     a = kong_backend("a")
     host = _setup(kong_admin, uname, [(a.target, 100)])
     _wait_routed(kong.proxy_urls[0], host)
-    for _ in range(3):
+    for _unused in range(3):
         requests.get(kong.proxy_urls[0], headers={"Host": host}, timeout=5)
     text = kong_admin.get("/metrics").text
     lines = text.splitlines()
