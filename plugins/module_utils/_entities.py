@@ -259,15 +259,10 @@ def _target_view(item):
 
 
 def _health_of(client, upstream_id, key):
-    page = client.get("/upstreams/%s/health" % client.quote(upstream_id), params={"size": 1000})
-    while page:
+    for page in client.pages("/upstreams/%s/health" % client.quote(upstream_id)):
         for item in page.get("data") or []:
             if target_key(item.get("target", "")) == key:
                 return item.get("health")
-        if not page.get("next"):
-            break
-        page = client.request("GET", "/upstreams/%s/health" % upstream_id,
-                              url=client._next_url(page["next"], {"size": 1000}))  # pylint: disable=protected-access
     return None
 
 
@@ -441,18 +436,10 @@ def traffic_shares(targets, tag_prefix=None):
     }
 
 
-def _paged(client, path, params):
-    page = client.request("GET", path, params=params)
-    pages = [page or {}]
-    while pages[-1].get("next"):
-        pages.append(client.request("GET", path, url=client._next_url(pages[-1]["next"], params)) or {})  # pylint: disable=protected-access
-    return pages
-
-
 def node_health(client, upstream_id, balancer_health=False):
     """Health of every target as this Kong node sees it (``/upstreams/{u}/health``)."""
     path = "/upstreams/%s/health" % client.quote(upstream_id)
-    pages = _paged(client, path, {"size": 1000})
+    pages = list(client.pages(path))
     node = {"admin_url": client.base_url, "node_id": pages[0].get("node_id"), "targets": {}}
     for page in pages:
         for item in page.get("data") or []:

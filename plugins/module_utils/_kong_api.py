@@ -303,18 +303,22 @@ class KongClient:
                 return None
             raise
 
-    def list(self, path, params=None):
-        """GET every page of a collection (``size=1000``, following ``next``)."""
+    def pages(self, path, params=None):
+        """Yield every page (the whole JSON answer) of a collection, following ``next`` with ``size=1000``."""
         query = dict(params or {})
         query.setdefault("size", PAGE_SIZE)
+        page = self.request("GET", path, params=query) or {}
+        yield page
+        while page.get("next"):
+            page = self.request("GET", path, url=self._next_url(page["next"], query)) or {}
+            yield page
+
+    def list(self, path, params=None):
+        """GET every item of a collection (all pages)."""
         items = []
-        page = self.request("GET", path, params=query)
-        while True:
-            items.extend((page or {}).get("data") or [])
-            next_path = (page or {}).get("next")
-            if not next_path:
-                return items
-            page = self.request("GET", path, url=self._next_url(next_path, query))
+        for page in self.pages(path, params):
+            items.extend(page.get("data") or [])
+        return items
 
     def _next_url(self, next_path, query):
         parts = urlsplit(next_path)
