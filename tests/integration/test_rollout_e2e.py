@@ -1,0 +1,394 @@
+"""End to end: playbooks/rollout.yml against the lab, with continuous traffic through HAProxy -> Kong.
+
+(a) a healthy migration finishes at 100 % with no failed request;
+(b) the container nodes start failing at the third step -> rollback to the starting share, the play fails naming
+    the gate, its value and its threshold, and the traffic is back on the VMs;
+(c) the controller is killed mid-rollout -> a re-run resumes from the share Kong holds and finishes, nothing
+    repeated or lost;
+(d) two rollouts of the same service at once -> the second is refused by the lock, naming the owner; an operator's
+    rollback.yml with force takes over a lock whose job is gone;
+(e) Prometheus returns no data -> the declared policy (fail / pass / inconclusive) is applied.
+
+Hold times are 1-2 s. Run:
+    PYTHONPATH=.tmp/collections:. .venv/bin/pytest -p tests.lab.pytest_plugin tests/integration/test_rollout_e2e.py
+"""
+
+import json
+import glob
+import http.server
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+import requests
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+SERVICE = "shop"
+PLAYBOOK_TIMEOUT = 120
+
+
+# -- helpers ----------------------------------------------------------------------------------------------------
+
+def admin(lab):
+    return lab["admin_url"]
+
+
+def domain(lab):
+    return [s for s in lab["services"] if s["name"] == SERVICE][0]["domain"]
+
+
+def members(lab, kind=None):
+    return [n for n in lab["nodes"] if n.get("service", SERVICE) == SERVICE and (kind is None or n["kind"] == kind)]
+
+
+def bind(lab):
+    """Upstream with tagged VM (weight 100) and container (weight 0) targets, service and route; no lock tags."""
+    base = admin(lab)
+
+    def call(method, path, body=None):
+        resp = requests.request(method, base + path, json=body, timeout=10)
+        assert resp.status_code < 400, "%s %s -> %s %s" % (method, path, resp.status_code, resp.text)
+        return resp.json() if resp.content else None
+
+    call("PUT", "/upstreams/" + SERVICE, {"tags": ["mixedrun-managed", "mixedrun-service:" + SERVICE]})
+    have = {t["target"] for t in call("GET", "/upstreams/%s/targets" % SERVICE)["data"]}
+    for node in members(lab):
+        target = "%s:%d" % (node["address"], node["port"])
+        body = {"weight": 100 if node["kind"] == "vm" else 0,
+                "tags": ["mixedrun-managed", "mixedrun-kind:" + node["kind"], "mixedrun-service:" + SERVICE]}
+        if target in have:
+            call("PATCH", "/upstreams/%s/targets/%s" % (SERVICE, target), body)
+        else:
+            call("POST", "/upstreams/%s/targets" % SERVICE, dict(body, target=target))
+    call("PUT", "/services/" + SERVICE, {"host": SERVICE, "port": 80, "protocol": "http"})
+    call("PUT", "/routes/" + SERVICE, {"hosts": [domain(lab)], "service": {"name": SERVICE}})
+    deadline = time.time() + 15
+    while True:
+        try:
+            if requests.get(lab["lb_url"] + "/", headers={"Host": domain(lab)}, timeout=3).status_code == 200:
+                return
+        except requests.RequestException:
+            pass
+        assert time.time() < deadline, "the lab does not route %s" % domain(lab)
+        time.sleep(0.2)
+
+
+def weights(lab, url=None):
+    data = requests.get((url or admin(lab)) + "/upstreams/%s/targets" % SERVICE, timeout=10).json()["data"]
+    out = {"vm": 0, "container": 0}
+    for item in data:
+        kind = "container" if "mixedrun-kind:container" in (item.get("tags") or []) else "vm"
+        out[kind] += item["weight"]
+    return out
+
+
+def share(lab):
+    w = weights(lab)
+    total = w["vm"] + w["container"]
+    return 100.0 * w["container"] / total if total else 0.0
+
+
+def upstream_tags(lab):
+    return requests.get(admin(lab) + "/upstreams/" + SERVICE, timeout=10).json().get("tags") or []
+
+
+def rollout_tags(lab):
+    """The lock and origin tags on the upstream."""
+    return [t for t in upstream_tags(lab) if t.startswith(("mixedrun-lock:", "mixedrun-rollout-origin:"))]
+
+
+def set_tags(lab, tags):
+    resp = requests.patch(admin(lab) + "/upstreams/" + SERVICE, json={"tags": tags}, timeout=10)
+    assert resp.status_code == 200, resp.text
+
+
+def fault_all_containers(lab, **faults):
+    for node in members(lab, "container"):
+        resp = requests.post("%s/nodes/%s" % (lab["control_url"], node["name"]), json=faults, timeout=10)
+        assert resp.status_code == 200, resp.text
+
+
+def reset_faults(lab):
+    requests.post(lab["control_url"] + "/reset", timeout=10).raise_for_status()
+
+
+def base_vars(lab, report_dir, **extra):
+    variables = {
+        "rollout_upstream": SERVICE,
+        "rollout_admin_url": admin(lab),
+        "rollout_admin_urls": lab.get("admin_urls") or [admin(lab)],
+        "rollout_steps": [1, 25, 50],
+        "rollout_hold": 1,
+        "rollout_gate_interval": 0.5,
+        "rollout_probe_path": "/healthz",
+        "rollout_traffic_url": lab["lb_url"],
+        "rollout_traffic_host": domain(lab),
+        "rollout_traffic_requests": 20,
+        "rollout_traffic_min_success_ratio": 0.99,
+        "rollout_report_dir": report_dir,
+        "rollout_lock_owner": "e2e-main",
+        "rollout_lock_settle": 0.2,
+    }
+    variables.update(extra)
+    return variables
+
+
+def command(name, variables):
+    return [os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), "-i", "localhost,",
+            os.path.join(REPO, "playbooks", name), "-e", json.dumps(variables)]
+
+
+def env():
+    out = dict(os.environ)
+    out["ANSIBLE_CONFIG"] = os.path.join(REPO, "ansible.cfg")
+    out["ANSIBLE_NOCOLOR"] = "1"
+    out.pop("KONG_ADMIN_URL", None)
+    return out
+
+
+def run_playbook(name, variables, timeout=PLAYBOOK_TIMEOUT):
+    proc = subprocess.run(command(name, variables), cwd=REPO, env=env(), capture_output=True, text=True,
+                          timeout=timeout, check=False)
+    # Ansible's YAML output wraps long messages: compare on single-spaced text.
+    return proc.returncode, " ".join((proc.stdout + proc.stderr).split())
+
+
+def start_playbook(name, variables):
+    return subprocess.Popen(command(name, variables), cwd=REPO, env=env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+
+
+def reports(report_dir):
+    out = []
+    for path in sorted(glob.glob(os.path.join(report_dir, "rollout-*.json")), key=os.path.getmtime):
+        with open(path) as handle:
+            out.append(json.load(handle))
+    return out
+
+
+class Traffic:
+    """Continuous requests through HAProxy -> Kong (bounded in time); records every answer's node kind."""
+
+    def __init__(self, lab, workers=2, max_seconds=100):
+        self.url = lab["lb_url"] + "/"
+        self.host = domain(lab)
+        self.stop = threading.Event()
+        self.deadline = time.time() + max_seconds
+        self.lock = threading.Lock()
+        self.results = []                     # (time, status or error, node kind)
+        self.threads = [threading.Thread(target=self.run, daemon=True) for _ in range(workers)]
+
+    def run(self):
+        session = requests.Session()
+        while not self.stop.is_set() and time.time() < self.deadline:
+            try:
+                resp = session.get(self.url, headers={"Host": self.host}, timeout=5)
+                item = (time.time(), resp.status_code, resp.headers.get("X-Node-Kind"))
+            except requests.RequestException as exc:
+                item = (time.time(), type(exc).__name__, None)
+            with self.lock:
+                self.results.append(item)
+            time.sleep(0.01)
+
+    def failures(self, since=0.0):
+        return [r for r in self.results if r[0] >= since and r[1] != 200]
+
+    def __enter__(self):
+        for thread in self.threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        for thread in self.threads:
+            thread.join(10)
+
+
+class Webhooks:
+    """A webhook receiver on loopback; runs ``on_event(body)`` for each call."""
+
+    def __init__(self, on_event=None):
+        self.events = []
+        receiver = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802
+                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
+                receiver.events.append(body)
+                if on_event:
+                    on_event(body)
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *_args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = "http://127.0.0.1:%d/hook" % self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def fresh(lab, tmp_path):
+    """A bound service at 0 %, no lock, no faults; a report directory."""
+    reset_faults(lab)
+    bind(lab)
+    set_tags(lab, ["mixedrun-managed", "mixedrun-service:" + SERVICE])
+    yield str(tmp_path / "reports")
+    reset_faults(lab)
+
+
+# -- the scenarios ----------------------------------------------------------------------------------------------
+
+def test_a_healthy_migration_finishes_at_100_without_a_failed_request(lab, fresh):
+    with Traffic(lab) as traffic:
+        rc, out = run_playbook("rollout.yml", base_vars(lab, fresh))
+        time.sleep(0.5)
+    assert rc == 0, out[-5000:]
+    assert weights(lab)["vm"] == 0 and weights(lab)["container"] > 0
+    for url in lab.get("admin_urls") or []:
+        assert weights(lab, url)["vm"] == 0, "Kong node %s does not show the final weights" % url
+    assert len(traffic.results) > 100 and traffic.failures() == [], traffic.failures()[:10]
+    assert {r[2] for r in traffic.results[-20:]} == {"container"}
+    assert "Step 2 of 4" in out and "Rollout of shop (upstream shop): finished" in out
+    report = reports(fresh)[-1]
+    assert report["run"]["outcome"] == "finished"
+    assert [s["planned_share"] for s in report["steps"]] == [1, 25, 50, 100]
+    for step in report["steps"]:
+        assert abs(step["achieved_share"] - step["planned_share"]) <= 0.05
+        assert step["gate"]["decision"] == "pass" and step["gate"]["evaluations"]
+        assert all("value" in g and "threshold" in g for g in step["gate"]["gates"])
+    assert os.path.exists(report_path(fresh, ".html"))
+    assert rollout_tags(lab) == []
+
+
+def report_path(report_dir, ext):
+    return sorted(glob.glob(os.path.join(report_dir, "rollout-*" + ext)), key=os.path.getmtime)[-1]
+
+
+def test_b_failing_containers_at_the_third_step_roll_back_and_fail_the_play(lab, fresh):
+    def on_event(body):
+        if body.get("event") == "before_step" and body.get("step") == 3:
+            fault_all_containers(lab, error_rate=1.0)
+
+    with Webhooks(on_event) as hooks, Traffic(lab) as traffic:
+        variables = base_vars(lab, fresh, rollout_steps=[1, 10, 25, 50], rollout_max_consecutive_failures=2,
+                              rollout_hooks_before_step=[{"url": hooks.url}], rollout_hooks_on_rollback=[{"url": hooks.url}])
+        rc, out = run_playbook("rollout.yml", variables)
+        ended = time.time()
+        time.sleep(1.0)
+    assert rc != 0, out[-4000:]
+    assert "Rollout of shop FAILED" in out and "at step 3 of 5 (25" in out
+    assert "gate 'traffic' (traffic) failed: measured" in out and "threshold >= 0.99" in out
+    assert "Rolled back (immediate) to 0.0%" in out
+    assert weights(lab)["container"] == 0 and share(lab) == 0.0
+    after = [r for r in traffic.results if r[0] > ended]
+    assert after and all(r[1] == 200 and r[2] == "vm" for r in after), after[:10]
+    assert [(e["event"], e["step"]) for e in hooks.events] == [("before_step", 1), ("before_step", 2),
+                                                                 ("before_step", 3), ("rollback", None)]
+    report = reports(fresh)[-1]
+    assert report["run"]["outcome"] == "rolled_back" and report["run"]["final_share"] == 0
+    failed = [s for s in report["steps"] if s.get("decision") == "rollback" and s["kind"] == "step"][0]
+    assert failed["planned_share"] == 25 and failed["gate"]["failing_gate"]["name"] == "traffic"
+    assert failed["gate"]["failing_gate"]["value"] < 0.99
+    assert report["steps"][-1]["kind"] == "rollback"
+    assert not [t for t in upstream_tags(lab) if t.startswith("mixedrun-lock:")]
+
+
+def test_c_killed_controller_resumes_from_the_share_kong_holds(lab, fresh):
+    schedule = [5, 20, 40, 60, 80]
+    variables = base_vars(lab, fresh, rollout_steps=schedule, rollout_hold=2, rollout_gate_interval=1)
+    with Traffic(lab) as traffic:
+        proc = start_playbook("rollout.yml", variables)
+        deadline = time.time() + 60
+        while share(lab) < 19.9 and time.time() < deadline and proc.poll() is None:
+            time.sleep(0.1)
+        time.sleep(0.7)               # mid-hold of step 2 or a little later
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+        proc.stdout.close()
+        killed_at = share(lab)
+        assert 19.9 <= killed_at < 99.9, killed_at
+        assert any(t.startswith("mixedrun-lock:e2e-main:") for t in upstream_tags(lab))
+        assert "mixedrun-rollout-origin:0" in upstream_tags(lab)
+        rc, out = run_playbook("rollout.yml", variables)
+        time.sleep(0.3)
+    assert rc == 0, out[-5000:]
+    assert "Resuming the rollout of shop at" in out and "(origin 0.0%)" in out
+    report = reports(fresh)[-1]
+    assert report["run"]["resumed"] is True and report["run"]["origin_share"] == 0
+    planned = [s["planned_share"] for s in report["steps"]]
+    expected = [s for s in schedule + [100] if s > killed_at + 0.5]
+    assert planned == expected, (killed_at, planned)
+    assert share(lab) == 100.0
+    assert traffic.failures() == [], traffic.failures()[:10]
+
+
+def test_d_second_rollout_is_refused_by_the_lock(lab, fresh):
+    first = start_playbook("rollout.yml", base_vars(lab, fresh, rollout_steps=[10, 50], rollout_hold=2,
+                                                     rollout_lock_owner="job-a@ctl"))
+    try:
+        deadline = time.time() + 30
+        while not any(t.startswith("mixedrun-lock:job-a@ctl:") for t in upstream_tags(lab)):
+            assert time.time() < deadline and first.poll() is None, "the first rollout never took the lock"
+            time.sleep(0.1)
+        before = weights(lab)
+        rc, out = run_playbook("rollout.yml", base_vars(lab, fresh, rollout_lock_owner="job-b@ctl"))
+        assert rc != 0
+        assert "Rollout of shop not started" in out and "locked by 'job-a@ctl'" in out
+        after = weights(lab)
+        assert after["container"] >= before["container"]       # only the first rollout moved anything
+        output, _ = first.communicate(timeout=PLAYBOOK_TIMEOUT)
+        assert first.returncode == 0, output[-4000:]
+    finally:
+        if first.poll() is None:
+            os.killpg(first.pid, signal.SIGKILL)
+            first.wait(10)
+    assert share(lab) == 100.0
+
+    # an operator's rollback over the lock of a job that is gone: refused without force, done with it
+    set_tags(lab, ["mixedrun-lock:ghost-job@ctl:%d" % (time.time() + 3600), "mixedrun-rollout-origin:0"])
+    rc, out = run_playbook("rollback.yml", base_vars(lab, fresh, rollout_lock_owner="operator"))
+    assert rc != 0 and "locked by 'ghost-job@ctl'" in out and share(lab) == 100.0
+    rc, out = run_playbook("rollback.yml", base_vars(lab, fresh, rollout_lock_owner="operator", rollout_lock_force=True))
+    assert rc == 0, out[-4000:]
+    assert share(lab) == 0.0 and rollout_tags(lab) == []
+
+
+@pytest.mark.parametrize("policy", ["fail", "pass", "inconclusive"])
+def test_e_prometheus_without_data_applies_the_declared_policy(lab, fresh, policy):
+    variables = base_vars(lab, fresh, rollout_steps=[50], rollout_no_data=policy, rollout_inconclusive_limit=2,
+                          rollout_traffic_url=None, rollout_prometheus_url=lab["prometheus_url"],
+                          rollout_prometheus_queries=[{"name": "error ratio", "max": 0.05,
+                                                       "query": "sum(rate(mixedrun_e2e_metric_that_does_not_exist[1m]))"}])
+    rc, out = run_playbook("rollout.yml", variables)
+    gate_words = "gate 'error ratio' (prometheus)"
+    if policy == "pass":
+        assert rc == 0, out[-4000:]
+        assert share(lab) == 100.0
+        return
+    assert rc != 0 and gate_words in out and "measured no data" in out and "threshold <= 0.05" in out
+    if policy == "fail":
+        assert "Rolled back (immediate) to 0.0%" in out and share(lab) == 0.0
+        assert rollout_tags(lab) == []
+    else:
+        # inconclusive: hold the weight, no rollback, a human decides; a re-run resumes from here
+        assert "Rollout gate inconclusive" in out and "Holding at 50.0%" in out
+        assert share(lab) == 50.0
+        tags = upstream_tags(lab)
+        assert "mixedrun-rollout-origin:0" in tags and not [t for t in tags if t.startswith("mixedrun-lock:")]
+    report = reports(fresh)[-1]
+    gate = report["steps"][-1 if policy == "inconclusive" else -2]["gate"]
+    assert gate["failing_gate"]["value"] is None and "no_data policy %s" % policy in gate["failing_gate"]["detail"]
