@@ -564,7 +564,11 @@ class GateRunner:
             seen += 1
             if str(item.get("health", "")).upper() in states:
                 bad.append("%s %s" % (key, item.get("health")))
-        detail = ("unhealthy: %s" % ", ".join(sorted(bad))) if bad else "%d container targets checked" % seen
+        bad.sort()
+        if bad:
+            detail = "unhealthy: %s%s" % (", ".join(bad[:10]), "; and %d more" % (len(bad) - 10) if len(bad) > 10 else "")
+        else:
+            detail = "%d container targets checked" % seen
         return _result(GATE_KONG_HEALTH, name, STATUS_FAIL if bad else STATUS_PASS, float(len(bad)), threshold, detail)
 
     def _probe_one(self, target):
@@ -592,7 +596,12 @@ class GateRunner:
         with ThreadPoolExecutor(max_workers=workers) as pool:
             outcomes = list(pool.map(self._probe_one, targets))
         bad = ["%s: %s" % (t, err) for t, err in outcomes if err]
-        detail = ("failing: %s" % "; ".join(bad)) if bad else "%d nodes answered" % len(targets)
+        if bad:
+            detail = "%d of %d failing: %s" % (len(bad), len(targets), "; ".join(bad[:10]))
+            if len(bad) > 10:
+                detail += "; and %d more" % (len(bad) - 10)
+        else:
+            detail = "%d nodes answered" % len(targets)
         return _result(GATE_PROBES, "probes", STATUS_FAIL if bad else STATUS_PASS, float(len(bad)), threshold, detail)
 
     def prometheus_query(self, query):

@@ -1,0 +1,173 @@
+"""Benchmark: a rollout step's own overhead (everything but the hold time) with 100 VM + 100 container targets.
+
+Creates the upstream ``bench-rollout`` in the lab's Kong with 100 VM and 100 container targets (tagged like the
+collection tags them; the container targets are 100 small loopback listeners, so the gates are real: Kong's target health on every Kong
+node and a direct probe of every container node, concurrently; the VM addresses are never contacted), then runs playbooks/rollout.yml with steps
+1 -> 10 -> 50 -> 100 and hold 0, and reads the per-step timings from the run's JSON report:
+
+* split: the weight change, verified on every Kong node (kong_traffic_split);
+* gate: one evaluation of the gates plus the lock refresh (rollout_gate);
+* step: from the start of one step to the start of the next (everything the role does per step: progress
+  message, hooks check, both modules, the record), minus the hold.
+
+Fails (exit 1) when a step's overhead reaches 2 s. Run (reuses a running lab, else starts one):
+
+    MIXEDRUN_LAB_JSON=.lab/lab.json .venv/bin/python tests/benchmarks/bench_rollout_step.py
+    .venv/bin/python tests/benchmarks/bench_rollout_step.py --kong-nodes 2
+"""
+
+import argparse
+import glob
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+import requests
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, REPO)
+
+UPSTREAM = "bench-rollout"
+LIMIT = 2.0
+
+
+class FakeNodes:
+    """``count`` container nodes answering 200 on loopback addresses, so the direct probes are real requests."""
+
+    def __init__(self, base, count):
+        import asyncio  # pylint: disable=import-outside-toplevel
+        import random  # pylint: disable=import-outside-toplevel
+        import threading  # pylint: disable=import-outside-toplevel
+        self.asyncio = asyncio
+        self.addresses = ["%s%d" % (base, i + 1) for i in range(count)]
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        self.servers = []
+        for _attempt in range(50):
+            self.port = random.randint(40000, 49999)
+            try:
+                self._call(self._start())
+                return
+            except OSError:
+                self._call(self._stop())
+        raise RuntimeError("no free port for the benchmark's container nodes")
+
+    def _call(self, coro):
+        return self.asyncio.run_coroutine_threadsafe(coro, self.loop).result(60)
+
+    async def _handle(self, reader, writer):
+        try:
+            while True:
+                line = await reader.readline()
+                if not line:
+                    break
+                while (await reader.readline()) not in (b"\r\n", b"\n", b""):
+                    pass
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Type: text/plain\r\n\r\nok")
+                await writer.drain()
+        except (ConnectionError, self.asyncio.IncompleteReadError):
+            pass
+        finally:
+            writer.close()
+
+    async def _start(self):
+        for address in self.addresses:
+            self.servers.append(await self.asyncio.start_server(self._handle, address, self.port))
+
+    async def _stop(self):
+        for server in self.servers:
+            server.close()
+        self.servers = []
+
+    def close(self):
+        self._call(self._stop())
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+
+
+def setup_upstream(admin, count, container_port):
+    session = requests.Session()
+    session.delete(admin + "/upstreams/" + UPSTREAM, timeout=30)
+    session.put(admin + "/upstreams/" + UPSTREAM, json={"tags": ["mixedrun-managed"]}, timeout=30).raise_for_status()
+    for kind, base, weight, port in (("vm", "127.0.150.", 100, 18080), ("container", "127.0.160.", 0, container_port)):
+        for i in range(count):
+            body = {"target": "%s%d:%d" % (base, i + 1, port), "weight": weight,
+                    "tags": ["mixedrun-managed", "mixedrun-kind:" + kind, "mixedrun-service:" + UPSTREAM]}
+            session.post(admin + "/upstreams/%s/targets" % UPSTREAM, json=body, timeout=30).raise_for_status()
+
+
+def run_rollout(info, report_dir, steps):
+    variables = {
+        "rollout_upstream": UPSTREAM, "rollout_admin_url": info["admin_url"],
+        "rollout_admin_urls": info.get("admin_urls") or [info["admin_url"]],
+        "rollout_steps": steps, "rollout_hold": 0, "rollout_gate_interval": 1,
+        "rollout_probe": True, "rollout_kong_health": True, "rollout_report_dir": report_dir,
+        "rollout_lock_owner": "bench", "rollout_lock_settle": 0,
+    }
+    env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(REPO, "ansible.cfg"))
+    env.pop("KONG_ADMIN_URL", None)
+    cmd = [os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), "-i", "localhost,",
+           os.path.join(REPO, "playbooks", "rollout.yml"), "-e", json.dumps(variables)]
+    started = time.time()
+    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600, check=False)
+    wall = time.time() - started
+    if proc.returncode != 0:
+        raise SystemExit("the rollout failed:\n%s\n%s" % (proc.stdout[-4000:], proc.stderr[-2000:]))
+    path = sorted(glob.glob(os.path.join(report_dir, "rollout-*.json")), key=os.path.getmtime)[-1]
+    with open(path) as handle:
+        return json.load(handle), wall
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--targets", type=int, default=100, help="VM targets and container targets, each (default 100)")
+    parser.add_argument("--kong-nodes", type=int, default=None, help="Kong nodes when a lab is started here")
+    args = parser.parse_args()
+    from tests.lab.pytest_plugin import start_lab, stop_lab  # pylint: disable=import-outside-toplevel
+    state_dir = None
+    if os.environ.get("MIXEDRUN_LAB_JSON"):
+        with open(os.environ["MIXEDRUN_LAB_JSON"]) as handle:
+            info = json.load(handle)
+    else:
+        state_dir = tempfile.mkdtemp(prefix="bench-rollout-lab-")
+        info = start_lab(state_dir, kong_nodes=args.kong_nodes)
+    nodes = FakeNodes("127.0.160.", args.targets)
+    try:
+        setup_upstream(info["admin_url"], args.targets, nodes.port)
+        with tempfile.TemporaryDirectory() as report_dir:
+            report, wall = run_rollout(info, report_dir, [1, 10, 50])
+    finally:
+        requests.delete(info["admin_url"] + "/upstreams/" + UPSTREAM, timeout=30)
+        nodes.close()
+        if state_dir:
+            stop_lab(state_dir)
+    steps = [s for s in report["steps"] if s["kind"] == "step"]
+    print("rollout step overhead: %d VM + %d container targets, %d Kong node(s), hold 0" % (
+        args.targets, args.targets, len(info.get("admin_urls") or [1])))
+    print("%-6s %-9s %8s %8s %8s" % ("step", "share %", "split s", "gate s", "step s"))
+    worst = 0.0
+    for pos, step in enumerate(steps):
+        split = float(step["applied_at"]) - float(step["started_at"])
+        gate = float(step["finished_at"]) - float(step["applied_at"])
+        if pos + 1 < len(steps):
+            # hold is 0: everything between two step starts is the step's own overhead
+            total = float(steps[pos + 1]["started_at"]) - float(step["started_at"])
+        else:
+            total = float(step["finished_at"]) - float(step["started_at"])
+        worst = max(worst, total)
+        print("%-6s %-9s %8.2f %8.2f %8.2f" % ("%s/%s" % (step["index"], step["total"]), step["achieved_share"], split,
+                                               gate, total))
+    print("whole play (lock, plan, pre-flight, 4 steps, report): %.1f s; worst step overhead %.2f s (limit %.1f s)"
+          % (wall, worst, LIMIT))
+    if worst >= LIMIT:
+        print("FAIL: a step's own overhead reached %.1f s" % LIMIT)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
