@@ -50,7 +50,7 @@ options:
     type: str
     default: X-Node-Kind
 author:
-  - mixedrun.kong maintainers
+  - mixedrun.kong maintainers (@mixedrun)
 """
 
 RETURN = r"""

@@ -36,7 +36,7 @@ options:
 seealso:
   - module: mixedrun.kong.kong_traffic_split
 author:
-  - mixedrun.kong maintainers
+  - mixedrun.kong maintainers (@mixedrun)
 """
 
 EXAMPLES = r"""

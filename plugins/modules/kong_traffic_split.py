@@ -120,7 +120,7 @@ seealso:
     description: Kong's reference of the target entity and its weight.
     link: https://docs.konghq.com/gateway/latest/admin-api/#target-object
 author:
-  - mixedrun.kong maintainers
+  - mixedrun.kong maintainers (@mixedrun)
 """
 
 EXAMPLES = r"""
