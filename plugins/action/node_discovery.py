@@ -14,9 +14,21 @@ __metaclass__ = type
 
 import time
 
+from ansible import constants as C
 from ansible.errors import AnsibleError
+from ansible.inventory.helpers import get_group_vars, sort_groups
 from ansible.module_utils.common.text.converters import to_text
 from ansible.plugins.action import ActionBase
+from ansible.utils.vars import combine_vars
+from ansible.vars.clean import namespace_facts
+from ansible.vars.plugins import get_vars_from_inventory_sources, get_vars_from_path
+
+try:
+    from ansible.template import is_trusted_as_template
+except ImportError:  # ansible-core < 2.19: no trust tags; the value's type (AnsibleUnsafeText) tells instead
+
+    def is_trusted_as_template(value):
+        return True
 
 from ansible_collections.mixedrun.kong.plugins.module_utils._discovery import (
     MISSING,
@@ -31,21 +43,204 @@ from ansible_collections.mixedrun.kong.plugins.module_utils._selector import Sel
 MODULE = "mixedrun.kong.node_discovery"
 
 
+class _BulkHostVars:
+    """``raw_get(host)``: a host's variables exactly as ``hostvars.raw_get(host)`` (VariableManager.get_vars with
+    a host and no play or task) returns them, for thousands of hosts.
+
+    get_vars recomputes the ``all`` and group variables (inventory and vars plugins) and runs the facts cleanup for
+    every host: ~0.3 ms a host. Here the group part is computed once per distinct group set and reused, the magic
+    variables once, and hosts without facts skip the facts cleanup; per host only the host's own inventory and
+    vars-plugin variables, set_fact/include_vars results and extra vars are merged, in get_vars' order. A host
+    with facts, or any Ansible whose VariableManager lacks what this needs, takes ``hostvars.raw_get`` itself.
+    tests/unit/plugins/action/test_node_discovery.py checks both give equal results.
+    """
+
+    def __init__(self, hostvars):
+        self._hostvars = hostvars
+        self._groups = {}
+        try:
+            self._vm = hostvars._variable_manager  # pylint: disable=protected-access
+            self._inventory = self._vm._inventory  # pylint: disable=protected-access
+            self._loader = self._vm._loader  # pylint: disable=protected-access
+            self._sources = self._inventory._sources  # pylint: disable=protected-access
+            self._fact_cache = self._vm._fact_cache  # pylint: disable=protected-access
+            self._vars_cache = self._vm._vars_cache  # pylint: disable=protected-access
+            self._set_facts = self._vm._nonpersistent_fact_cache  # pylint: disable=protected-access
+            self._extra_vars = self._vm._extra_vars  # pylint: disable=protected-access
+            self._allowed = self._vm._ALLOWED  # pylint: disable=protected-access
+            self._magic = self._vm._get_magic_variables(play=None, host=None, task=None, include_hostvars=False)  # pylint: disable=protected-access
+            self._basedirs = [self._loader.get_basedir()] if self._vm.safe_basedir else []
+            self._no_facts = namespace_facts({})
+            self.fast = True
+        except AttributeError:
+            self.fast = False
+
+    def _plugins(self, entities):
+        data = get_vars_from_inventory_sources(self._loader, self._sources, entities, "task")
+        for path in self._basedirs:
+            data = combine_vars(data, get_vars_from_path(self._loader, path, entities, "task"))
+        return data
+
+    def _group_part(self, host):
+        groups = sort_groups([g for g in host.get_groups() if g.name != "all"])
+        key = tuple(g.name for g in groups)
+        data = self._groups.get(key)
+        if data is None:
+            all_group = self._inventory.groups.get("all")
+            parts = {
+                "all_inventory": lambda: all_group.get_vars(),
+                "all_plugins_inventory": lambda: get_vars_from_inventory_sources(self._loader, self._sources, [all_group], "task"),
+                "all_plugins_play": lambda: self._play_plugins([all_group]),
+                "groups_inventory": lambda: get_group_vars(groups),
+                "groups_plugins_inventory": lambda: get_vars_from_inventory_sources(self._loader, self._sources, groups, "task"),
+                "groups_plugins_play": lambda: self._play_plugins(groups),
+            }
+            data = {}
+            for entry in C.VARIABLE_PRECEDENCE:
+                if entry in self._allowed and entry in parts:
+                    data = combine_vars(data, parts[entry]())
+            self._groups[key] = data
+        return data
+
+    def _play_plugins(self, entities):
+        data = {}
+        for path in self._basedirs:
+            data = combine_vars(data, get_vars_from_path(self._loader, path, entities, "task"))
+        return data
+
+    def raw_get(self, name):
+        if not self.fast:
+            return self._hostvars.raw_get(name)
+        host = self._inventory.get_host(name)
+        if host is None:
+            return self._hostvars.raw_get(name)
+        try:
+            facts = self._fact_cache.get(name)
+        except KeyError:
+            facts = None
+        if facts:
+            return self._hostvars.raw_get(name)
+        data = combine_vars(self._group_part(host), host.get_vars())
+        data = combine_vars(data, get_vars_from_inventory_sources(self._loader, self._sources, [host], "task"))
+        data = combine_vars(data, self._play_plugins([host]))
+        data |= self._no_facts
+        for layer in (self._vars_cache.get(host.get_name(), {}), self._set_facts.get(name, {}), self._extra_vars, self._magic):
+            if layer:
+                data = combine_vars(data, layer)
+        return data
+
+
+class _Uncacheable(Exception):
+    pass
+
+
+_NONDETERMINISTIC = frozenset(("random", "shuffle", "password_hash", "lookup", "query", "q", "now"))
+
+
+class _TemplateMemo:
+    """Templates a value in a host's context, reusing the result of an earlier host when the value and every
+    variable its templates reach (transitively) are the same, e.g. ``version: "{{ shop_version }}"`` from
+    group_vars for a whole group. A template that uses a name that is not a variable (a lookup, ``now()``, an
+    undefined variable), a non-deterministic filter, or ``hostvars``/``groups``-sized data is rendered for every
+    host, as Ansible would."""
+
+    _BUDGET = 400
+
+    def __init__(self, templar):
+        self._templar = templar
+        self._names = {}
+        self._results = {}
+        self._env = None
+
+    def _strings(self, value, out):
+        if isinstance(value, str):
+            if self._templar.is_possibly_template(value):
+                out.append(value)
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                self._strings(key, out)
+                self._strings(item, out)
+        elif isinstance(value, (list, tuple)):
+            for item in value:
+                self._strings(item, out)
+        return out
+
+    def _referenced(self, text):
+        if text not in self._names:
+            try:
+                from jinja2 import Environment, meta, nodes  # pylint: disable=import-outside-toplevel
+                if self._env is None:
+                    self._env = Environment()
+                tree = self._env.parse(text)
+                names = meta.find_undeclared_variables(tree)
+                used = set(n.name for n in tree.find_all((nodes.Filter, nodes.Test)))
+                used.update(n.node.name for n in tree.find_all(nodes.Call) if isinstance(n.node, nodes.Name))
+                self._names[text] = None if used & _NONDETERMINISTIC else frozenset(names)
+            except Exception:  # pylint: disable=broad-except
+                self._names[text] = None
+        return self._names[text]
+
+    def _freeze(self, value, budget):
+        budget[0] -= 1
+        if budget[0] < 0:
+            raise _Uncacheable()
+        if isinstance(value, str):
+            return (type(value), is_trusted_as_template(value), str(value))
+        if isinstance(value, (bool, int, float)) or value is None:
+            return (type(value), value)
+        if isinstance(value, dict):
+            return (dict, tuple((self._freeze(k, budget), self._freeze(v, budget)) for k, v in value.items()))
+        if isinstance(value, (list, tuple)):
+            return (list, tuple(self._freeze(v, budget) for v in value))
+        raise _Uncacheable()
+
+    def _key(self, value, strings, variables):
+        budget = [self._BUDGET]
+        pending, seen, parts = list(strings), set(), []
+        while pending:
+            names = self._referenced(pending.pop())
+            if names is None:
+                raise _Uncacheable()
+            for name in names:
+                if name in seen:
+                    continue
+                seen.add(name)
+                if name not in variables:
+                    raise _Uncacheable()
+                raw = variables[name]
+                parts.append((name, self._freeze(raw, budget)))
+                self._strings(raw, pending)
+        return (self._freeze(value, budget), tuple(sorted(parts, key=lambda p: p[0])))
+
+    def template(self, value, variables):
+        strings = self._strings(value, [])
+        if not strings:
+            return value
+        try:
+            key = self._key(value, strings, variables)
+        except _Uncacheable:
+            return self._templar.template(value)
+        if key not in self._results:
+            self._results[key] = self._templar.template(value)
+        return self._results[key]
+
+
 class _HostVarReader:
     """``get(host, name)``: a host's variable as ``hostvars[host][name]`` would give it, templated in that host's
-    context. The host's variables are computed once per host (VariableManager.get_vars, as HostVars does) and only
-    the variables asked for are templated, with one Templar reused for every host."""
+    context. Each host's variables are computed once (``_BulkHostVars``) and only the variables asked for are
+    templated, with one Templar reused for every host and results shared where the inputs are equal."""
 
     def __init__(self, hostvars, templar):
-        self._hostvars = hostvars
+        self._bulk = _BulkHostVars(hostvars)
         self._templar = templar.copy_with_new_env()
+        self._memo = _TemplateMemo(self._templar)
         self._host = None
         self._vars = None
 
     def _switch(self, host):
         if host != self._host:
-            raw = self._hostvars.raw_get(host)
-            self._vars = raw if isinstance(raw, dict) or hasattr(raw, "keys") else {}
+            raw = self._bulk.raw_get(host)
+            self._vars = raw if hasattr(raw, "keys") else {}
             self._templar.available_variables = self._vars
             self._host = host
 
@@ -57,7 +252,7 @@ class _HostVarReader:
         if isinstance(value, (bool, int, float)) or value is None:
             return value
         try:
-            return self._templar.template(value)
+            return self._memo.template(value, self._vars)
         except AnsibleError as exc:
             raise AnsibleError("cannot template %s for host %s: %s" % (name, host, to_text(exc)))
 
@@ -119,7 +314,7 @@ class ActionModule(ActionBase):
         result = self._execute_module(module_name=MODULE, module_args=module_args, task_vars=task_vars)
         if result.get("failed"):
             return None, result
-        return {"nodes": result.get("nodes") or [], "skipped": result.get("skipped") or []}, result
+        return {"nodes": result.get("nodes") or [], "skipped": result.get("skipped_nodes") or []}, result
 
     def run(self, tmp=None, task_vars=None):
         task_vars = task_vars or {}

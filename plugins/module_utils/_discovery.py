@@ -233,7 +233,8 @@ def assemble(vm_part=None, container_part=None, allow_duplicates=False, allow_em
         "total": len(nodes),
         "ready": sum(1 for n in nodes if n["ready"]),
     }
-    result = {"nodes": nodes, "counts": counts, "drained": drained, "duplicates": duplicates, "skipped": skipped}
+    # "skipped_nodes", not "skipped": Ansible reads a truthy "skipped" in a task result as "the task was skipped"
+    result = {"nodes": nodes, "counts": counts, "drained": drained, "duplicates": duplicates, "skipped_nodes": skipped}
     if duplicates and not allow_duplicates:
         detail = "; ".join("%s from %s" % (d["target"], ", ".join(d["nodes"])) for d in duplicates[:10])
         raise DiscoveryError("%d target(s) found more than once: %s%s. Two nodes with one address and port would be one Kong target: "

@@ -56,12 +56,12 @@ DEFAULT_PAGE_SIZE = 500
 _NAMES_PER_SELECTOR = 50
 _MAX_LIST_RESTARTS = 2
 
-# plural -> (API class attribute, namespaced list method, all-namespaces list method, read method)
+# plural -> (API prefix, resource, namespaced)
 _RESOURCES = {
-    "pods": ("CoreV1Api", "list_namespaced_pod", "list_pod_for_all_namespaces", "read_namespaced_pod"),
-    "services": ("CoreV1Api", "list_namespaced_service", "list_service_for_all_namespaces", "read_namespaced_service"),
-    "endpointslices": ("DiscoveryV1Api", "list_namespaced_endpoint_slice", "list_endpoint_slice_for_all_namespaces", None),
-    "nodes": ("CoreV1Api", None, "list_node", None),
+    "pods": ("/api/v1", "pods", True),
+    "services": ("/api/v1", "services", True),
+    "endpointslices": ("/apis/discovery.k8s.io/v1", "endpointslices", True),
+    "nodes": ("/api/v1", "nodes", False),
 }
 
 # The Kubernetes connection options, named and read as kubernetes.core names and reads them.
@@ -163,13 +163,7 @@ class KubernetesSource:
         self.timeout = timeout
         self.secret = secret
         self.requests = 0
-        self._apis = {}
         self.host = getattr(api_client.configuration, "host", "?")
-
-    def _api(self, name):
-        if name not in self._apis:
-            self._apis[name] = getattr(k8s_client, name)(self.api_client)
-        return self._apis[name]
 
     @staticmethod
     def _describe(plural, namespace, name=None):
@@ -180,17 +174,45 @@ class KubernetesSource:
             return "%s in namespace %s" % (what, namespace)
         return "%s (all namespaces)" % what
 
-    def _call(self, method, describe, **kwargs):
+    def _get(self, plural, namespace=None, name=None, query=None):
+        """GET one path of ``plural`` and return the decoded JSON body.
+
+        Plain ApiClient calls with the client's own auth and TLS settings: the typed API classes (CoreV1Api, ...)
+        import hundreds of model classes (a second or more per module run) that this never uses."""
+        prefix, resource, namespaced = _RESOURCES[plural]
+        path, path_params = prefix, {}
+        if namespace is not None and namespaced:
+            path += "/namespaces/{namespace}"
+            path_params["namespace"] = namespace
+        path += "/" + resource
+        if name is not None:
+            path += "/{name}"
+            path_params["name"] = name
+        describe = self._describe(plural, namespace if namespaced else None, name)
+        api = self.api_client
         self.requests += 1
         try:
-            response = method(_preload_content=False, _request_timeout=self.timeout, **kwargs)
-            return json.loads(response.data)
+            if hasattr(api, "param_serialize"):     # kubernetes >= 33 (the pydantic-based client)
+                method, url, headers, _body, _post = api.param_serialize("GET", path, path_params=path_params, query_params=query or [],
+                                                                         header_params={"Accept": "application/json"},
+                                                                         auth_settings=["BearerToken"])
+                response = api.call_api(method, url, header_params=headers, _request_timeout=self.timeout)
+                response.read()
+                if not 200 <= response.status <= 299:
+                    raise ApiException.from_response(http_resp=response, body=None, data=None)
+                data = response.data
+            else:
+                response = api.call_api(path, "GET", path_params=path_params, query_params=query or [],
+                                        header_params={"Accept": "application/json"}, auth_settings=["BearerToken"],
+                                        _preload_content=False, _request_timeout=self.timeout)
+                data = (response[0] if isinstance(response, tuple) else response).data
+            return json.loads(data)
         except ApiException as exc:
             raise self._api_error(exc, describe)
         except (ValueError, TypeError) as exc:
             raise K8sDiscoveryError("the Kubernetes API at %s answered the %s request with something that is not JSON (%s): "
                                     "is host pointing at the API server?" % (self.host, describe, exc))
-        except Exception as exc:  # urllib3 / socket errors: one message that names the fix
+        except Exception as exc:  # urllib3 / socket errors: one message that names the fix  # pylint: disable=broad-except
             raise K8sDiscoveryError("cannot reach the Kubernetes API at %s while listing %s: %s; check host/kubeconfig/context, "
                                     "the network and the server" % (self.host, describe, _redact(_short(exc), self.secret)))
 
@@ -220,25 +242,20 @@ class KubernetesSource:
         """All objects of ``plural`` (``namespace`` None = all namespaces), following ``continue`` tokens.
 
         A 410 (the continue token expired while paging) restarts the list, at most twice."""
-        api_name, namespaced_method, all_method, _read = _RESOURCES[plural]
-        api = self._api(api_name)
-        if namespace is not None and namespaced_method:
-            method, base = getattr(api, namespaced_method), {"namespace": namespace}
-        else:
-            method, base = getattr(api, all_method), {}
+        base = []
         if label_selector:
-            base["label_selector"] = label_selector
+            base.append(("labelSelector", label_selector))
         if field_selector:
-            base["field_selector"] = field_selector
-        describe = self._describe(plural, namespace if namespaced_method else None)
+            base.append(("fieldSelector", field_selector))
+        token = None
         for _attempt in range(_MAX_LIST_RESTARTS + 1):
             items, token = [], None
             try:
                 while True:
-                    kwargs = dict(base, limit=self.page_size)
+                    query = base + [("limit", self.page_size)]
                     if token:
-                        kwargs["_continue"] = token
-                    body = self._call(method, describe, **kwargs)
+                        query.append(("continue", token))
+                    body = self._get(plural, namespace, query=query)
                     items.extend(body.get("items") or [])
                     token = (body.get("metadata") or {}).get("continue")
                     if not token:
@@ -247,14 +264,12 @@ class KubernetesSource:
                 if exc.status != 410 or token is None:
                     raise
         raise K8sDiscoveryError("listing %s kept failing with 410 Gone (the list changed faster than it could be paged); "
-                                "raise page_size or retry" % describe, status=410)
+                                "raise page_size or retry" % self._describe(plural, namespace), status=410)
 
     def get(self, plural, namespace, name):
         """One object, or None when it does not exist."""
-        api_name, _n, _a, read_method = _RESOURCES[plural]
-        method = getattr(self._api(api_name), read_method)
         try:
-            return self._call(method, self._describe(plural, namespace, name), name=name, namespace=namespace)
+            return self._get(plural, namespace, name)
         except K8sDiscoveryError as exc:
             if exc.status == 404:
                 return None

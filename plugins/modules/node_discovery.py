@@ -96,7 +96,7 @@ options:
         type: raw
       service:
         description:
-          - Names of Services to use instead of selecting them by label. Missing ones are reported in RV(skipped).
+          - Names of Services to use instead of selecting them by label. Missing ones are reported in RV(skipped_nodes).
           - With O(kubernetes.address_mode=pods), the pods are those the Services select, and named target ports
             are resolved through each pod's container ports.
         type: list
@@ -129,7 +129,7 @@ options:
             matching EndpointSlice port (the resolved target port), C(node_port) its C(nodePort), C(service) its C(port).
             A number that is no Service port is taken as a target port in C(endpoints) mode.
           - For C(pods), a container port number or name.
-          - Unset, the only port is used; several ports without this option is reported in RV(skipped).
+          - Unset, the only port is used; several ports without this option is reported in RV(skipped_nodes).
         type: raw
       page_size:
         description: Items per list request (C(limit)); pages are followed with C(continue). 1 to 10000.
@@ -138,7 +138,7 @@ options:
       include_not_ready:
         description:
           - Also return nodes that are not ready (not-ready endpoints, pods or nodes), with RV(nodes[].ready=false).
-          - By default only ready, serving, non-terminating endpoints are returned; the others are in RV(skipped).
+          - By default only ready, serving, non-terminating endpoints are returned; the others are in RV(skipped_nodes).
         type: bool
         default: false
       include_terminating:
@@ -398,8 +398,10 @@ duplicates:
       description: The node kept in RV(nodes).
       type: str
   sample: [{"target": "127.0.10.1:18080", "nodes": ["vm-1", "vm-1-alias"], "kept": "vm-1"}]
-skipped:
-  description: Nodes that matched but are not usable, with the reason (no address or port, not ready, terminating, ...).
+skipped_nodes:
+  description:
+    - Nodes that matched but are not usable, with the reason (no address or port, not ready, terminating, ...).
+    - Not called C(skipped), which Ansible reserves in task results for a skipped task.
   returned: success
   type: list
   elements: dict

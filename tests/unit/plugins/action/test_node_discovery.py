@@ -27,7 +27,14 @@ from ansible.utils.collection_loader._collection_finder import _AnsibleCollectio
 from ansible.vars.hostvars import HostVars
 from ansible.vars.manager import VariableManager
 
-from ansible_collections.mixedrun.kong.plugins.action.node_discovery import ActionModule
+from ansible_collections.mixedrun.kong.plugins.action.node_discovery import ActionModule, _BulkHostVars, _TemplateMemo
+
+try:
+    from ansible.template import trust_as_template
+except ImportError:  # ansible-core < 2.19 templates every string
+
+    def trust_as_template(value):
+        return value
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 INVENTORIES = os.path.join(HERE, "inventories")
@@ -103,7 +110,7 @@ def test_yaml_selector_with_group_vars_and_jinja(yaml_play):
     assert result["drained"] == [{"name": "web-3", "kind": "vm", "reason": "mixed_drain is true"}]   # drain flag built by Jinja
     assert result["counts"] == {"vm": 4, "container": 0, "total": 4, "ready": 4}
     assert result["duplicates"] == []
-    assert result["skipped"] == [{"name": "bad-labels", "kind": "vm",
+    assert result["skipped_nodes"] == [{"name": "bad-labels", "kind": "vm",
                                   "reason": "mixed_labels is not usable: labels must be a dict of label: value, not a list"}]
     assert set(result["timings"]) == {"vm", "container", "total"}
     assert all(n["kind"] == "vm" and n["source"] == "inventory" and n["ready"] for n in result["nodes"])
@@ -113,7 +120,7 @@ def test_yaml_selector_excludes_and_reports(yaml_play):
     result = yaml_play.run(vm={"selector": "app=shop,!canary,version!=2.0"}, allow_duplicates=True)
     assert not result.get("failed"), result.get("msg")
     assert "web-2" not in names(result) and "cart-1" not in names(result)
-    reasons = dict((s["name"], s["reason"]) for s in result["skipped"])
+    reasons = dict((s["name"], s["reason"]) for s in result["skipped_nodes"])
     assert reasons["bad-labels"] == "mixed_labels is not usable: labels must be a dict of label: value, not a list"
     assert reasons["no-port"] == "no port: set mixed_port on the host (or its group) or default_port"
     assert "is not a valid Kong target" in reasons["bad-address"]
@@ -232,3 +239,79 @@ def test_all_sources_together():
     assert sorted(names(result)) == ["i-0a1", "ini-web-1", "ini-web-3", "web-1", "web-2"]
     assert sorted(d["name"] for d in result["drained"]) == ["i-0a2", "ini-web-2", "web-3"]
     assert result["counts"]["vm"] == 5
+
+
+# --------------------------------------------------------------------------------------------------------
+# The fast paths: bulk host variables equal hostvars.raw_get; shared template results only where inputs are equal
+
+
+def test_bulk_host_vars_equal_ansible_hostvars():
+    play = PlaySetup("shop.yml", "shop.ini", "cloud_hosts.yml", "cloud.constructed.yml", extra_vars={"shop_version": "9.9"})
+    variables = play.variables
+    variables.set_nonpersistent_facts("web-2", {"mixed_port": 9999})                  # set_fact
+    variables.set_host_variable("api-2", "mixed_drain", True)                         # include_vars / add_host vars
+    variables.set_host_facts("ini-web-1", {"ansible_distribution": "Debian", "mixed_labels": {"x": "y"}})   # facts: the exact path
+    hostvars = variables._hostvars  # pylint: disable=protected-access
+    bulk = _BulkHostVars(hostvars)
+    assert bulk.fast
+    names_all = [h.name for h in play.inventory.get_hosts("all")]
+    assert len(names_all) == 18
+    for name in names_all:
+        assert bulk.raw_get(name) == hostvars.raw_get(name), name
+    assert bulk.raw_get("cart-1")["mixed_labels"]["from"] == "host_vars"
+    assert bulk.raw_get("web-2")["mixed_port"] == 9999
+
+
+def test_bulk_host_vars_drive_discovery():
+    play = PlaySetup("shop.yml")
+    play.variables.set_nonpersistent_facts("web-2", {"mixed_drain": True})
+    play.variables.set_host_variable("web-1", "mixed_port", 8181)
+    result = play.run(vm={"groups": ["shop_web", "cart"]}, default_port=8080)
+    assert [(n["name"], n["target"]) for n in result["nodes"]] == [("web-1", "10.0.0.11:8181"), ("cart-1", "10.0.1.1:8080")]
+    assert sorted(d["name"] for d in result["drained"]) == ["web-2", "web-3"]
+    assert result["nodes"][1]["labels"]["from"] == "host_vars"
+
+
+class CountingTemplar:
+    """A real Templar that counts its template() calls."""
+
+    def __init__(self, loader):
+        self.templar = Templar(loader=loader)
+        self.calls = 0
+
+    def is_possibly_template(self, value):
+        return self.templar.is_possibly_template(value)
+
+    def template(self, value):
+        self.calls += 1
+        return self.templar.template(value)
+
+    def set(self, variables):
+        self.templar.available_variables = variables
+
+
+def test_template_memo_shares_only_equal_inputs():
+    play = PlaySetup("shop.yml")
+    bulk = _BulkHostVars(play.variables._hostvars)  # pylint: disable=protected-access
+    templar = CountingTemplar(play.loader)
+    memo = _TemplateMemo(templar)
+    shared = {"app": "shop", "version": trust_as_template("{{ shop_version }}")}
+    per_host = {"host": trust_as_template("{{ inventory_hostname }}")}
+    lookup = {"when": trust_as_template("{{ lookup('env', 'HOME') }}")}
+    undefined = {"x": trust_as_template("{{ not_defined | default('d') }}")}
+    results = []
+    for name in ("web-1", "web-2", "web-3", "api-1"):
+        variables = dict(bulk.raw_get(name))
+        templar.set(variables)
+        results.append((memo.template(shared, variables), memo.template(per_host, variables), memo.template(lookup, variables),
+                        memo.template(undefined, variables)))
+    assert [r[0] for r in results] == [{"app": "shop", "version": "2.1"}] * 4
+    assert [r[1]["host"] for r in results] == ["web-1", "web-2", "web-3", "api-1"]
+    assert [r[3] for r in results] == [{"x": "d"}] * 4
+    # shared: rendered once; per-host: once per host; the lookup and the undefined variable: every time
+    assert templar.calls == 1 + 4 + 4 + 4
+    variables = dict(bulk.raw_get("web-1"), shop_version="3.0")                  # another value: rendered again
+    templar.set(variables)
+    assert memo.template(shared, variables) == {"app": "shop", "version": "3.0"}
+    assert memo.template({"plain": "no template"}, variables) == {"plain": "no template"}
+    assert templar.calls == 14

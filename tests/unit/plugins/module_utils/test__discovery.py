@@ -174,7 +174,8 @@ def test_assemble_counts_and_order():
     assert [n["name"] for n in result["nodes"]] == ["a", "b", "ns/p"]
     assert result["counts"] == {"vm": 2, "container": 1, "total": 3, "ready": 2}
     assert result["drained"] == [{"name": "c"}]
-    assert result["skipped"] == [{"name": "ns/q"}]
+    assert result["skipped_nodes"] == [{"name": "ns/q"}]
+    assert "skipped" not in result         # a truthy "skipped" would mark the task skipped
     assert result["duplicates"] == []
 
 
