@@ -20,8 +20,8 @@ description:
     (for example cloud tags, see the examples). This part runs on the controller, in the action plugin; the
     task needs no C(hostvars) from you.
   - B(Container nodes) come from the Kubernetes API with the official C(kubernetes) client, with server-side
-    label selectors and C(limit)/C(continue) pagination. O(kubernetes.address_mode) chooses what a node is
-    an EndpointSlice endpoint of a Service (default), a pod, a node's NodePort, or the Service's own address.
+    label selectors and C(limit)/C(continue) pagination. O(kubernetes.address_mode) chooses the kind of node
+    (an EndpointSlice endpoint of a Service, the default; a pod; a node's NodePort; or the Service's own address).
     This part runs as a module on the task's host (usually C(localhost)).
   - Each node's C(target) is C(host:port) exactly as Kong stores it (IPv4 without leading zeros, IPv6 expanded
     in brackets), ready to compare with the targets of an upstream.
@@ -51,7 +51,7 @@ options:
       - VM discovery in the play's inventory. Give it (even V({})) to discover VMs.
       - At least one of O(selector), O(vm.selector), O(vm.groups) or O(vm.hosts_pattern) is required.
       - Hosts whose O(vm.drain_var) is true are left out and reported in RV(drained).
-      - C(--limit) does not narrow discovery: the backend set is the whole fleet, whatever hosts the play targets.
+      - C(--limit) does not narrow discovery; the backend set is the whole fleet, whatever hosts the play targets.
     type: dict
     suboptions:
       selector:
