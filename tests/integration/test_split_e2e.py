@@ -13,7 +13,6 @@ import sys
 import threading
 import time
 
-import pytest
 import requests
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -48,7 +47,7 @@ class Background:
         self.sent = 0
         self.failures = []
         self.lock = threading.Lock()
-        self.threads = [threading.Thread(target=self.run, daemon=True) for _ in range(workers)]
+        self.threads = [threading.Thread(target=self.run, daemon=True) for _unused in range(workers)]
 
     def run(self):
         session = requests.Session()

@@ -188,7 +188,7 @@ def test_impossible_check_is_sound():
 
 def test_property_random_combinations():
     rng = random.Random(20240601)
-    for _ in range(3000):
+    for _unused in range(3000):
         m = rng.choice([1, 2, 3, 7, rng.randint(1, 50), rng.randint(1, 2000)])
         n = rng.choice([1, 2, 3, rng.randint(1, 50), rng.randint(1, 2000)])
         share = rng.choice([0, 100, 0.5, round(rng.uniform(0, 100), rng.randint(0, 3)), rng.randint(0, 100)])

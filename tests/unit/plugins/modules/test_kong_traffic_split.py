@@ -164,10 +164,10 @@ def test_idempotent_and_fewest_writes(kong):
 def test_raises_before_lowers(kong):
     """0 % -> 100 %: containers get weight before the VMs lose theirs, so the total never hits 0."""
     result = run(params(container_share=100))
-    order = [w for w in kong.writes]
-    assert sorted(t for t, _ in order[:3]) == sorted(CONTAINERS)
-    assert all(w == 1 for _, w in order[:3])
-    assert all(w == 0 for _, w in order[3:])
+    order = list(kong.writes)
+    assert sorted(t for t, _unused in order[:3]) == sorted(CONTAINERS)
+    assert all(w == 1 for _unused, w in order[:3])
+    assert all(w == 0 for _unused, w in order[3:])
     assert result["vm_weight"] == 0 and result["achieved_share"] == 100.0
 
 
