@@ -88,7 +88,7 @@ class _BulkHostVars:
         if data is None:
             all_group = self._inventory.groups.get("all")
             parts = {
-                "all_inventory": lambda: all_group.get_vars(),
+                "all_inventory": all_group.get_vars,
                 "all_plugins_inventory": lambda: get_vars_from_inventory_sources(self._loader, self._sources, [all_group], "task"),
                 "all_plugins_play": lambda: self._play_plugins([all_group]),
                 "groups_inventory": lambda: get_group_vars(groups),

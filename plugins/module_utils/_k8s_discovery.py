@@ -643,9 +643,9 @@ class ContainerDiscovery:
                 self.result.skip(qualified, reason)
                 continue
             if not entry.get("nodePort"):
+                kind = (service.get("spec") or {}).get("type")
                 self.result.skip(qualified, "Service %s (type %s) has no nodePort on port %s: make it a NodePort or LoadBalancer "
-                                 "Service, or use address_mode endpoints" % (qualified, (service.get("spec") or {}).get("type"),
-                                                                            entry.get("name") or entry.get("port")))
+                                 "Service, or use address_mode endpoints" % (qualified, kind, entry.get("name") or entry.get("port")))
                 continue
             labels = normalize_labels(_meta(service).get("labels"))
             local_nodes = None

@@ -217,7 +217,7 @@ seealso:
   - module: kubernetes.core.k8s_info
     description: General Kubernetes object queries.
 author:
-  - mixedrun.kong maintainers
+  - mixedrun.kong maintainers (@mixedrun)
 """
 
 EXAMPLES = r"""

@@ -253,8 +253,9 @@ def main():
         print("%-16s %8s %8s %8s %12s   %s" % ("task", "vm s", "k8s s", "total s", "task wall s", "counts"))
         for name, task in tasks.items():
             timings = task.get("timings") or {}
-            print("%-16s %8.3f %8.3f %8.3f %12.3f   %s" % (name, timings.get("vm", 0), timings.get("container", 0), timings.get("total", 0),
-                                                         task["seconds"], task.get("counts") or task.get("msg")))
+            row = (name, timings.get("vm", 0), timings.get("container", 0), timings.get("total", 0), task["seconds"],
+                   task.get("counts") or task.get("msg"))
+            print("%-16s %8.3f %8.3f %8.3f %12.3f   %s" % row)
         print("total s: the task's own time (action plugin, module run included); task wall s: task start to result in the\n"
               "controller, which adds Ansible's handling of the returned node list (worker -> controller, callbacks)")
     slow = [name for name, task in tasks.items() if task["failed"] or (task.get("timings") or {}).get("total", 0) >= args.limit]

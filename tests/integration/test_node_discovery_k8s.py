@@ -72,12 +72,15 @@ class K8sLab:
 
     def source(self, page_size=500, **auth):
         auth = auth or {"kubeconfig": self.kubeconfig}
-        client, namespace, _ = build_api_client(auth)
+        client, namespace = build_api_client(auth)[:2]
         return KubernetesSource(client, page_size=page_size, timeout=10, secret=auth.get("api_key")), namespace
 
-    def discover(self, page_size=500, auth=None, **options):
+    def discover_with_source(self, page_size=500, auth=None, **options):
         source, namespace = self.source(page_size, **(auth or {}))
         return discover_containers(source, options, default_namespace=namespace), source
+
+    def discover(self, page_size=500, auth=None, **options):
+        return self.discover_with_source(page_size, auth, **options)[0]
 
 
 @pytest.fixture(scope="module")
@@ -113,7 +116,7 @@ def wait_for(check, timeout=10.0):
 
 def test_endpoints_mode_finds_the_lab_containers(k8s, lab):
     service = lab["services"][0]
-    result, source = k8s.discover(namespaces=[service["namespace"]], selector=service["selector"])
+    result, source = k8s.discover_with_source(namespaces=[service["namespace"]], selector=service["selector"])
     assert targets(result) == lab_containers(lab)
     assert all(n["kind"] == "container" and n["ready"] and n["source"].startswith("k8s:%s/endpointslice/" % service["namespace"])
                for n in result["nodes"])
@@ -122,28 +125,28 @@ def test_endpoints_mode_finds_the_lab_containers(k8s, lab):
 
 
 def test_context_namespace_is_the_default(k8s, lab):
-    result, _ = k8s.discover(selector="app=shop")          # the lab's context namespace is "default": nothing there
+    result = k8s.discover(selector="app=shop")          # the lab's context namespace is "default": nothing there
     assert result["nodes"] == []
-    result, _ = k8s.discover(all_namespaces=True, selector="app=shop")
+    result = k8s.discover(all_namespaces=True, selector="app=shop")
     assert set(lab_containers(lab)) <= set(targets(result))     # other namespaces of a shared lab may add their own
 
 
 def test_pods_mode_named_port(k8s, lab):
-    result, _ = k8s.discover(namespaces=["shop"], address_mode="pods", selector="app=shop,tier=web", port="http")
+    result = k8s.discover(namespaces=["shop"], address_mode="pods", selector="app=shop,tier=web", port="http")
     assert targets(result) == lab_containers(lab)
     assert all(n["labels"]["app"] == "shop" and "pod-template-hash" in n["labels"] for n in result["nodes"])
 
 
 def test_node_port_mode(k8s, lab):
-    result, _ = k8s.discover(namespaces=["shop"], address_mode="node_port", service=["shop"])
+    result = k8s.discover(namespaces=["shop"], address_mode="node_port", service=["shop"])
     assert targets(result) == ["127.0.30.1:30080", "127.0.30.2:30080", "127.0.30.3:30080"]
     assert [n["name"] for n in result["nodes"]] == ["shop/shop@lab-worker-1", "shop/shop@lab-worker-2", "shop/shop@lab-worker-3"]
-    result, _ = k8s.discover(namespaces=["shop"], address_mode="node_port", service=["shop"], node_selector="kubernetes.io/hostname=lab-worker-2")
+    result = k8s.discover(namespaces=["shop"], address_mode="node_port", service=["shop"], node_selector="kubernetes.io/hostname=lab-worker-2")
     assert targets(result) == ["127.0.30.2:30080"]
 
 
 def test_service_mode(k8s):
-    result, _ = k8s.discover(namespaces=["shop"], address_mode="service", service=["shop"])
+    result = k8s.discover(namespaces=["shop"], address_mode="service", service=["shop"])
     assert [(n["name"], n["target"], n["ready"]) for n in result["nodes"]] == [("shop/shop", "127.0.40.1:80", True)]
 
 
@@ -153,7 +156,7 @@ def test_unhealthy_container_leaves_and_comes_back(k8s, lab, lab_control):
     lab_control(victim["name"], unhealthy=True)
 
     def gone():
-        result, _ = k8s.discover(namespaces=["shop"], selector="app=shop")
+        result = k8s.discover(namespaces=["shop"], selector="app=shop")
         return result if victim_target not in targets(result) else None
 
     result = wait_for(gone)
@@ -162,11 +165,11 @@ def test_unhealthy_container_leaves_and_comes_back(k8s, lab, lab_control):
     assert [s["name"] for s in result["skipped"]] == ["shop/" + victim["name"]]
     assert result["skipped"][0]["reason"].startswith("not ready: EndpointSlice condition ready=False")
 
-    result, _ = k8s.discover(namespaces=["shop"], selector="app=shop", include_not_ready=True)
+    result = k8s.discover(namespaces=["shop"], selector="app=shop", include_not_ready=True)
     assert targets(result) == lab_containers(lab)
     assert [n["ready"] for n in result["nodes"] if n["target"] == victim_target] == [False]
 
-    result, _ = k8s.discover(namespaces=["shop"], address_mode="pods", selector="app=shop")
+    result = k8s.discover(namespaces=["shop"], address_mode="pods", selector="app=shop")
     assert victim_target not in targets(result)
     assert result["skipped"][0]["reason"].startswith("not ready: pod condition Ready is not True")
 
@@ -233,61 +236,61 @@ def extra(k8s):
 
 
 def test_endpoint_conditions(k8s, extra):
-    result, _ = k8s.discover(namespaces=[NS], service=["cond"])
+    result = k8s.discover(namespaces=[NS], service=["cond"])
     assert [(n["name"], n["target"], n["ready"]) for n in result["nodes"]] == [
         (NS + "/ready", "127.0.50.1:9443", True), (NS + "/unknown", "127.0.50.4:9443", True)]
     reasons = dict((s["name"], s["reason"]) for s in result["skipped"])
     assert reasons[NS + "/draining"] == "terminating"
     assert reasons[NS + "/not-ready"].startswith("not ready: EndpointSlice condition ready=False serving=False")
-    result, _ = k8s.discover(namespaces=[NS], service=["cond"], include_not_ready=True, include_terminating=True)
+    result = k8s.discover(namespaces=[NS], service=["cond"], include_not_ready=True, include_terminating=True)
     assert [(n["name"], n["ready"]) for n in result["nodes"]] == [
         (NS + "/draining", False), (NS + "/not-ready", False), (NS + "/ready", True), (NS + "/unknown", True)]
     assert result["nodes"][0]["labels"] == {"suite": "nd", "case": "cond"}
 
 
 def test_ports_by_name_and_number(k8s, extra):
-    result, _ = k8s.discover(namespaces=[NS], service=["multi"])
+    result = k8s.discover(namespaces=[NS], service=["multi"])
     assert result["nodes"] == [] and "has several ports (http, admin): set port" in result["skipped"][0]["reason"]
     for port, expected in (("admin", "127.0.51.1:9000"), (81, "127.0.51.1:9000"), ("http", "127.0.51.1:9443"), (9443, "127.0.51.1:9443")):
-        result, _ = k8s.discover(namespaces=[NS], service=["multi"], port=port)
+        result = k8s.discover(namespaces=[NS], service=["multi"], port=port)
         assert targets(result) == [expected], port
 
 
 def test_pods_through_a_service_resolve_named_target_ports(k8s, extra):
-    result, _ = k8s.discover(namespaces=[NS], address_mode="pods", service=["multi"], port="http")
+    result = k8s.discover(namespaces=[NS], address_mode="pods", service=["multi"], port="http")
     assert targets(result) == ["127.0.51.1:9443"]
     reasons = dict((s["name"], s["reason"]) for s in result["skipped"])
     assert reasons[NS + "/m2"].startswith("not ready: pod condition Ready is not True")
     assert reasons[NS + "/m3"] == "no pod IP yet (phase Pending)"
     assert reasons[NS + "/m4"] == "terminating"
-    result, _ = k8s.discover(namespaces=[NS], address_mode="pods", service=["multi"], port="admin")
+    result = k8s.discover(namespaces=[NS], address_mode="pods", service=["multi"], port="admin")
     assert targets(result) == ["127.0.51.1:9000"]                       # targetPort 9000 (a number)
-    result, _ = k8s.discover(namespaces=[NS], address_mode="pods", selector="app=multi", port="adm", include_not_ready=True)
+    result = k8s.discover(namespaces=[NS], address_mode="pods", selector="app=multi", port="adm", include_not_ready=True)
     assert targets(result) == ["127.0.51.1:9000"]
     assert "no container port named adm" in dict((s["name"], s["reason"]) for s in result["skipped"])[NS + "/m2"]
 
 
 def test_service_shapes(k8s, extra):
-    result, _ = k8s.discover(namespaces=[NS], address_mode="service", service=["edge", "headless", "manual"])
+    result = k8s.discover(namespaces=[NS], address_mode="service", service=["edge", "headless", "manual"])
     assert [(n["name"], n["target"]) for n in result["nodes"]] == [(NS + "/edge", "127.0.52.100:443")]
     reasons = dict((s["name"], s["reason"]) for s in result["skipped"])
     assert "has no ClusterIP (headless or ExternalName)" in reasons[NS + "/headless"]
     assert reasons[NS + "/manual"].startswith("not ready: the Service has no ready endpoint")
-    result, _ = k8s.discover(namespaces=[NS], address_mode="service", service=["edge"], service_address="cluster_ip")
+    result = k8s.discover(namespaces=[NS], address_mode="service", service=["edge"], service_address="cluster_ip")
     assert targets(result) == ["127.0.41.1:443"]
-    result, _ = k8s.discover(namespaces=[NS], selector="suite=nd,case in (edge,x)")
+    result = k8s.discover(namespaces=[NS], selector="suite=nd,case in (edge,x)")
     assert targets(result) == ["127.0.52.1:8443", "127.0.53.1:80"]
     assert "without a selector has no managed endpoints" in dict((s["name"], s["reason"]) for s in result["skipped"])[NS + "/manual"]
-    result, _ = k8s.discover(namespaces=[NS], address_mode="node_port", service=["edge"])
+    result = k8s.discover(namespaces=[NS], address_mode="node_port", service=["edge"])
     assert "has no nodePort on port https" in result["skipped"][0]["reason"]
 
 
 def test_server_side_selector_and_missing_services(k8s, extra):
-    result, source = k8s.discover(namespaces=[NS, "shop"], selector={"matchLabels": {"suite": "nd"},
-                                                                      "matchExpressions": [{"key": "case", "operator": "In", "values": ["cond"]}]})
+    selector = {"matchLabels": {"suite": "nd"}, "matchExpressions": [{"key": "case", "operator": "In", "values": ["cond"]}]}
+    result, source = k8s.discover_with_source(namespaces=[NS, "shop"], selector=selector)
     assert targets(result) == ["127.0.50.1:9443", "127.0.50.4:9443"]
     assert source.requests == 3          # Services in each namespace, then the EndpointSlices of the one found
-    result, _ = k8s.discover(namespaces=[NS], service=["cond", "nope"], selector="case=cond")
+    result = k8s.discover(namespaces=[NS], service=["cond", "nope"], selector="case=cond")
     assert {"name": NS + "/nope", "kind": "container", "reason": "Service %s/nope not found" % NS} in result["skipped"]
 
 
@@ -300,13 +303,13 @@ def test_pagination_follows_continue(k8s, extra):
             for i in range(1050)]
     pods += [_pod("other-%03d" % i, "127.0.70.%d" % (1 + i), {"app": "other"}) for i in range(100)]
     k8s.load(pods)
-    result, source = k8s.discover(page_size=100, namespaces=[NS], address_mode="pods", selector="app=bulk")
+    result, source = k8s.discover_with_source(page_size=100, namespaces=[NS], address_mode="pods", selector="app=bulk")
     assert len(result["nodes"]) == 1050
     assert len(set(targets(result))) == 1050
     assert source.requests == 11                         # 10 full pages of matching pods and a last one of 50
-    result, source = k8s.discover(page_size=1000, namespaces=[NS], address_mode="pods", selector="app=bulk")
+    result, source = k8s.discover_with_source(page_size=1000, namespaces=[NS], address_mode="pods", selector="app=bulk")
     assert len(result["nodes"]) == 1050 and source.requests == 2
-    result, source = k8s.discover(page_size=7, all_namespaces=True, address_mode="pods", selector="app in (bulk,other)", port=8080)
+    result, source = k8s.discover_with_source(page_size=7, all_namespaces=True, address_mode="pods", selector="app in (bulk,other)", port=8080)
     assert len(result["nodes"]) == 1150 and source.requests == 165
 
 
@@ -333,7 +336,7 @@ def test_forbidden(k8s, lab):
 
 
 def test_unreachable():
-    client, _, _ = build_api_client({"host": "http://127.0.0.1:9", "api_key": "secret-token-abc"})
+    client = build_api_client({"host": "http://127.0.0.1:9", "api_key": "secret-token-abc"})[0]
     client.configuration.retries = 0
     source = KubernetesSource(client, timeout=2, secret="secret-token-abc")
     with pytest.raises(K8sDiscoveryError) as info:

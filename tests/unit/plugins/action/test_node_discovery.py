@@ -110,8 +110,8 @@ def test_yaml_selector_with_group_vars_and_jinja(yaml_play):
     assert result["drained"] == [{"name": "web-3", "kind": "vm", "reason": "mixed_drain is true"}]   # drain flag built by Jinja
     assert result["counts"] == {"vm": 4, "container": 0, "total": 4, "ready": 4}
     assert result["duplicates"] == []
-    assert result["skipped_nodes"] == [{"name": "bad-labels", "kind": "vm",
-                                  "reason": "mixed_labels is not usable: labels must be a dict of label: value, not a list"}]
+    reason = "mixed_labels is not usable: labels must be a dict of label: value, not a list"
+    assert result["skipped_nodes"] == [{"name": "bad-labels", "kind": "vm", "reason": reason}]
     assert set(result["timings"]) == {"vm", "container", "total"}
     assert all(n["kind"] == "vm" and n["source"] == "inventory" and n["ready"] for n in result["nodes"])
 

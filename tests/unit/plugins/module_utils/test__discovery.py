@@ -9,7 +9,9 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import json
 import os
+from urllib.parse import parse_qsl, urlencode, urlparse
 
 import pytest
 import yaml
@@ -23,6 +25,7 @@ from ansible_collections.mixedrun.kong.plugins.module_utils._discovery import (
 )
 from ansible_collections.mixedrun.kong.plugins.module_utils._k8s_discovery import (
     K8sDiscoveryError,
+    KubernetesSource,
     build_api_client,
     discover_containers,
 )
@@ -266,9 +269,9 @@ def pod(name, ip, ns="shop", labels=None, ready=True, phase="Running", ports=Non
     if ip:
         status["podIP"] = ip
         status["podIPs"] = [{"ip": i} for i in (ips or [ip])]
-    return {"kind": "Pod", "metadata": meta, "spec": {"containers": [{"name": "app", "ports": ports if ports is not None
-                                                                        else [{"name": "http", "containerPort": 8080}]}]},
-            "status": status}
+    if ports is None:
+        ports = [{"name": "http", "containerPort": 8080}]
+    return {"kind": "Pod", "metadata": meta, "spec": {"containers": [{"name": "app", "ports": ports}]}, "status": status}
 
 
 def k8s_node(name, ip, ready=True, external=None):
@@ -279,10 +282,14 @@ def k8s_node(name, ip, ready=True, external=None):
             "status": {"addresses": addresses, "conditions": [{"type": "Ready", "status": "True" if ready else "False"}]}}
 
 
-def run(objects, **options):
+def run_with_source(objects, **options):
     options.setdefault("namespaces", ["shop"])
     source = DictSource(objects)
     return discover_containers(source, options), source
+
+
+def run(objects, **options):
+    return run_with_source(objects, **options)[0]
 
 
 def targets(result):
@@ -297,7 +304,7 @@ def test_endpoints_mode_ready_serving_not_terminating_only():
         endpoint("10.42.0.4", "shop-d", ready=None),                      # nil ready means ready
         endpoint("10.42.0.5", "shop-e", ready=True, serving=False),
     ])]
-    result, _ = run(objects, selector="app=shop")
+    result = run(objects, selector="app=shop")
     assert targets(result) == [("shop/shop-a", "10.42.0.1:8080", True), ("shop/shop-d", "10.42.0.4:8080", True)]
     reasons = dict((s["name"], s["reason"]) for s in result["skipped"])
     assert reasons["shop/shop-b"].startswith("not ready: EndpointSlice condition ready=False serving=False")
@@ -310,23 +317,23 @@ def test_endpoints_mode_ready_serving_not_terminating_only():
 def test_endpoints_mode_include_not_ready_and_terminating():
     objects = [service("shop"), endpoint_slice("shop", [endpoint("10.42.0.1", "a"), endpoint("10.42.0.2", "b", ready=False),
                                                         endpoint("10.42.0.3", "c", ready=False, terminating=True)])]
-    result, _ = run(objects, service=["shop"], include_not_ready=True)
+    result = run(objects, service=["shop"], include_not_ready=True)
     assert targets(result) == [("shop/a", "10.42.0.1:8080", True), ("shop/b", "10.42.0.2:8080", False)]
-    result, _ = run(objects, service=["shop"], include_not_ready=True, include_terminating=True)
+    result = run(objects, service=["shop"], include_not_ready=True, include_terminating=True)
     assert targets(result)[-1] == ("shop/c", "10.42.0.3:8080", False)
 
 
 def test_endpoints_mode_named_and_numeric_ports():
     svc = service("shop", ports=[{"name": "http", "port": 80, "targetPort": "web"}, {"name": "metrics", "port": 9100, "targetPort": 9100}])
     eps = endpoint_slice("shop", [endpoint("10.42.0.1", "a")], ports=[{"name": "http", "port": 8080}, {"name": "metrics", "port": 9100}])
-    result, _ = run([svc, eps], service=["shop"])
+    result = run([svc, eps], service=["shop"])
     assert result["nodes"] == []
     assert result["skipped"][0]["reason"] == "Service shop/shop has several ports (http, metrics): set port to one of them"
-    assert targets(run([svc, eps], service=["shop"], port="http")[0]) == [("shop/a", "10.42.0.1:8080", True)]
-    assert targets(run([svc, eps], service=["shop"], port=80)[0]) == [("shop/a", "10.42.0.1:8080", True)]      # Service port number
-    assert targets(run([svc, eps], service=["shop"], port="9100")[0]) == [("shop/a", "10.42.0.1:9100", True)]
-    assert targets(run([svc, eps], service=["shop"], port=8080)[0]) == [("shop/a", "10.42.0.1:8080", True)]    # a target port number
-    result, _ = run([svc, eps], service=["shop"], port="grpc")
+    assert targets(run([svc, eps], service=["shop"], port="http")) == [("shop/a", "10.42.0.1:8080", True)]
+    assert targets(run([svc, eps], service=["shop"], port=80)) == [("shop/a", "10.42.0.1:8080", True)]      # Service port number
+    assert targets(run([svc, eps], service=["shop"], port="9100")) == [("shop/a", "10.42.0.1:9100", True)]
+    assert targets(run([svc, eps], service=["shop"], port=8080)) == [("shop/a", "10.42.0.1:8080", True)]    # a target port number
+    result = run([svc, eps], service=["shop"], port="grpc")
     assert result["skipped"][0]["reason"] == "Service shop/shop has no port grpc (it has http, metrics)"
 
 
@@ -335,15 +342,15 @@ def test_endpoints_mode_services_by_selector_names_and_namespaces():
                service("cart", labels={"app": "cart"}), service("shop", ns="other", labels={"app": "shop", "tier": "web"}),
                endpoint_slice("shop", [endpoint("10.42.0.1", "a")]), endpoint_slice("shop-api", [endpoint("10.42.1.1", "b")]),
                endpoint_slice("cart", [endpoint("10.42.2.1", "c")]), endpoint_slice("shop", [endpoint("10.43.0.1", "z")], ns="other")]
-    result, source = run(objects, selector="app=shop")
+    result, source = run_with_source(objects, selector="app=shop")
     assert [n["target"] for n in result["nodes"]] == ["10.42.0.1:8080", "10.42.1.1:8080"]
     assert ("list", "endpointslices", "shop", "kubernetes.io/service-name in (shop,shop-api)") in source.calls
-    result, _ = run(objects, selector="app=shop", namespaces=[])                                     # [] = all namespaces
+    result = run(objects, selector="app=shop", namespaces=[])                                     # [] = all namespaces
     assert [n["name"] for n in result["nodes"]] == ["other/z", "shop/a", "shop/b"]
-    result, _ = run(objects, selector="app=shop", all_namespaces=True, service=["shop", "nope"])
+    result = run(objects, selector="app=shop", all_namespaces=True, service=["shop", "nope"])
     assert [n["name"] for n in result["nodes"]] == ["other/z", "shop/a"]
     assert result["skipped"] == [{"name": "nope", "kind": "container", "reason": "no Service named nope matching the selector in any namespace"}]
-    result, _ = run(objects, selector="tier=api", service=["shop", "gone"])
+    result = run(objects, selector="tier=api", service=["shop", "gone"])
     assert [s["reason"] for s in result["skipped"]] == ["Service shop/shop does not match the selector tier=api", "Service shop/gone not found"]
 
 
@@ -351,10 +358,10 @@ def test_endpoints_mode_services_without_slices_and_dual_stack():
     objects = [service("ext", selector=False), service("dual", families=("IPv6", "IPv4")),
                endpoint_slice("dual", [endpoint("fd00::1", "a")], address_type="IPv6", suffix="v6"),
                endpoint_slice("dual", [endpoint("10.42.0.1", "a")], address_type="IPv4", suffix="v4")]
-    result, _ = run(objects, service=["ext", "dual"])
+    result = run(objects, service=["ext", "dual"])
     assert [n["target"] for n in result["nodes"]] == ["[fd00:0000:0000:0000:0000:0000:0000:0001]:8080"]
     assert "has no EndpointSlices (an ExternalName Service or one without a selector" in result["skipped"][0]["reason"]
-    result, _ = run(objects, service=["dual"], address_type="IPv4")
+    result = run(objects, service=["dual"], address_type="IPv4")
     assert [n["target"] for n in result["nodes"]] == ["10.42.0.1:8080"]
 
 
@@ -363,7 +370,7 @@ def test_pods_mode_readiness_phases_and_ports():
                pod("p4", "10.42.0.4", deleting=True), pod("p5", "10.42.0.5", phase="Succeeded", ready=False),
                pod("p6", "10.42.0.6", labels={"app": "cart"}),
                pod("p7", "10.42.0.7", ports=[{"name": "http", "containerPort": 8080}, {"name": "admin", "containerPort": 9000}])]
-    result, _ = run(objects, address_mode="pods", selector="app=shop")
+    result = run(objects, address_mode="pods", selector="app=shop")
     assert targets(result) == [("shop/p1", "10.42.0.1:8080", True)]
     reasons = dict((s["name"], s["reason"]) for s in result["skipped"])
     assert reasons["shop/p2"].startswith("not ready: pod condition Ready is not True")
@@ -371,10 +378,10 @@ def test_pods_mode_readiness_phases_and_ports():
     assert reasons["shop/p4"] == "terminating"
     assert reasons["shop/p5"] == "pod phase is Succeeded"
     assert reasons["shop/p7"] == "the pod declares several ports (8080, 9000): set port"
-    result, _ = run(objects, address_mode="pods", selector="app=shop", port="admin", include_not_ready=True)
+    result = run(objects, address_mode="pods", selector="app=shop", port="admin", include_not_ready=True)
     assert targets(result) == [("shop/p7", "10.42.0.7:9000", True)]
     assert "no container port named admin" in dict((s["name"], s["reason"]) for s in result["skipped"])["shop/p1"]
-    result, _ = run(objects, address_mode="pods", selector="app=shop", port=7070, include_not_ready=True)
+    result = run(objects, address_mode="pods", selector="app=shop", port=7070, include_not_ready=True)
     assert targets(result) == [("shop/p1", "10.42.0.1:7070", True), ("shop/p2", "10.42.0.2:7070", False), ("shop/p7", "10.42.0.7:7070", True)]
     assert result["nodes"][0]["labels"] == {"app": "shop"}
     assert result["nodes"][0]["source"] == "k8s:shop/pod/p1"
@@ -382,9 +389,9 @@ def test_pods_mode_readiness_phases_and_ports():
 
 def test_pods_mode_default_port_and_no_ports():
     objects = [pod("p1", "10.42.0.1", ports=[])]
-    result, _ = run(objects, address_mode="pods")
+    result = run(objects, address_mode="pods")
     assert result["skipped"][0]["reason"] == "the pod declares no container port: set port or default_port"
-    result, _ = run(objects, address_mode="pods", default_port=8000)
+    result = run(objects, address_mode="pods", default_port=8000)
     assert targets(result) == [("shop/p1", "10.42.0.1:8000", True)]
 
 
@@ -392,7 +399,7 @@ def test_pods_mode_through_a_service_resolves_named_target_ports():
     svc = service("shop", ports=[{"name": "http", "port": 80, "targetPort": "web"}])
     objects = [svc, pod("p1", "10.42.0.1", ports=[{"name": "web", "containerPort": 8443}]),
                pod("p2", "10.42.0.2", ports=[{"name": "other", "containerPort": 1}]), pod("p3", "10.42.0.3", labels={"app": "cart"})]
-    result, source = run(objects, address_mode="pods", service=["shop"])
+    result, source = run_with_source(objects, address_mode="pods", service=["shop"])
     assert targets(result) == [("shop/p1", "10.42.0.1:8443", True)]
     assert result["skipped"] == [{"name": "shop/p2", "kind": "container", "reason": "no container port named web (the Service's targetPort)"}]
     assert ("list", "pods", "shop", "app=shop") in source.calls
@@ -400,20 +407,20 @@ def test_pods_mode_through_a_service_resolves_named_target_ports():
 
 def test_pods_mode_ip_family():
     objects = [pod("p1", "10.42.0.1", ips=["10.42.0.1", "fd00::1"])]
-    assert targets(run(objects, address_mode="pods", address_type="IPv6")[0]) == [
+    assert targets(run(objects, address_mode="pods", address_type="IPv6")) == [
         ("shop/p1", "[fd00:0000:0000:0000:0000:0000:0000:0001]:8080", True)]
-    assert targets(run(objects, address_mode="pods")[0]) == [("shop/p1", "10.42.0.1:8080", True)]
+    assert targets(run(objects, address_mode="pods")) == [("shop/p1", "10.42.0.1:8080", True)]
 
 
 def test_node_port_mode():
     svc = service("shop", stype="NodePort", ports=[{"name": "http", "port": 80, "targetPort": "http", "nodePort": 30080}])
     objects = [svc, k8s_node("worker-1", "192.168.1.1", external="203.0.113.1"), k8s_node("worker-2", "192.168.1.2", ready=False),
                k8s_node("cp", "192.168.1.9")]
-    result, _ = run(objects, address_mode="node_port", service=["shop"])
+    result = run(objects, address_mode="node_port", service=["shop"])
     assert targets(result) == [("shop/shop@cp", "192.168.1.9:30080", True), ("shop/shop@worker-1", "192.168.1.1:30080", True)]
     assert result["skipped"][0]["reason"].startswith("not ready: node condition Ready is not True")
-    result, _ = run(objects, address_mode="node_port", service=["shop"], node_selector="role=worker", node_address_type="ExternalIP",
-                    include_not_ready=True)
+    result = run(objects, address_mode="node_port", service=["shop"], node_selector="role=worker", node_address_type="ExternalIP",
+                 include_not_ready=True)
     assert targets(result) == [("shop/shop@worker-1", "203.0.113.1:30080", True)]
     assert result["skipped"] == [{"name": "shop/shop@worker-2", "kind": "container", "reason": "node worker-2 has no ExternalIP address"}]
     assert result["nodes"][0]["source"] == "k8s:node/worker-1"
@@ -423,7 +430,7 @@ def test_node_port_mode_local_traffic_policy_and_cluster_ip_services():
     svc = service("shop", stype="NodePort", policy="Local", ports=[{"name": "http", "port": 80, "targetPort": "http", "nodePort": 30080}])
     objects = [svc, service("internal"), k8s_node("worker-1", "192.168.1.1"), k8s_node("worker-2", "192.168.1.2"),
                endpoint_slice("shop", [endpoint("10.42.0.1", "a", node_name="worker-2")])]
-    result, _ = run(objects, address_mode="node_port", service=["shop", "internal"])
+    result = run(objects, address_mode="node_port", service=["shop", "internal"])
     assert targets(result) == [("shop/shop@worker-2", "192.168.1.2:30080", True)]
     reasons = [s["reason"] for s in result["skipped"]]
     assert any("type ClusterIP) has no nodePort on port http" in r for r in reasons)
@@ -435,14 +442,14 @@ def test_service_mode_cluster_ip_load_balancer_and_readiness():
                service("headless", cluster_ip="None"), service("idle", cluster_ip="10.96.0.30"),
                endpoint_slice("lb", [endpoint("10.42.0.1", "a")]), endpoint_slice("plain", [endpoint("10.42.0.2", "b")]),
                endpoint_slice("headless", [endpoint("10.42.0.3", "c")]), endpoint_slice("idle", [endpoint("10.42.0.4", "d", ready=False)])]
-    result, _ = run(objects, address_mode="service", service=["lb", "plain", "headless", "idle"])
+    result = run(objects, address_mode="service", service=["lb", "plain", "headless", "idle"])
     assert targets(result) == [("shop/lb", "203.0.113.10:80", True), ("shop/plain", "10.96.0.20:80", True)]
     reasons = dict((s["name"], s["reason"]) for s in result["skipped"])
     assert reasons["shop/headless"] == "Service shop/headless has no ClusterIP (headless or ExternalName): use address_mode endpoints"
     assert reasons["shop/idle"].startswith("not ready: the Service has no ready endpoint")
-    result, _ = run(objects, address_mode="service", service=["lb", "plain"], service_address="cluster_ip")
+    result = run(objects, address_mode="service", service=["lb", "plain"], service_address="cluster_ip")
     assert [n["target"] for n in result["nodes"]] == ["10.96.0.10:80", "10.96.0.20:80"]
-    result, _ = run(objects, address_mode="service", service=["lb", "plain"], service_address="load_balancer")
+    result = run(objects, address_mode="service", service=["lb", "plain"], service_address="load_balancer")
     assert [n["target"] for n in result["nodes"]] == ["203.0.113.10:80"]
     assert result["skipped"][0]["reason"] == "Service shop/plain has no load-balancer ingress address yet"
 
@@ -480,8 +487,8 @@ def test_client_from_kubeconfig_and_context(kubeconfig):
     assert client.configuration.host == "https://127.0.0.1:6443"
     assert namespace == "shop"
     assert described.endswith("context one")
-    client, namespace, _ = build_api_client({"kubeconfig": kubeconfig, "context": "two", "host": "https://127.0.0.3:6443",
-                                             "api_key": "explicit", "validate_certs": False})
+    client, namespace = build_api_client({"kubeconfig": kubeconfig, "context": "two", "host": "https://127.0.0.3:6443",
+                                          "api_key": "explicit", "validate_certs": False})[:2]
     assert client.configuration.host == "https://127.0.0.3:6443"
     assert client.configuration.api_key == {"authorization": "Bearer explicit"}
     assert client.configuration.verify_ssl is False
@@ -509,3 +516,78 @@ def test_client_errors_name_the_fix(monkeypatch, tmp_path):
         build_api_client({"kubeconfig": str(bad), "context": "three", "api_key": "s3cr3t"})
     assert "s3cr3t" not in str(info.value)
     assert os.path.exists(str(bad))
+
+
+# --------------------------------------------------------------------------------------------------------
+# Paging at the transport: a scripted ApiClient (the two calls KubernetesSource makes), no network
+
+
+class ScriptedResponse:
+    def __init__(self, status, body):
+        self.status = status
+        self.reason = {200: "OK", 410: "Gone", 401: "Unauthorized"}.get(status, "")
+        self.data = json.dumps(body).encode()
+        self.headers = {}
+
+    def read(self):
+        return self.data
+
+    def getheaders(self):
+        return self.headers
+
+
+class ScriptedApiClient:
+    """Serves ``pods`` pages; the continue token ``expire`` answers 410 once. The URL carries the query, as the
+    real client's param_serialize builds it."""
+
+    def __init__(self, total, expire=None):
+        self.items = [{"metadata": {"name": "p%03d" % i, "namespace": "shop"}} for i in range(total)]
+        self.expire = expire
+        self.urls = []
+        self.configuration = type("Configuration", (), {"host": "https://127.0.0.1:6443"})()
+
+    def param_serialize(self, method, resource_path, path_params=None, query_params=None, header_params=None, auth_settings=None, **_):
+        path = resource_path.replace("{namespace}", (path_params or {}).get("namespace", ""))
+        return method, path + "?" + urlencode(query_params or []), dict(header_params or {}), None, []
+
+    def call_api(self, method, url, header_params=None, _request_timeout=None, **_):
+        self.urls.append(url)
+        return self.answer(dict(parse_qsl(urlparse(url).query)))
+
+    def answer(self, query):
+        token = query.get("continue")
+        if token is not None and token == self.expire:
+            self.expire = None
+            return ScriptedResponse(410, {"kind": "Status", "code": 410, "reason": "Expired", "message": "too old"})
+        start, limit = int(token or 0), int(query["limit"])
+        body = {"items": self.items[start:start + limit], "metadata": {}}
+        if start + limit < len(self.items):
+            body["metadata"]["continue"] = str(start + limit)
+        return ScriptedResponse(200, body)
+
+
+def test_paging_follows_continue_until_it_is_absent():
+    client = ScriptedApiClient(25)
+    source = KubernetesSource(client, page_size=10)
+    items = source.list("pods", "shop", "app=shop")
+    assert [i["metadata"]["name"] for i in items] == ["p%03d" % i for i in range(25)]
+    assert source.requests == 3
+    assert client.urls == ["/api/v1/namespaces/shop/pods?labelSelector=app%3Dshop&limit=10",
+                           "/api/v1/namespaces/shop/pods?labelSelector=app%3Dshop&limit=10&continue=10",
+                           "/api/v1/namespaces/shop/pods?labelSelector=app%3Dshop&limit=10&continue=20"]
+
+
+def test_an_expired_continue_token_restarts_the_list():
+    client = ScriptedApiClient(25, expire="20")
+    source = KubernetesSource(client, page_size=10)
+    items = source.list("pods", "shop")
+    assert len(items) == 25 and len(set(i["metadata"]["name"] for i in items)) == 25
+    assert source.requests == 3 + 3          # two pages, the 410, then a fresh list of three pages
+
+
+def test_a_410_that_keeps_coming_gives_up():
+    client = ScriptedApiClient(25)
+    serve = client.answer
+    client.answer = lambda query: ScriptedResponse(410, {"message": "too old"}) if query.get("continue") else serve(query)
+    with pytest.raises(K8sDiscoveryError, match="kept failing with 410 Gone"):
+        KubernetesSource(client, page_size=10).list("pods", "shop")
