@@ -61,6 +61,12 @@ class K8sLab:
     def _headers(self):
         return {"Authorization": "Bearer " + self.token}
 
+    def get(self, path):
+        """An independent read of the stand-in (plain HTTP, not the code under test)."""
+        resp = requests.get(self.url + path, headers=self._headers(), verify=self.verify, timeout=30)
+        assert resp.status_code == 200, resp.text
+        return resp.json()
+
     def load(self, objects):
         resp = requests.post(self.url + "/_lab/objects", json={"items": objects}, headers=self._headers(), verify=self.verify, timeout=30)
         assert resp.status_code == 200, resp.text
@@ -138,11 +144,15 @@ def test_pods_mode_named_port(k8s, lab):
 
 
 def test_node_port_mode(k8s, lab):
+    node_port = k8s.get("/api/v1/namespaces/shop/services/shop")["spec"]["ports"][0]["nodePort"]
+    workers = dict((n["metadata"]["name"], [a["address"] for a in n["status"]["addresses"] if a["type"] == "InternalIP"][0])
+                   for n in k8s.get("/api/v1/nodes")["items"])
+    assert len(workers) == 3
     result = k8s.discover(namespaces=["shop"], address_mode="node_port", service=["shop"])
-    assert targets(result) == ["127.0.30.1:30080", "127.0.30.2:30080", "127.0.30.3:30080"]
-    assert [n["name"] for n in result["nodes"]] == ["shop/shop@lab-worker-1", "shop/shop@lab-worker-2", "shop/shop@lab-worker-3"]
+    assert targets(result) == sorted("%s:%d" % (address, node_port) for address in workers.values())
+    assert [n["name"] for n in result["nodes"]] == ["shop/shop@%s" % name for name in sorted(workers)]
     result = k8s.discover(namespaces=["shop"], address_mode="node_port", service=["shop"], node_selector="kubernetes.io/hostname=lab-worker-2")
-    assert targets(result) == ["127.0.30.2:30080"]
+    assert targets(result) == ["%s:%d" % (workers["lab-worker-2"], node_port)]
 
 
 def test_service_mode(k8s):
