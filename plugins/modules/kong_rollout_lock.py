@@ -21,7 +21,7 @@ description:
     sure the other job is gone.
   - O(state=absent) releases the lock (refused for another owner's live lock unless O(force=true)) and removes the
     origin tag unless O(keep_origin=true).
-  - O(state=info) only reports the lock.
+  - O(state=inspected) only reports the lock.
   - On the first acquire the share the rollout starts from is recorded in a second tag,
     C(mixedrun-rollout-origin:<share>), when O(origin_share) is given. It stays while the lock is re-acquired
     (a resumed rollout rolls back to where the interrupted one started) and goes with the release.
@@ -47,9 +47,9 @@ options:
     required: true
   state:
     description:
-      - V(present) acquires or refreshes the lock, V(absent) releases it, V(info) reports it.
+      - V(present) acquires or refreshes the lock, V(absent) releases it, V(inspected) only reports it.
     type: str
-    choices: [present, absent, info]
+    choices: [present, absent, inspected]
     default: present
   owner:
     description:
@@ -106,7 +106,7 @@ EXAMPLES = r"""
 - name: Who holds the lock?
   mixedrun.kong.kong_rollout_lock:
     upstream: shop
-    state: info
+    state: inspected
   register: lock_info
 
 - name: Release it (operators may add force=true for a lock whose job is gone)
@@ -230,7 +230,7 @@ def ensure_lock(client, params, now=None, sleep=None, clock=None):
     state = params["state"]
     result = {"changed": False, "owner": owner, "previous": _describe(tags, now), "taken_over": False,
               "origin_share": parse_origin_tag(tags)}
-    if state == "info":
+    if state == "inspected":
         new_tags = tags
     elif state == "present":
         new_tags, info = plan_acquire(tags, owner, now, params["ttl"], force=params["force"],
@@ -270,7 +270,7 @@ def main():
     module = KongModule(
         argument_spec=dict(
             upstream=dict(type="str", required=True),
-            state=dict(type="str", default="present", choices=["present", "absent", "info"]),
+            state=dict(type="str", default="present", choices=["present", "absent", "inspected"]),
             owner=dict(type="str"),
             ttl=dict(type="float", default=1800.0),
             force=dict(type="bool", default=False),

@@ -32,7 +32,7 @@ description:
   - In check mode the gates are evaluated once, without holding, and the lock is not refreshed.
   - The task never reports a change; refreshing the lock's expiry is bookkeeping of the rollout.
 author:
-  - mixedrun.kong maintainers
+  - mixedrun.kong maintainers (@mixedrun)
 extends_documentation_fragment:
   - mixedrun.kong.kong
   - mixedrun.kong.kong.ATTRIBUTES
@@ -101,6 +101,7 @@ options:
   kong_health:
     description: Kong's own view of the container targets (active/passive health checks).
     type: dict
+    default: {}
     suboptions:
       enabled:
         description: Evaluate this gate.
@@ -120,6 +121,7 @@ options:
   probes:
     description: Direct HTTP probes of every container node, all at once.
     type: dict
+    default: {}
     suboptions:
       enabled:
         description: Evaluate this gate.
@@ -614,7 +616,7 @@ class GateRunner:
             response = self.session.get(url, params={"query": query["query"]}, headers=prom.get("headers") or {},
                                         timeout=prom["timeout"], verify=prom["validate_certs"])
         except requests.exceptions.RequestException as exc:
-            status, _ = judge_values([], no_data=policy)
+            status = judge_values([], no_data=policy)[0]
             return _result(GATE_PROMETHEUS, name, status, None, threshold, "no data (Prometheus at %s: %s), no_data policy %s"
                            % (redact_url(prom["url"]), _http_error_text(exc, prom["timeout"]), policy))
         try:
@@ -625,13 +627,13 @@ class GateRunner:
             error = (body or {}).get("error") if isinstance(body, dict) else response.text[:200]
             return _result(GATE_PROMETHEUS, name, STATUS_FAIL, None, threshold, "Prometheus rejected the query: %s" % error)
         if response.status_code >= 300 or body is None:
-            status, _ = judge_values([], no_data=policy)
+            status = judge_values([], no_data=policy)[0]
             return _result(GATE_PROMETHEUS, name, status, None, threshold, "no data (Prometheus answered HTTP %d), no_data policy %s"
                            % (response.status_code, policy))
         try:
             values = prometheus_values(body)
         except RolloutError as exc:
-            status, _ = judge_values([], no_data=policy)
+            status = judge_values([], no_data=policy)[0]
             return _result(GATE_PROMETHEUS, name, status, None, threshold, "no data (%s), no_data policy %s" % (exc, policy))
         status, measured = judge_values(values, query.get("min"), query.get("max"), policy)
         if measured is None:
@@ -659,13 +661,13 @@ class GateRunner:
         count = traffic["requests"]
         with ThreadPoolExecutor(max_workers=max(1, min(traffic["concurrency"], count))) as pool:
             outcomes = list(pool.map(self._traffic_one, range(count)))
-        good = sum(1 for ok, _, _ in outcomes if ok)
+        good = sum(1 for outcome in outcomes if outcome[0])
         ratio = round(good / float(count), 6)
         failures = {}
-        for ok, what, _ in outcomes:
+        for ok, what, _elapsed in outcomes:
             if not ok:
                 failures[what] = failures.get(what, 0) + 1
-        slowest = max(t for _, _, t in outcomes)
+        slowest = max(outcome[2] for outcome in outcomes)
         detail = "%d/%d requests succeeded, slowest %.0f ms" % (good, count, slowest * 1000)
         if failures:
             detail += "; failures: %s" % ", ".join("%s x%d" % (k, v) for k, v in sorted(failures.items()))
@@ -695,7 +697,7 @@ class GateRunner:
         if info["owner"] != lock["owner"]:
             return False, info, ("the rollout lock was taken over: %s; stopping without touching the weights"
                                  % describe_lock_refusal(info, now))
-        new_tags, _ = plan_acquire(tags, lock["owner"], now, lock["ttl"] + hold)
+        new_tags = plan_acquire(tags, lock["owner"], now, lock["ttl"] + hold)[0]
         self.client.write("PATCH", path, {"tags": new_tags})
         return True, lock_info(new_tags, now), None
 

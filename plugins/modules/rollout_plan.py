@@ -19,7 +19,7 @@ description:
     next step, nothing is lost or repeated.
   - Used by the C(mixedrun.kong.rollout) role; bad input fails naming the field, before anything is changed.
 author:
-  - mixedrun.kong maintainers
+  - mixedrun.kong maintainers (@mixedrun)
 attributes:
   check_mode:
     description: Computes the same plan.

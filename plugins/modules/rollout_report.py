@@ -18,7 +18,7 @@ description:
   - Returns a readable summary table for the end of the play.
   - Runs where the play runs (the controller); no connection to Kong.
 author:
-  - mixedrun.kong maintainers
+  - mixedrun.kong maintainers (@mixedrun)
 attributes:
   check_mode:
     description: Builds the table; writes no file.

@@ -122,7 +122,7 @@ def test_release_of_another_owners_live_lock_needs_force(kong, run_module):
 
 def test_info_reads_only(kong, run_module):
     TagStore(kong, ["mixedrun-lock:job-1@ctl:%d" % (NOW + 50)])
-    result = run_module(kong_rollout_lock, {"upstream": "shop", "owner": "me@ctl", "state": "info"})
+    result = run_module(kong_rollout_lock, {"upstream": "shop", "owner": "me@ctl", "state": "inspected"})
     assert result["changed"] is False and result["held"] is False and result["lock"]["owner"] == "job-1@ctl"
     assert writes(kong) == []
 
