@@ -51,5 +51,5 @@ notes:
   - "The Kubernetes connection follows kubernetes.core: explicit options, then the E(K8S_AUTH_*) environment
     variables, then the kubeconfig (or the in-cluster service account)."
 requirements:
-  - kubernetes >= 12.0.0 (Python library, on the host that runs the module; only for Kubernetes discovery)
+  - kubernetes >= 24.2.0 (Python library, on the host that runs the module; only for Kubernetes discovery)
 """
