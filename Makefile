@@ -96,7 +96,7 @@ lint: venv collection-link
 integration: venv collection-link system-deps
 	@rm -rf $(TEST_LAB); mkdir -p $(TEST_LAB)
 	@trap 'MIXEDRUN_LAB_DIR=$(TEST_LAB) $(BIN)/python -m tests.lab down >/dev/null 2>&1 || true' EXIT; \
-	  MIXEDRUN_LAB_DIR=$(TEST_LAB) $(BIN)/python -m tests.lab up > $(TEST_LAB)/up.json; \
+	  MIXEDRUN_LAB_DIR=$(TEST_LAB) $(BIN)/python -m tests.lab up --config tests/integration/lab.yml > $(TEST_LAB)/up.json; \
 	  $(BIN)/python tests/tools/integration_config.py $(TEST_LAB)/lab.json > tests/integration/integration_config.yml; \
 	  $(MAKE) --no-print-directory _integration LAB_JSON=$(TEST_LAB)/lab.json
 
