@@ -123,7 +123,7 @@ def run_rollout(info, report_dir, steps):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
     parser.add_argument("--targets", type=int, default=100, help="VM targets and container targets, each (default 100)")
     parser.add_argument("--kong-nodes", type=int, default=None, help="Kong nodes when a lab is started here")
     args = parser.parse_args()

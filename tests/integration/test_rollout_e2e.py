@@ -180,7 +180,7 @@ class Traffic:
         self.deadline = time.time() + max_seconds
         self.lock = threading.Lock()
         self.results = []                     # (time, status or error, node kind)
-        self.threads = [threading.Thread(target=self.run, daemon=True) for _ in range(workers)]
+        self.threads = [threading.Thread(target=self.run, daemon=True) for _worker in range(workers)]
 
     def run(self):
         session = requests.Session()
@@ -296,8 +296,8 @@ def test_b_failing_containers_at_the_third_step_roll_back_and_fail_the_play(lab,
     assert weights(lab)["container"] == 0 and share(lab) == 0.0
     after = [r for r in traffic.results if r[0] > ended]
     assert after and all(r[1] == 200 and r[2] == "vm" for r in after), after[:10]
-    assert [(e["event"], e["step"]) for e in hooks.events] == [("before_step", 1), ("before_step", 2),
-                                                                 ("before_step", 3), ("rollback", None)]
+    expected_events = [("before_step", 1), ("before_step", 2), ("before_step", 3), ("rollback", None)]
+    assert [(e["event"], e["step"]) for e in hooks.events] == expected_events
     report = reports(fresh)[-1]
     assert report["run"]["outcome"] == "rolled_back" and report["run"]["final_share"] == 0
     failed = [s for s in report["steps"] if s.get("decision") == "rollback" and s["kind"] == "step"][0]
@@ -337,8 +337,8 @@ def test_c_killed_controller_resumes_from_the_share_kong_holds(lab, fresh):
 
 
 def test_d_second_rollout_is_refused_by_the_lock(lab, fresh):
-    first = start_playbook("rollout.yml", base_vars(lab, fresh, rollout_steps=[10, 50], rollout_hold=2,
-                                                     rollout_lock_owner="job-a@ctl"))
+    first_vars = base_vars(lab, fresh, rollout_steps=[10, 50], rollout_hold=2, rollout_lock_owner="job-a@ctl")
+    first = start_playbook("rollout.yml", first_vars)
     try:
         deadline = time.time() + 30
         while not any(t.startswith("mixedrun-lock:job-a@ctl:") for t in upstream_tags(lab)):
@@ -350,7 +350,7 @@ def test_d_second_rollout_is_refused_by_the_lock(lab, fresh):
         assert "Rollout of shop not started" in out and "locked by 'job-a@ctl'" in out
         after = weights(lab)
         assert after["container"] >= before["container"]       # only the first rollout moved anything
-        output, _ = first.communicate(timeout=PLAYBOOK_TIMEOUT)
+        output, _errors = first.communicate(timeout=PLAYBOOK_TIMEOUT)
         assert first.returncode == 0, output[-4000:]
     finally:
         if first.poll() is None:

@@ -168,8 +168,8 @@ def test_combine_and_summary():
     assert r.combine(["pass"]) == "pass"
     text = r.gate_summary({"gate": "prometheus", "name": "5xx", "status": "fail", "value": 0.12, "threshold": "<= 0.01"})
     assert text == "gate '5xx' (prometheus) failed: measured 0.12, threshold <= 0.01"
-    assert "measured no data" in r.gate_summary({"gate": "prometheus", "name": "p99", "status": "inconclusive",
-                                                  "value": None, "threshold": "<= 500"})
+    nodata = {"gate": "prometheus", "name": "p99", "status": "inconclusive", "value": None, "threshold": "<= 500"}
+    assert "measured no data" in r.gate_summary(nodata)
 
 
 def test_no_data_policy_is_validated():
@@ -290,8 +290,8 @@ def test_acquire_fresh_records_origin_and_keeps_other_tags():
 
 
 def test_acquire_is_reentrant_for_the_owner_and_keeps_the_first_origin():
-    tags, _ = r.plan_acquire(["mixedrun-lock:me@h:160", "mixedrun-rollout-origin:0.5"], "me@h", now=150, ttl=60,
-                             origin_share=25)
+    held = ["mixedrun-lock:me@h:160", "mixedrun-rollout-origin:0.5"]
+    tags, _outcome = r.plan_acquire(held, "me@h", now=150, ttl=60, origin_share=25)
     assert tags == ["mixedrun-rollout-origin:0.5", "mixedrun-lock:me@h:210"]
 
 

@@ -60,8 +60,8 @@ def health(states):
 
 
 def mock_targets(kong):
-    kong.get(ADMIN + "/upstreams/shop/targets", json={"data": [target(VM, "vm"), target(CT1, "container"),
-                                                                target(CT2, "container")], "next": None})
+    data = [target(VM, "vm"), target(CT1, "container"), target(CT2, "container")]
+    kong.get(ADMIN + "/upstreams/shop/targets", json={"data": data, "next": None})
 
 
 def vector(*values):
@@ -182,7 +182,7 @@ def test_prometheus_threshold_breach_and_rejected_query(kong, run_module):
 
 
 def test_traffic_success_ratio(kong, run_module):
-    for _ in range(3):
+    for _attempt in range(3):
         kong.get(GW + "/shop", status=502)
     kong.get(GW + "/shop", status=200)
     result = run_module(rollout_gate, dict(BASE, max_consecutive_failures=1, traffic={
