@@ -29,9 +29,16 @@ def parse_args(argv=None):
     parser.add_argument("--rbac-header", default="Kong-Admin-Token", help="header carrying the RBAC token (Kong's rbac_auth_header)")
     parser.add_argument("--dbless", action="store_true", help="DB-less mode: Admin API writes answer 405 (load config with POST /config)")
     parser.add_argument("--workspace", action="append", default=[], help="workspace to create besides 'default' (repeatable)")
+    parser.add_argument("--admin-ssl-cert", help="serve the Admin API over TLS with this certificate (PEM; Kong's admin_ssl_cert)")
+    parser.add_argument("--admin-ssl-key", help="the private key of --admin-ssl-cert (PEM; Kong's admin_ssl_cert_key)")
+    parser.add_argument("--admin-client-ca", help="require client certificates signed by this CA (PEM) on the Admin API: mutual TLS")
     parser.add_argument("--log-file", help="log file (default: stderr)")
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     args = parser.parse_args(argv)
+    if bool(args.admin_ssl_cert) != bool(args.admin_ssl_key):
+        parser.error("--admin-ssl-cert and --admin-ssl-key go together: give both, or neither for a plain HTTP Admin API")
+    if args.admin_client_ca and not args.admin_ssl_cert:
+        parser.error("--admin-client-ca needs --admin-ssl-cert and --admin-ssl-key (mutual TLS is TLS first)")
     if args.rbac_token is None and os.environ.get("KONG_SIM_RBAC_TOKEN"):
         args.rbac_token = os.environ["KONG_SIM_RBAC_TOKEN"]
     return args
@@ -44,7 +51,8 @@ def main(argv=None):
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
     options = Options(state_db=args.state_db, node_name=args.node_name, admin_listen=args.admin_listen, proxy_listen=args.proxy_listen,
                       status_listen=args.status_listen, rbac_token=args.rbac_token, rbac_header=args.rbac_header, dbless=args.dbless,
-                      workspaces=args.workspace, log_file=args.log_file)
+                      workspaces=args.workspace, log_file=args.log_file, admin_ssl_cert=args.admin_ssl_cert,
+                      admin_ssl_key=args.admin_ssl_key, admin_client_ca=args.admin_client_ca)
 
     async def run():
         node = Node(options)

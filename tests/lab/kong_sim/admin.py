@@ -9,7 +9,7 @@ from urllib.parse import quote, unquote
 
 from aiohttp import web
 
-from . import errors, schema
+from . import errors, schema, tls
 from .errors import ApiError
 from .store import UniqueConflict, decode_offset, encode_offset
 
@@ -76,6 +76,8 @@ class AdminApi:  # pylint: disable=too-many-public-methods
         started = time.monotonic()
         self.requests += 1
         path = request.rel_url.raw_path
+        if self.node.options.admin_tls == "mutual" and not tls.has_client_cert(request):
+            return web.Response(status=400, text=tls.NO_CLIENT_CERT_PAGE, content_type="text/html", headers={"Server": "openresty"})
         if path.startswith("/_lab/") or path == "/_lab":
             return await self.node.lab_api(request)
         faults = self.node.faults
@@ -526,13 +528,15 @@ class AdminApi:  # pylint: disable=too-many-public-methods
             raise errors.not_found()
         if method not in ("GET", "PATCH", "PUT", "DELETE"):
             raise errors.method_not_allowed()
-        if method != "GET":
-            self._dbless_guard(method, "targets")
         if upstream is None:
             raise errors.not_found()
         target = self.find_target(upstream, segs[3])
         if target is None:
             raise errors.not_found()
+        if method != "GET":
+            # Kong looks the upstream and the target up first (404), then its DAO refuses the write (DB-less);
+            # PUT and PATCH on a target both go through update_target_cb
+            self._dbless_guard("DELETE" if method == "DELETE" else "PATCH", "targets")
         if method == "GET":
             return json_response(200, self.public(target))
         if method == "DELETE":
@@ -692,7 +696,8 @@ class AdminApi:  # pylint: disable=too-many-public-methods
             "configuration": {
                 "database": "off" if opts.dbless else "postgres",
                 "role": "traditional",
-                "admin_listen": ["%s:%d" % opts.admin_listen],
+                "admin_listen": ["%s:%d%s" % (opts.admin_listen[0], opts.admin_listen[1], "" if opts.admin_tls == "off" else " ssl")],
+                "admin_ssl_enabled": opts.admin_tls != "off",
                 "proxy_listen": ["%s:%d" % opts.proxy_listen],
                 "status_listen": ["%s:%d" % opts.status_listen] if opts.status_listen else [],
                 "db_update_frequency": 1,

@@ -2,14 +2,21 @@
 
 Contract (used by ``python -m tests.lab up``)::
 
-    c = KongCluster(state_dir, nodes=2, host="127.0.0.1", rbac_token=None, dbless=False)
+    c = KongCluster(state_dir, nodes=2, host="127.0.0.1", rbac_token=None, dbless=False, tls="off")
     c.start(detach=True)
     c.admin_urls, c.proxy_urls, c.status_urls, c.node_ids, c.pids
+    c.ca_path, c.client_cert, c.client_key          # with tls="on" / "mutual"
     c.stop()
     KongCluster.stop_from_state_dir(state_dir)
 
 Every node is a separate process (``python -m tests.lab.kong_sim``) in its own session.  The shared state is
-``<state_dir>/kong.db``; each node writes ``<state_dir>/kong-<n>.json`` (pid, urls, node id) while it runs.
+``<state_dir>/kong.db``; the launcher writes ``<state_dir>/kong-<n>.json`` (pid, urls; the node id once the node
+answers) the moment it has started a node, so ``stop_from_state_dir`` finds every node even when a start failed
+half-way or the starting process was killed.
+
+``tls``: "off" (plain HTTP Admin API), "on" (HTTPS with a throwaway CA in ``<state_dir>/tls``: ``ca_path``) or
+"mutual" (HTTPS that also requires a client certificate: ``client_cert`` / ``client_key``). The proxy and the
+Status API stay plain HTTP.
 """
 
 import atexit
@@ -23,8 +30,12 @@ import time
 
 import requests
 
+from .tls import MODES as TLS_MODES
+from .tls import client_kwargs, make_pki
+
 STATE_DB = "kong.db"
 PIDFILE_PATTERN = "kong-%d.json"
+TLS_DIR = "tls"
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
 
@@ -52,6 +63,28 @@ def _is_simulator(pid):
             return b"tests.lab.kong_sim" in handle.read()
     except OSError:
         return False
+
+
+def _tls_mode(value):
+    if value in (None, False):
+        return "off"
+    if value is True:
+        return "on"
+    if value not in TLS_MODES:
+        raise ValueError("tls must be one of %s (or true/false), got %r" % (", ".join(TLS_MODES), value))
+    return value
+
+
+def _remove_private_keys(state_dir):
+    """Private keys of a stopped cluster are useless: do not leave them lying around."""
+    tls_dir = os.path.join(state_dir, TLS_DIR)
+    if os.path.isdir(tls_dir):
+        for entry in os.listdir(tls_dir):
+            if entry.endswith(".key"):
+                try:
+                    os.unlink(os.path.join(tls_dir, entry))
+                except FileNotFoundError:
+                    pass
 
 
 def _terminate(pids, timeout=10.0):
@@ -91,7 +124,7 @@ class KongCluster:
     """A set of simulator processes sharing ``<state_dir>/kong.db``."""
 
     def __init__(self, state_dir, nodes=2, host="127.0.0.1", rbac_token=None, dbless=False,
-                 rbac_header="Kong-Admin-Token", workspaces=None, python=None, start_timeout=20.0):
+                 rbac_header="Kong-Admin-Token", workspaces=None, python=None, start_timeout=20.0, tls="off"):
         if nodes < 1:
             raise ValueError("nodes must be >= 1")
         self.state_dir = os.path.abspath(state_dir)
@@ -103,6 +136,9 @@ class KongCluster:
         self.workspaces = list(workspaces or [])
         self.python = python or sys.executable
         self.start_timeout = start_timeout
+        self.tls = _tls_mode(tls)
+        self.ca_path = self.client_cert = self.client_key = None
+        self._server_cert = self._server_key = None
         self.admin_urls = []
         self.proxy_urls = []
         self.status_urls = []
@@ -120,6 +156,16 @@ class KongCluster:
     def _headers(self):
         return {self.rbac_header: self.rbac_token} if self.rbac_token else {}
 
+    def _tls_info(self):
+        return {"ca_path": self.ca_path, "client_cert": self.client_cert, "client_key": self.client_key}
+
+    def _get(self, url, timeout):
+        return requests.get(url, headers=self._headers(), timeout=timeout, **client_kwargs(self._tls_info()))
+
+    @property
+    def admin_scheme(self):
+        return "http" if self.tls == "off" else "https"
+
     def _command(self, index, admin_port, proxy_port, status_port):
         name = "kong-%d" % index
         cmd = [self.python, "-m", "tests.lab.kong_sim", "--state-db", self.state_db, "--node-name", name,
@@ -128,6 +174,10 @@ class KongCluster:
                "--log-file", os.path.join(self.state_dir, "%s.log" % name)]
         if self.rbac_token:
             cmd += ["--rbac-header", self.rbac_header]
+        if self.tls != "off":
+            cmd += ["--admin-ssl-cert", self._server_cert, "--admin-ssl-key", self._server_key]
+            if self.tls == "mutual":
+                cmd += ["--admin-client-ca", self.ca_path]
         if self.dbless:
             cmd.append("--dbless")
         for workspace in self.workspaces:
@@ -142,6 +192,15 @@ class KongCluster:
         if self.rbac_token:
             # passed through the environment so it never shows up in `ps` output
             env["KONG_SIM_RBAC_TOKEN"] = self.rbac_token
+        if self.tls != "off":
+            pki = make_pki(os.path.join(self.state_dir, TLS_DIR), [self.host])
+            self.ca_path, self._server_cert, self._server_key = pki["ca"], pki["cert"], pki["key"]
+            if self.tls == "mutual":
+                self.client_cert, self.client_key = pki["client_cert"], pki["client_key"]
+        if not detach and not self._atexit:
+            atexit.register(self.stop)
+            self._atexit = True
+        self.node_ids = [None] * self.nodes
         pending = []
         for index in range(1, self.nodes + 1):
             admin_port, proxy_port, status_port = free_port(self.host), free_port(self.host), free_port(self.host)
@@ -154,20 +213,18 @@ class KongCluster:
             self.pids.append(proc.pid)
             self.node_names.append(name)
             self.log_files.append(log_path)
-            self.admin_urls.append("http://%s:%d" % (self.host, admin_port))
+            self.admin_urls.append("%s://%s:%d" % (self.admin_scheme, self.host, admin_port))
             self.proxy_urls.append("http://%s:%d" % (self.host, proxy_port))
             self.status_urls.append("http://%s:%d" % (self.host, status_port))
+            # recorded before anything can fail: `down` (stop_from_state_dir) must find every node started
+            self._write_pidfile(index - 1)
             pending.append(index - 1)
             # the first node creates the database schema; let it finish before the others race for it
             if index == 1:
                 self._wait_ready([0])
-        if not detach and not self._atexit:
-            atexit.register(self.stop)
-            self._atexit = True
         self._wait_ready(pending[1:])
-        self.node_ids = [None] * self.nodes
         for i, url in enumerate(self.admin_urls):
-            self.node_ids[i] = requests.get(url + "/", headers=self._headers(), timeout=5).json()["node_id"]
+            self.node_ids[i] = self._get(url + "/", 5).json()["node_id"]
             self._write_pidfile(i)
         return self
 
@@ -181,7 +238,7 @@ class KongCluster:
                     raise KongClusterError("Kong simulator node %s exited with %s; see %s"
                                            % (self.node_names[i], proc.returncode, self.log_files[i]))
                 try:
-                    if requests.get(self.admin_urls[i] + "/", headers=self._headers(), timeout=1).status_code == 200:
+                    if self._get(self.admin_urls[i] + "/", 1).status_code == 200:
                         break
                 except requests.RequestException:
                     pass
@@ -192,8 +249,10 @@ class KongCluster:
                 time.sleep(0.05)
 
     def _write_pidfile(self, i):
-        info = {"pid": self.pids[i], "name": self.node_names[i], "node_id": self.node_ids[i],
-                "admin_url": self.admin_urls[i], "proxy_url": self.proxy_urls[i], "status_url": self.status_urls[i]}
+        info = {"pid": self.pids[i], "name": self.node_names[i], "node_id": self.node_ids[i] if i < len(self.node_ids) else None,
+                "admin_url": self.admin_urls[i], "proxy_url": self.proxy_urls[i], "status_url": self.status_urls[i],
+                "tls": self.tls}
+        info.update({k: v for k, v in self._tls_info().items() if v})
         path = os.path.join(self.state_dir, PIDFILE_PATTERN % (i + 1))
         with open(path + ".tmp", "w", encoding="utf-8") as handle:
             json.dump(info, handle)
@@ -214,6 +273,7 @@ class KongCluster:
                 os.unlink(os.path.join(self.state_dir, PIDFILE_PATTERN % (i + 1)))
             except FileNotFoundError:
                 pass
+        _remove_private_keys(self.state_dir)
 
     def restart_node(self, index):
         """Stop node ``index`` (0-based) and start it again on the same ports; returns its new pid."""
@@ -233,6 +293,7 @@ class KongCluster:
                                    stderr=subprocess.STDOUT, start_new_session=True)
         self._procs[index] = new
         self.pids[index] = new.pid
+        self._write_pidfile(index)
         self._wait_ready([index])
         self._write_pidfile(index)
         return new.pid
@@ -265,4 +326,5 @@ class KongCluster:
                 os.unlink(info["pidfile"])
             except FileNotFoundError:
                 pass
+        _remove_private_keys(state_dir)
         return pids

@@ -13,7 +13,7 @@ import uuid
 import aiohttp
 from aiohttp import web
 
-from . import schema
+from . import schema, tls
 from .admin import VERSION, AdminApi, json_response
 from .balancer import Address, AddressHealth, Balancer, Target, ip_kind, split_hostport
 from .faults import FaultConfigError, Faults
@@ -37,7 +37,8 @@ class Options:  # pylint: disable=too-few-public-methods,too-many-instance-attri
     """Command line options of a node."""
 
     def __init__(self, state_db, node_name, admin_listen, proxy_listen, status_listen=None, rbac_token=None,
-                 rbac_header="Kong-Admin-Token", dbless=False, workspaces=(), log_file=None):
+                 rbac_header="Kong-Admin-Token", dbless=False, workspaces=(), log_file=None, admin_ssl_cert=None,
+                 admin_ssl_key=None, admin_client_ca=None):
         self.state_db = state_db
         self.node_name = node_name
         self.admin_listen = admin_listen
@@ -48,6 +49,17 @@ class Options:  # pylint: disable=too-few-public-methods,too-many-instance-attri
         self.dbless = dbless
         self.workspaces = list(workspaces)
         self.log_file = log_file
+        # TLS on the Admin listener (Kong's `admin_listen ... ssl`); a client CA makes it mutual TLS
+        self.admin_ssl_cert = admin_ssl_cert
+        self.admin_ssl_key = admin_ssl_key
+        self.admin_client_ca = admin_client_ca
+
+    @property
+    def admin_tls(self):
+        """"off", "on" (server certificate) or "mutual" (client certificates required)."""
+        if not self.admin_ssl_cert:
+            return "off"
+        return "mutual" if self.admin_client_ca else "on"
 
 
 # -------------------------------------------------------------------------------------------------------------
@@ -285,16 +297,18 @@ class Node:  # pylint: disable=too-many-instance-attributes
         if address is not None:
             parsed = schema.normalize_ip(address)
             ip = parsed["host"]
-        with self.store.transaction():
+        # a cluster event, not a configuration change: no version bump, so no node rebuilds its router/balancers
+        with self.store.transaction(bump=False):
             self.store.post_event("balancer:post_health", {"upstream_id": upstream["id"], "target": target["target"], "ip": ip,
                                                            "healthy": healthy, "node": self.node_id})
         await self.refresh_if_changed()
-        self._set_health(upstream["id"], target["target"], ip, healthy)
+        self._apply_events()
 
     async def poll_loop(self):
         while True:
             try:
-                await self.refresh_if_changed()
+                if not await self.refresh_if_changed():
+                    self._apply_events()        # cluster events (manual health) arrive without a config change
             except Exception:  # pylint: disable=broad-exception-caught  # keep polling whatever happens
                 LOG.exception("config refresh failed")
             await asyncio.sleep(POLL_INTERVAL)
@@ -432,8 +446,14 @@ class Node:  # pylint: disable=too-many-instance-attributes
                     balancer.report_failure(addr, "tcp_failures")
                     tried.append(addr)
                 continue
-            except asyncio.TimeoutError:
+            except asyncio.TimeoutError as exc:
                 failure = "timeout"
+                if _connect_timeout(exc):
+                    # nothing was sent: Kong (nginx) tries the next peer whatever the method, up to `retries`
+                    if addr is not None:
+                        balancer.report_failure(addr, "timeouts")
+                        tried.append(addr)
+                    continue
                 if addr is not None:
                     balancer.report_failure(addr, "timeouts")
                     tried.append(addr)
@@ -524,20 +544,24 @@ class Node:  # pylint: disable=too-many-instance-attributes
         proxy_app = web.Application(client_max_size=64 * 1024 * 1024)
         proxy_app.router.add_route("*", "/{tail:.*}", self.proxy)
         runners = []
-        listens = [(self.admin.make_app(), self.options.admin_listen), (proxy_app, self.options.proxy_listen)]
+        admin_ssl = None
+        if self.options.admin_ssl_cert:
+            admin_ssl = tls.server_context(self.options.admin_ssl_cert, self.options.admin_ssl_key, self.options.admin_client_ca)
+        listens = [(self.admin.make_app(), self.options.admin_listen, admin_ssl), (proxy_app, self.options.proxy_listen, None)]
         if self.options.status_listen:
             status_app = web.Application()
             status_app.router.add_route("*", "/{tail:.*}", self.status_app_handler)
-            listens.append((status_app, self.options.status_listen))
-        for app, (host, port) in listens:
+            listens.append((status_app, self.options.status_listen, None))
+        for app, (host, port), ssl_context in listens:
             runner = web.AppRunner(app, access_log=None, handle_signals=False)
             await runner.setup()
-            site = web.TCPSite(runner, host, port, backlog=1024, reuse_address=True)
+            site = web.TCPSite(runner, host, port, backlog=1024, reuse_address=True, ssl_context=ssl_context)
             await site.start()
             runners.append(runner)
         tasks = [asyncio.ensure_future(self.poll_loop()), asyncio.ensure_future(self.check_loop())]
-        LOG.info("node %s (%s) up: admin %s:%d proxy %s:%d", self.options.node_name, self.node_id,
-                 self.options.admin_listen[0], self.options.admin_listen[1], self.options.proxy_listen[0], self.options.proxy_listen[1])
+        LOG.info("node %s (%s) up: admin %s:%d (tls %s) proxy %s:%d", self.options.node_name, self.node_id,
+                 self.options.admin_listen[0], self.options.admin_listen[1], self.options.admin_tls,
+                 self.options.proxy_listen[0], self.options.proxy_listen[1])
         await self._stop.wait()
         LOG.info("node %s stopping", self.options.node_name)
         for task in tasks:
@@ -548,6 +572,14 @@ class Node:  # pylint: disable=too-many-instance-attributes
         await self.session.close()
         await self.check_session.close()
         self.store.close()
+
+
+def _connect_timeout(exc):
+    """True for a timeout while connecting (aiohttp's sock_connect), as opposed to one while reading the answer."""
+    cls = getattr(aiohttp, "ConnectionTimeoutError", None)   # aiohttp >= 3.10
+    if cls is not None:
+        return isinstance(exc, cls)
+    return isinstance(exc, aiohttp.ServerTimeoutError) and str(exc).startswith("Connection timeout")
 
 
 def _ms(started):
