@@ -7,7 +7,9 @@ import copy
 import hashlib
 import ipaddress
 import os
+import random
 import re
+import socket
 from dataclasses import dataclass, field
 
 import yaml
@@ -24,6 +26,8 @@ _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _LABEL_NAME = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?$")
 _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 _DURATION = re.compile(r"^[0-9]+(ms|s|m|h)$")
+AUTO = "auto"                   # node_port / services[].node_port: a free port is picked at `up`
+KONG_TLS = {False: "off", True: "on", "off": "off", "on": "on", "mutual": "mutual"}
 
 
 class LabConfigError(ValueError):
@@ -97,6 +101,7 @@ class LabConfig:
     prometheus: dict
     control: dict
     k8s: dict
+    auto_ports: list = field(default_factory=list)   # port fields still to be picked (node_port: auto)
 
     @property
     def nodes(self):
@@ -210,7 +215,14 @@ def validate(raw):
     known_top = {"node_port", "kong", "haproxy", "prometheus", "control", "k8s", "services"}
     unknown = sorted(set(raw) - known_top)
     _need(not unknown, unknown[0] if unknown else "", "unknown top-level key; known keys: %s" % ", ".join(sorted(known_top)))
-    node_port = _int(raw.get("node_port", 18080), "node_port", 1, 65535)
+    auto_ports = []
+    node_port = raw.get("node_port", 18080)
+    if node_port in (AUTO, 0) and not isinstance(node_port, bool):
+        auto_ports.append("node_port")
+        node_port = 0
+    else:
+        _need(isinstance(node_port, int) and not isinstance(node_port, bool) and 1 <= node_port <= 65535, "node_port",
+              "must be an integer between 1 and 65535, or auto (or 0) for a port picked at start, got %r" % (node_port,))
 
     kong = dict(_mapping(raw.get("kong") or {}, "kong"))
     kong["nodes"] = _int(kong.get("nodes", 1), "kong.nodes", 1, 16)
@@ -219,6 +231,11 @@ def validate(raw):
     _need(isinstance(kong.get("dbless", False), bool), "kong.dbless", "must be true or false")
     kong["dbless"] = bool(kong.get("dbless", False))
     kong.setdefault("rbac_token", None)
+    tls = kong.get("tls", False)
+    _need(isinstance(tls, (bool, str)) and tls in KONG_TLS, "kong.tls",
+          "must be false (plain HTTP Admin API), true (HTTPS with a throwaway CA) or mutual (HTTPS that also requires "
+          "a client certificate), got %r" % (tls,))
+    kong["tls"] = KONG_TLS[tls]
 
     haproxy = _listener(raw, "haproxy", ("stats_port",))
     haproxy["stats_port"] = _int(haproxy.get("stats_port", 0), "haproxy.stats_port", 0, 65535)
@@ -266,10 +283,17 @@ def validate(raw):
         _need(isinstance(namespace, str) and _DNS_LABEL.match(namespace), where + ".namespace", "must be a DNS-1123 label")
         labels = _labels(sraw.get("labels") or {"app": name}, where + ".labels")
         _need(labels, where + ".labels", "must not be empty (it is the Service's selector)")
+        svc_node_port = sraw.get("node_port", 30080 + i)
+        if svc_node_port == AUTO:
+            auto_ports.append(where + ".node_port")
+            svc_node_port = 0
+        else:
+            _need(isinstance(svc_node_port, int) and not isinstance(svc_node_port, bool) and 0 <= svc_node_port <= 65535,
+                  where + ".node_port", "must be an integer between 0 (no nodePort) and 65535, or auto for a free port picked "
+                  "at start, got %r" % (svc_node_port,))
         svc = ServiceSpec(name=name, domain=domain, namespace=namespace, labels=labels,
                           cluster_ip=_loopback(sraw.get("cluster_ip", "127.0.40.%d" % (i + 1)), where + ".cluster_ip"),
-                          port=_int(sraw.get("port", 80), where + ".port", 1, 65535),
-                          node_port=_int(sraw.get("node_port", 30080 + i), where + ".node_port", 0, 65535))
+                          port=_int(sraw.get("port", 80), where + ".port", 1, 65535), node_port=svc_node_port)
         _need(svc.node_port == 0 or svc.node_port not in seen_node_ports, where + ".node_port", "duplicate node_port %d" % svc.node_port)
         seen_node_ports.add(svc.node_port)
         for kind, key in (("vm", "vms"), ("container", "containers")):
@@ -310,13 +334,12 @@ def validate(raw):
     for kn in k8s_nodes:
         _need(kn.address not in seen_addrs, "k8s.nodes.address_base", "address %s is also used by node %s" % (kn.address, seen_addrs.get(kn.address)))
     return LabConfig(raw=raw, node_port=node_port, services=services, k8s_nodes=k8s_nodes, kong=kong, haproxy=haproxy,
-                     prometheus=prom, control=control, k8s=k8s)
+                     prometheus=prom, control=control, k8s=k8s, auto_ports=auto_ports)
 
 
-def load_raw(path=None, overrides=None):
-    """The default config merged with the YAML file at ``path`` (if any) and ``overrides`` (a dict, if any)."""
-    with open(DEFAULT_CONFIG, encoding="utf-8") as fh:
-        raw = yaml.safe_load(fh)
+def load_user(path=None, overrides=None):
+    """What the user asked for: the YAML file at ``path`` merged with ``overrides``, without the defaults."""
+    raw = {}
     if path:
         try:
             with open(path, encoding="utf-8") as fh:
@@ -333,6 +356,93 @@ def load_raw(path=None, overrides=None):
     return raw
 
 
+def load_raw(path=None, overrides=None):
+    """The default config merged with the YAML file at ``path`` (if any) and ``overrides`` (a dict, if any)."""
+    with open(DEFAULT_CONFIG, encoding="utf-8") as fh:
+        raw = yaml.safe_load(fh)
+    return deep_merge(raw, load_user(path, overrides))
+
+
 def load(path=None, overrides=None):
     """Load and validate the lab configuration."""
     return validate(load_raw(path, overrides))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# ports picked at start
+
+def _port_free_everywhere(addresses, port):
+    for addr in addresses:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                sock.bind((addr, port))
+            except OSError:
+                return False
+    return True
+
+
+def default_port_fields(user_raw):
+    """The port fields the user did not set (``user_raw``: see ``load_user``): their defaults may move when taken."""
+    fields = [] if "node_port" in user_raw else ["node_port"]
+    if isinstance(user_raw.get("services"), list):
+        services = user_raw["services"]
+    else:
+        with open(DEFAULT_CONFIG, encoding="utf-8") as fh:
+            services = [{}] * len(yaml.safe_load(fh)["services"])
+    for i, svc in enumerate(services):
+        if not (isinstance(svc, dict) and "node_port" in svc):
+            fields.append("services[%d].node_port" % i)
+    return fields
+
+
+def free_port_overrides(cfg, movable=(), force=False, rng=None):
+    """Config overrides that give a free port to every field of ``cfg.auto_ports`` (auto / 0), and to the fields in
+    ``movable`` whose current port is taken (``force``: to all of them). ``{}`` when nothing needs to change.
+
+    ``node_port`` must be free on every node address, a service's ``node_port`` on every Kubernetes Node address.
+    """
+    rng = rng or random.Random()
+    wanted = set(cfg.auto_ports)
+    node_addrs = [n.address for n in cfg.nodes]
+    knode_addrs = [k.address for k in cfg.k8s_nodes]
+    overrides = {}
+
+    def pick(addresses, low, high, avoid=()):
+        for _attempt in range(500):
+            port = rng.randint(low, high)
+            if port not in avoid and _port_free_everywhere(addresses, port):
+                return port
+        raise LabConfigError("no free port in %d-%d on %s; stop other labs or set the ports in the lab config"
+                             % (low, high, ", ".join(addresses[:4])))
+
+    if "node_port" in wanted or ("node_port" in movable and (force or not _port_free_everywhere(node_addrs, cfg.node_port))):
+        overrides["node_port"] = pick(node_addrs, 20000, 29999)
+    services = copy.deepcopy(cfg.raw["services"])
+    changed = False
+    used = {s.node_port for s in cfg.services if s.node_port}
+    for i, spec in enumerate(cfg.services):
+        key = "services[%d].node_port" % i
+        if key in wanted:
+            move = True
+        elif key in movable and spec.node_port and spec.containers:
+            move = force or not _port_free_everywhere(knode_addrs, spec.node_port)
+        else:
+            move = False
+        if move:
+            port = pick(knode_addrs, 30000, 32767, used)
+            used.add(port)
+            services[i]["node_port"] = port
+            changed = True
+    if changed:
+        overrides["services"] = services
+    return overrides
+
+
+def resolve_ports(cfg, user_raw=None):
+    """``cfg`` with every auto port picked and the defaults that are taken moved to free ports (fields the user set
+    explicitly never move: a taken one is reported by ``up``)."""
+    overrides = free_port_overrides(cfg, default_port_fields(user_raw or {}))
+    if not overrides:
+        return cfg
+    return validate(deep_merge(cfg.raw, overrides))

@@ -133,9 +133,9 @@ def _reap(pid):
         pass
 
 
-def _http_ok(url, timeout=1.0, verify=True):
+def _http_ok(url, timeout=1.0, verify=True, cert=None):
     try:
-        return requests.get(url, timeout=timeout, verify=verify).status_code < 500
+        return requests.get(url, timeout=timeout, verify=verify, cert=cert).status_code < 500
     except requests.RequestException:
         return False
 
@@ -201,11 +201,14 @@ class Lab:
     def up(self, config_path=None, kong_nodes=None, restart=False):
         """Start the lab (or report the running one); returns the lab.json dict."""
         overrides = {"kong": {"nodes": kong_nodes}} if kong_nodes else None
+        user_raw = labconfig.load_user(config_path, overrides)
         cfg = labconfig.load(config_path, overrides)
+        # what was asked for, before ports are picked: the same request finds the running lab again
+        fingerprint = cfg.fingerprint()
         current = self.status()
         if current["state"] == "up" and not restart:
             info = _read_json(self.path(LAB_JSON)) or {}
-            if info.get("config_fingerprint") == cfg.fingerprint():
+            if info.get("config_fingerprint") == fingerprint:
                 info["already_running"] = True
                 return info
             raise LabError("a lab with a different configuration is already running in %s; run `python -m tests.lab down` first "
@@ -216,6 +219,8 @@ class Lab:
                                              (lab_prometheus.find_binary(), lab_prometheus.BINARY_HINT)) if binary is None]
         if missing:
             raise LabError("; ".join(missing))
+        # node_port / services[].node_port: `auto` (or 0) -> a free port; a default that is taken (another lab) moves too
+        cfg = labconfig.resolve_ports(cfg, user_raw)
         self._precheck_ports(cfg)
         os.makedirs(self.state_dir, exist_ok=True)
         for stale in (LAB_JSON, FLEET_READY):
@@ -225,7 +230,7 @@ class Lab:
         for stale_dir in (KONG_DIR, PROM_DATA):
             shutil.rmtree(self.path(stale_dir), ignore_errors=True)
         try:
-            return self._start(cfg)
+            return self._start(cfg, fingerprint)
         except BaseException:
             self.down()
             raise
@@ -247,7 +252,8 @@ class Lab:
                 taken.append("%s:%d (%s.port)" % (sec["host"], sec["port"], name))
         if taken:
             raise LabError("address already in use: %s. Is another lab running (`python -m tests.lab status`, "
-                           "MIXEDRUN_LAB_DIR)? Otherwise change node_port / address_base / ports in the lab config."
+                           "MIXEDRUN_LAB_DIR)? Otherwise change node_port / address_base / ports in the lab config "
+                           "(or set them to auto: a free port is picked at start)."
                            % ", ".join(taken[:6]) + (" (and %d more)" % (len(taken) - 6) if len(taken) > 6 else ""))
 
     def _env(self):
@@ -255,7 +261,7 @@ class Lab:
         env["PYTHONPATH"] = labconfig.REPO_ROOT + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
         return env
 
-    def _start(self, cfg):
+    def _start(self, cfg, fingerprint=None):
         started = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
         _write(self.path("config.yml"), "# The resolved configuration of the running lab (written by `up`).\n"
                + yaml.safe_dump(cfg.raw, sort_keys=False))
@@ -276,7 +282,7 @@ class Lab:
         except ImportError as exc:
             raise LabError("the Kong simulator (tests/lab/kong_sim) cannot be imported: %s" % exc) from None
         kong = KongCluster(self.path(KONG_DIR), nodes=cfg.kong["nodes"], host=cfg.kong["host"], rbac_token=cfg.kong["rbac_token"],
-                           dbless=cfg.kong["dbless"])
+                           dbless=cfg.kong["dbless"], tls=cfg.kong["tls"])
         try:
             kong.start(detach=True)
         except Exception as exc:
@@ -299,11 +305,13 @@ class Lab:
         stats_url = "http://%s:%d" % (hcfg["host"], stats_port)
         self._wait_http(proc, "haproxy", stats_url + "/stats", 15)
 
-        # 4. Prometheus (scrapes Kong's Admin API /metrics; the Status API when the Admin API needs an RBAC token)
+        # 4. Prometheus (scrapes Kong's Admin API /metrics; the plain-HTTP Status API when the Admin API needs an RBAC
+        #    token or speaks TLS)
         pcfg = cfg.prometheus
         prom_port = pcfg["port"] or _free_port(pcfg["host"])
         prom_listen = "%s:%d" % (pcfg["host"], prom_port)
-        kong_metrics = kong.status_urls if cfg.kong["rbac_token"] and getattr(kong, "status_urls", None) else kong.admin_urls
+        protected = cfg.kong["rbac_token"] or cfg.kong["tls"] != "off"
+        kong_metrics = kong.status_urls if protected and getattr(kong, "status_urls", None) else kong.admin_urls
         ppath = self.path("prometheus.yml")
         _write(ppath, lab_prometheus.render_config(pcfg["scrape_interval"], list(zip(kong_names, kong_metrics)), cfg.nodes,
                                                    "%s:%d" % (hcfg["host"], stats_port), prom_listen))
@@ -332,6 +340,9 @@ class Lab:
             "kong_nodes": [{"name": n, "node_id": i, "admin_url": a, "proxy_url": p}
                            for n, i, a, p in zip(kong_names, kong.node_ids, kong.admin_urls, kong.proxy_urls)],
             "kong_rbac": bool(cfg.kong["rbac_token"]), "kong_dbless": cfg.kong["dbless"],
+            # TLS Admin API: the CA to verify it (ca_path) and, for mutual TLS, a client certificate and key (paths)
+            "kong_tls": cfg.kong["tls"], "kong_ca_path": kong.ca_path,
+            "kong_client_cert": kong.client_cert, "kong_client_key": kong.client_key,
             "lb_url": lb_url, "lb_stats_url": stats_url,
             "prometheus_url": prom_url,
             "kubeconfig": kubeconfig_path, "kubeconfig_forbidden": forbidden_path, "k8s_url": fleet["k8s_url"], "k8s_context": "mixedrun-lab",
@@ -340,7 +351,7 @@ class Lab:
             "nodes": [n.as_dict(control) for n in cfg.nodes],
             "k8s_nodes": [{"name": k.name, "address": k.address} for k in cfg.k8s_nodes],
             "services": [s.as_dict() for s in cfg.services],
-            "config_fingerprint": cfg.fingerprint(),
+            "config_fingerprint": fingerprint or cfg.fingerprint(),
             "started_at": started,
         }
         _write(self.path(LAB_JSON), json.dumps(info, indent=2) + "\n")
@@ -493,7 +504,8 @@ class Lab:
             pid = int(kinfo.get("pid") or 0)
             running = bool(pid) and _running(pid)
             comps[kinfo.get("name") or "kong"] = {"pid": pid, "running": running, "url": kinfo.get("admin_url"),
-                                                  "healthy": running and _http_ok(kinfo.get("admin_url", "") + "/")}
+                                                  "healthy": running and _http_ok(kinfo.get("admin_url", "") + "/",
+                                                                                  **kong_tls_kwargs(kinfo))}
         expected = {"fleet", "haproxy", "prometheus"}
         if not comps:
             state = "down"
@@ -585,6 +597,20 @@ def load_extra_objects(item):
     return out
 
 
+def kong_tls_kwargs(info):
+    """``requests`` keyword arguments (verify, cert) for the Kong Admin API described by ``info``: lab.json
+    (``kong_ca_path``, ``kong_client_cert``, ``kong_client_key``) or a Kong pidfile (``ca_path``, ...). {} for plain HTTP."""
+    out = {}
+    ca_path = info.get("kong_ca_path") or info.get("ca_path")
+    cert = info.get("kong_client_cert") or info.get("client_cert")
+    key = info.get("kong_client_key") or info.get("client_key")
+    if ca_path:
+        out["verify"] = ca_path
+    if cert:
+        out["cert"] = (cert, key) if key else cert
+    return out
+
+
 # -------------------------------------------------------------------------------------------------------------------
 # test helper: a minimal Kong binding (the collection does this for real; tests and benchmarks need the chain)
 
@@ -592,15 +618,17 @@ def bind_minimal(info, service="shop", weights=None, admin_headers=None, timeout
     """Create upstream/targets/service/route in Kong for a lab service straight through the Admin API.
 
     ``weights``: {node name: weight} (default 100 each). Uses PUT for the upsertable entities; targets are
-    POSTed, or PATCHed when they already exist. Returns the list of target strings.
+    POSTed, or PATCHed when they already exist. A TLS Admin API is verified with the lab's CA (and sent the lab's
+    client certificate under mutual TLS). Returns the list of target strings.
     """
     admin = info["admin_url"]
     headers = dict(admin_headers or {})
+    tls_kwargs = kong_tls_kwargs(info)
     svc = [s for s in info["services"] if s["name"] == service][0]
     members = [n for n in info["nodes"] if n["service"] == service]
 
     def call(method, path, body=None):
-        resp = requests.request(method, admin + path, json=body, headers=headers, timeout=timeout)
+        resp = requests.request(method, admin + path, json=body, headers=headers, timeout=timeout, **tls_kwargs)
         if resp.status_code >= 400:
             raise LabError("Kong %s %s -> %d %s" % (method, path, resp.status_code, resp.text[:300]))
         return resp.json() if resp.content else None

@@ -114,7 +114,7 @@ def test_up_proxy_down(tmp_path):
 
 @pytest.mark.parametrize("content, message", [
     ("services: []\n", "services: must be a non-empty list"),
-    ("node_port: 0\n", "node_port: must be an integer between 1 and 65535"),
+    ("node_port: -1\n", "node_port: must be an integer between 1 and 65535"),
     ("services:\n  - name: shop\n    vms: {count: 2, address_base: 10.0.0.1}\n", "services[0].vms.address_base: 10.0.0.1 is not a loopback address"),
     ("kong: {nodes: 0}\n", "kong.nodes"),
     ("bogus: 1\n", "bogus: unknown top-level key"),
