@@ -539,6 +539,10 @@ class Node:  # pylint: disable=too-many-instance-attributes
         self.session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0, limit_per_host=256, keepalive_timeout=60,
                                                                             ttl_dns_cache=1),
                                              auto_decompress=False, skip_auto_headers=("User-Agent", "Accept-Encoding", "Accept"))
+        if hasattr(self.session, "_retry_connection"):
+            # aiohttp would silently resend an idempotent request once after a dropped connection; Kong counts every
+            # try against the service's `retries` itself, so one simulator try must be one upstream try
+            self.session._retry_connection = False  # pylint: disable=protected-access
         self.check_session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0, force_close=True))
         await self.refresh_if_changed()
         proxy_app = web.Application(client_max_size=64 * 1024 * 1024)
