@@ -13,7 +13,9 @@ Vocabulary:
 * evaluation: one run of every gate; its status is ``pass``, ``fail`` or ``inconclusive``.
 * failure budget: how many failed evaluations a rollout tolerates, in total and in a row, before it rolls back.
 * lock: a tag ``mixedrun-lock:<owner>:<expiry-epoch>`` on the upstream; ``mixedrun-rollout-origin:<share>``
-  records the share the (possibly interrupted) rollout started from, so a resumed run rolls back to it.
+  records the share the (possibly interrupted) rollout started from, so a resumed run rolls back to it;
+  ``mixedrun-rollout-rollback:<share>`` records that a rollback to that share is under way, so a re-run of a run
+  killed mid-rollback finishes the rollback instead of resuming upward.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -25,6 +27,7 @@ import re
 
 LOCK_PREFIX = "mixedrun-lock:"
 ORIGIN_PREFIX = "mixedrun-rollout-origin:"
+ROLLBACK_PREFIX = "mixedrun-rollout-rollback:"
 SHARE_DECIMALS = 4
 DEFAULT_RESUME_TOLERANCE = 0.5
 NO_DATA_POLICIES = ("fail", "pass", "inconclusive")
@@ -35,6 +38,10 @@ DECISION_PASS = "pass"
 DECISION_ROLLBACK = "rollback"
 DECISION_INCONCLUSIVE = "inconclusive"
 DECISION_LOCK_LOST = "lock_lost"
+ACTION_ROLLOUT = "rollout"
+ACTION_DONE = "done"
+ACTION_FINISH_ROLLBACK = "finish_rollback"
+ROLLBACK_MODES = ("immediate", "gradual")
 MAX_STEPS = 1000
 
 # Kong tag rules: printable ASCII without spaces, ',' and '/'. The owner must not hold ':' either.
@@ -53,6 +60,14 @@ class LockHeld(Exception):
         self.lock = lock
         self.now = now
         super(LockHeld, self).__init__(describe_lock_refusal(lock, now))
+
+
+class LockLost(Exception):
+    """A renewal found the lock gone or in another owner's hands: the run must stop without touching the weights."""
+
+    def __init__(self, message, lock=None):
+        self.lock = lock
+        super(LockLost, self).__init__(message)
 
 
 # -- shares and schedules -------------------------------------------------------------------------------
@@ -251,7 +266,7 @@ def resume_point(schedule, current_share, tolerance=DEFAULT_RESUME_TOLERANCE):
 def rollback_path(schedule, from_share, to_share, mode="immediate"):
     """Shares to walk back through: ``[to_share]`` at once, or every schedule step strictly between
     ``to_share`` and ``from_share`` in descending order, then ``to_share`` (gradual)."""
-    if mode not in ("immediate", "gradual"):
+    if mode not in ROLLBACK_MODES:
         raise RolloutError("rollback mode must be immediate or gradual, got %r" % (mode,))
     start = parse_share(from_share, "rollback from share", allow_zero=True)
     end = parse_share(to_share, "rollback to share", allow_zero=True)
@@ -264,12 +279,19 @@ def rollback_path(schedule, from_share, to_share, mode="immediate"):
     return path
 
 
-def make_plan(schedule, current_share, origin_share=None, tolerance=DEFAULT_RESUME_TOLERANCE, approved=None):
+def make_plan(schedule, current_share, origin_share=None, tolerance=DEFAULT_RESUME_TOLERANCE, approved=None,
+              rolling_back_to=None, rollback_mode="immediate", rollback_to=None):
     """The run's plan from the share Kong holds now.
 
-    Returns ``{steps, remaining, next_position, at_step, resuming, done, current_share, origin_share, total}``.
+    Returns ``{steps, remaining, next_position, at_step, resuming, done, current_share, origin_share, total,
+    action, rollback_target, rollback_path}``.
     ``origin_share`` is the share the (possibly interrupted) rollout started from; None = ``current_share``.
     ``approved``: shares already approved (AWX workflow approval nodes); their steps need no further approval.
+    ``rolling_back_to``: the share a rollback that was under way when its run stopped goes back to (the rollback
+    tag on the upstream); then ``action`` is ``finish_rollback``: the run must finish that rollback, never resume
+    upward. Otherwise ``action`` is ``done`` (nothing left) or ``rollout``.
+    ``rollback_path``: the shares a rollback walks through from ``current_share`` to ``rollback_target``
+    (``rollback_to``, else ``rolling_back_to``, else the origin), at once or through the schedule's steps.
     """
     current = parse_share(current_share, "current_share", allow_zero=True)
     origin = current if origin_share is None else parse_share(origin_share, "origin_share", allow_zero=True)
@@ -282,6 +304,18 @@ def make_plan(schedule, current_share, origin_share=None, tolerance=DEFAULT_RESU
         steps.append(step)
     next_pos, at_pos = resume_point(steps, current, tolerance)
     remaining = steps[next_pos:]
+    if rollback_to is not None:
+        target = parse_share(rollback_to, "rollback_to", allow_zero=True)
+    elif rolling_back_to is not None:
+        target = parse_share(rolling_back_to, "rolling_back_to", allow_zero=True)
+    else:
+        target = origin
+    if rolling_back_to is not None:
+        action = ACTION_FINISH_ROLLBACK
+    elif not remaining:
+        action = ACTION_DONE
+    else:
+        action = ACTION_ROLLOUT
     return {
         "steps": steps,
         "total": len(steps),
@@ -292,6 +326,9 @@ def make_plan(schedule, current_share, origin_share=None, tolerance=DEFAULT_RESU
         "done": not remaining,
         "current_share": current,
         "origin_share": origin,
+        "action": action,
+        "rollback_target": target,
+        "rollback_path": rollback_path(steps, current, target, rollback_mode),
     }
 
 
@@ -380,6 +417,62 @@ def judge_values(values, minimum=None, maximum=None, no_data="fail"):
     else:
         worst = values[0]
     return STATUS_PASS, worst
+
+
+def healthchecks_configured(upstream):
+    """Whether Kong health-checks the upstream's targets: active healthy/unhealthy interval or a passive
+    tcp_failures / timeouts / http_failures threshold above 0 (Kong's own rule)."""
+    checks = (upstream or {}).get("healthchecks") or {}
+    active = checks.get("active") or {}
+    passive = checks.get("passive") or {}
+    values = [(active.get("healthy") or {}).get("interval"), (active.get("unhealthy") or {}).get("interval")]
+    values += [(passive.get("unhealthy") or {}).get(key) for key in ("tcp_failures", "timeouts", "http_failures")]
+    return any(isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 for v in values)
+
+
+def _listed(items, limit=10):
+    items = sorted(items)
+    text = ", ".join(items[:limit])
+    if len(items) > limit:
+        text += "; and %d more" % (len(items) - limit)
+    return text
+
+
+def judge_target_health(entries, wanted, unhealthy_states, checks_on):
+    """The Kong-health gate of one Kong node from its ``/health`` answer, never passing vacuously.
+
+    ``entries``: ``[(target_key, health, weight)]`` for the upstream's targets the node lists; ``wanted``: the
+    container targets. Returns ``(status, value, detail, warning)``: ``fail`` with the unhealthy ones (value = their
+    count) or with container targets the node does not list at all (it has not loaded them); ``inconclusive`` when
+    health checks are configured but the node reports HEALTHCHECKS_OFF for container targets that have weight (it
+    is not checking them); ``pass`` otherwise. With health checks off Kong checks nothing: ``pass`` with a
+    ``warning`` saying the gate is blind."""
+    states = set(s.upper() for s in unhealthy_states)
+    wanted = set(wanted)
+    seen = {}
+    for key, health, weight in entries:
+        if key in wanted:
+            seen[key] = (str(health or "").upper(), weight)
+    bad = ["%s %s" % (key, health) for key, (health, _weight) in seen.items() if health in states]
+    missing = wanted - set(seen)
+    if bad or missing:
+        parts = []
+        if bad:
+            parts.append("unhealthy: %s" % _listed(bad))
+        if missing:
+            parts.append("%d container target(s) missing from the node's /health (not loaded by this node): %s"
+                         % (len(missing), _listed(missing)))
+        return STATUS_FAIL, float(len(bad) + len(missing)), "; ".join(parts), None
+    weighted = [key for key, (_health, weight) in seen.items() if isinstance(weight, (int, float)) and weight > 0]
+    off = [key for key in weighted if seen[key][0] == "HEALTHCHECKS_OFF"]
+    if not checks_on:
+        warning = ("health checks are off on the upstream: Kong reports HEALTHCHECKS_OFF and this gate cannot see a "
+                   "failing container; configure active or passive health checks (the mixed_service role's healthchecks)")
+        return STATUS_PASS, 0.0, "%d container targets listed; %s" % (len(seen), warning), warning
+    if off:
+        return (STATUS_INCONCLUSIVE, None, "health checks are configured but the node reports HEALTHCHECKS_OFF for %d "
+                "container target(s) with weight: %s (it is not checking them yet)" % (len(off), _listed(off)), None)
+    return STATUS_PASS, 0.0, "%d container targets checked, %d with weight" % (len(seen), len(weighted)), None
 
 
 def combine(statuses):
@@ -572,6 +665,21 @@ def parse_origin_tag(tags):
     return None
 
 
+def format_rollback_tag(share):
+    return ROLLBACK_PREFIX + share_key(parse_share(share, "rollback share", allow_zero=True))
+
+
+def parse_rollback_tag(tags):
+    """The share a rollback under way goes back to (the rollback tag), or None."""
+    for tag in tags or []:
+        if isinstance(tag, str) and tag.startswith(ROLLBACK_PREFIX):
+            try:
+                return parse_share(tag[len(ROLLBACK_PREFIX):], "rollback tag", allow_zero=True)
+            except RolloutError:
+                continue
+    return None
+
+
 def lock_info(tags, now):
     """The lock found in ``tags`` (the latest expiry when several), described at time ``now``."""
     locks = [parse_lock_tag(t) for t in tags or []]
@@ -601,16 +709,30 @@ def _strip(tags, prefixes):
     return [t for t in tags or [] if not (isinstance(t, str) and any(t.startswith(p) for p in prefixes))]
 
 
-def plan_acquire(tags, owner, now, ttl, force=False, origin_share=None):
+def plan_acquire(tags, owner, now, ttl, force=False, origin_share=None, rollback_to=None, renew_only=False):
     """New tag list that holds the lock for ``owner`` until ``now + ttl``.
 
     Same owner: refresh (re-entrant, so a re-run from the same seat resumes). Expired lock or ``force``: taken
     over. Another owner's live lock: LockHeld. The origin tag is written when there is none yet (a fresh
     rollout); an existing one is kept (a resumed rollout rolls back to where it first started).
-    Returns ``(tags, info)`` with info ``{previous, taken_over, forced, origin_share}``."""
+    ``rollback_to``: record that a rollback to this share is under way (replaces an earlier rollback tag); an
+    existing rollback tag is otherwise kept.
+    ``renew_only``: only renew a lock ``owner`` holds already (also an expired one nobody took over); LockLost
+    when there is no lock or it is another owner's (expired or not), so a run never re-takes a lock an operator
+    removed or another job took.
+    Returns ``(tags, info)`` with info ``{previous, taken_over, forced, origin_share, rolling_back, renewed}``."""
     validate_owner(owner)
     ttl = _positive_number(ttl, "ttl")
     current = lock_info(tags, now)
+    if renew_only:
+        if current is None:
+            raise LockLost("the rollout lock of '%s' is gone (released, or removed by an operator): stopping without "
+                           "touching the weights" % owner)
+        if current["owner"] != owner:
+            seen = (describe_lock_refusal(current, now) if not current["expired"] else
+                    "the upstream shows the expired lock of '%s'" % current["owner"])
+            raise LockLost("the rollout lock of '%s' was taken over: %s; stopping without touching the weights"
+                           % (owner, seen), current)
     forced = False
     taken_over = False
     if current and current["owner"] != owner:
@@ -626,15 +748,23 @@ def plan_acquire(tags, owner, now, ttl, force=False, origin_share=None):
         new_tags = _strip(new_tags, (ORIGIN_PREFIX,))
         new_tags.append(format_origin_tag(origin_share))
         origin = parse_share(origin_share, "origin_share", allow_zero=True)
-    return new_tags, {"previous": current, "taken_over": taken_over, "forced": forced, "origin_share": origin}
+    rolling_back = parse_rollback_tag(tags)
+    if rollback_to is not None:
+        rolling_back = parse_share(rollback_to, "rollback_to", allow_zero=True)
+        new_tags = _strip(new_tags, (ROLLBACK_PREFIX,))
+        new_tags.append(format_rollback_tag(rolling_back))
+    renewed = bool(current and current["owner"] == owner)
+    return new_tags, {"previous": current, "taken_over": taken_over, "forced": forced, "origin_share": origin,
+                      "rolling_back": rolling_back, "renewed": renewed}
 
 
 def plan_release(tags, owner, now, force=False, keep_origin=False):
-    """New tag list without the lock (and the origin tag unless ``keep_origin``: a frozen or paused rollout keeps
-    it, so a re-run resumes and a rollback knows where to return). Another owner's live lock: LockHeld unless
-    ``force``. Returns ``(tags, info)``; ``tags`` equals the input when nothing is to be released."""
+    """New tag list without the lock (and the origin and rollback tags unless ``keep_origin``: a frozen or paused
+    rollout, or a run that stopped before changing anything, keeps them, so a re-run resumes, or finishes a rollback,
+    and a rollback knows where to return). Another owner's live lock: LockHeld unless ``force``. Returns
+    ``(tags, info)``; ``tags`` equals the input when nothing is to be released."""
     current = lock_info(tags, now)
     if current and current["owner"] != owner and not current["expired"] and not force:
         raise LockHeld(current, now)
-    new_tags = _strip(tags, (LOCK_PREFIX,) if keep_origin else (LOCK_PREFIX, ORIGIN_PREFIX))
+    new_tags = _strip(tags, (LOCK_PREFIX,) if keep_origin else (LOCK_PREFIX, ORIGIN_PREFIX, ROLLBACK_PREFIX))
     return new_tags, {"previous": current, "forced": bool(current and current["owner"] != owner and not current["expired"])}

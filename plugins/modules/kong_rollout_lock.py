@@ -25,9 +25,15 @@ description:
   - On the first acquire the share the rollout starts from is recorded in a second tag,
     C(mixedrun-rollout-origin:<share>), when O(origin_share) is given. It stays while the lock is re-acquired
     (a resumed rollout rolls back to where the interrupted one started) and goes with the release.
+  - O(rollback_to) records in a third tag, C(mixedrun-rollout-rollback:<share>), that a rollback to that share is
+    under way. A run killed mid-rollback leaves it behind, so the next run finishes the rollback instead of resuming
+    the rollout upward (the C(mixedrun.kong.rollout) role does). It goes with the release.
+  - O(renew_only=true) only renews a lock O(owner) already holds and fails with RV(lock_lost=true) when the lock is
+    gone or another owner's, so a rollout re-checks the lock right before each weight change and never re-takes a
+    lock an operator removed.
   - Kong has no conditional writes. After writing, the module waits O(settle) seconds and reads the tags back;
     if another owner's lock is there (two jobs wrote at the same moment) it has lost the race and fails without
-    touching that lock.
+    touching that lock. Renewing a live lock the owner holds needs no read-back (nobody else may take a live lock).
 author:
   - mixedrun.kong maintainers (@mixedrun)
 extends_documentation_fragment:
@@ -75,8 +81,19 @@ options:
     type: float
   keep_origin:
     description:
-      - With O(state=absent), keep the origin tag, so a rollout that stopped half-way (frozen, paused) is resumed by
-        a re-run and rolled back to where it first started by C(playbooks/rollback.yml).
+      - With O(state=absent), keep the origin tag (and a rollback tag), so a rollout that stopped half-way (frozen,
+        paused) is resumed by a re-run and rolled back to where it first started by C(playbooks/rollback.yml).
+    type: bool
+    default: false
+  rollback_to:
+    description:
+      - With O(state=present), record that a rollback to this container share is under way (see the description);
+        replaces an earlier rollback tag. Without it an existing rollback tag is kept.
+    type: float
+  renew_only:
+    description:
+      - With O(state=present), only renew the lock O(owner) holds (also an expired one that nobody took over). Fails
+        with RV(lock_lost=true), writing nothing, when there is no lock or it is another owner's.
     type: bool
     default: false
   settle:
@@ -102,6 +119,13 @@ EXAMPLES = r"""
     ttl: 1800
     origin_share: 0
   register: lock
+
+- name: Right before a weight change, make sure the lock is still ours and renew it
+  mixedrun.kong.kong_rollout_lock:
+    upstream: shop
+    owner: "awx-job-{{ awx_job_id | default('manual') }}"
+    ttl: 900
+    renew_only: true
 
 - name: Who holds the lock?
   mixedrun.kong.kong_rollout_lock:
@@ -159,6 +183,14 @@ origin_share:
   description: The share recorded in the origin tag (the share the rollout started from), or null.
   returned: always
   type: float
+rolling_back:
+  description: The share a rollback under way goes back to (the rollback tag, after the task), or null.
+  returned: always
+  type: float
+lock_lost:
+  description: True when O(renew_only=true) found the lock gone or another owner's.
+  returned: on failure with O(renew_only=true)
+  type: bool
 tags:
   description: The upstream's tags after the task (planned ones in check mode).
   returned: always
@@ -183,9 +215,11 @@ from ansible_collections.mixedrun.kong.plugins.module_utils._kong_api import Kon
 from ansible_collections.mixedrun.kong.plugins.module_utils._kong_module import KongModule
 from ansible_collections.mixedrun.kong.plugins.module_utils._rollout import (
     LockHeld,
+    LockLost,
     RolloutError,
     lock_info,
     parse_origin_tag,
+    parse_rollback_tag,
     plan_acquire,
     plan_release,
     validate_owner,
@@ -228,25 +262,37 @@ def ensure_lock(client, params, now=None, sleep=None, clock=None):
                           % upstream, {"owner": owner})
     tags = list(current.get("tags") or [])
     state = params["state"]
-    result = {"changed": False, "owner": owner, "previous": _describe(tags, now), "taken_over": False,
-              "origin_share": parse_origin_tag(tags)}
+    previous = _describe(tags, now)
+    result = {"changed": False, "owner": owner, "previous": previous, "taken_over": False,
+              "origin_share": parse_origin_tag(tags), "rolling_back": parse_rollback_tag(tags)}
+    # Renewing a live lock of our own needs no read-back: nobody else may write a live lock (force aside).
+    settle = params["settle"]
     if state == "inspected":
         new_tags = tags
     elif state == "present":
-        new_tags, info = plan_acquire(tags, owner, now, params["ttl"], force=params["force"],
-                                      origin_share=params.get("origin_share"))
+        try:
+            new_tags, info = plan_acquire(tags, owner, now, params["ttl"], force=params["force"],
+                                          origin_share=params.get("origin_share"), rollback_to=params.get("rollback_to"),
+                                          renew_only=params.get("renew_only", False))
+        except LockLost as exc:
+            result.update(lock=previous, held=False, tags=tags, lock_lost=True)
+            raise LockFailure("Cannot renew the rollout lock on upstream '%s': %s" % (upstream, exc), result)
         result["taken_over"] = info["taken_over"]
         result["origin_share"] = info["origin_share"]
+        result["rolling_back"] = info["rolling_back"]
+        if previous and previous["owner"] == owner and not previous["expired"]:
+            settle = 0
     else:
         new_tags, info = plan_release(tags, owner, now, force=params["force"], keep_origin=params["keep_origin"])
         result["origin_share"] = parse_origin_tag(new_tags)
+        result["rolling_back"] = parse_rollback_tag(new_tags)
     changed = new_tags != tags
     result["changed"] = changed
     result["diff"] = {"before": {"tags": tags}, "after": {"tags": new_tags}}
     if changed:
         client.write("PATCH", path, {"tags": new_tags})
-        if not client.check_mode and state == "present" and params["settle"] > 0:
-            sleep(params["settle"])
+        if not client.check_mode and state == "present" and settle > 0:
+            sleep(settle)
             again = client.get(path) or {}
             seen = list(again.get("tags") or [])
             lock = lock_info(seen, now)
@@ -277,6 +323,8 @@ def main():
             origin_share=dict(type="float"),
             settle=dict(type="float", default=0.5),
             keep_origin=dict(type="bool", default=False),
+            rollback_to=dict(type="float"),
+            renew_only=dict(type="bool", default=False),
         ),
         supports_check_mode=True,
     )

@@ -17,7 +17,9 @@ description:
     to probe every container node directly before it gets its first traffic; Kong does not health-check
     weight-0 targets).
   - "Gates: O(kong_health): no container target is C(UNHEALTHY) or C(DNS_ERROR) in C(/upstreams/{upstream}/health)
-    on every Kong node given; O(probes): a direct HTTP request to every container node (path, expected status,
+    on every Kong node given (a container target the node does not list fails; C(HEALTHCHECKS_OFF) for a container
+    target with weight while the upstream has health checks configured is inconclusive; with health checks off the
+    gate passes with a warning that it sees nothing); O(probes): a direct HTTP request to every container node (path, expected status,
     timeout); O(prometheus): instant queries compared with thresholds (for example a 5xx ratio or a p99 latency)
     with a declared no-data policy; O(traffic): N requests through the gateway with the domain's Host header and
     a success-ratio threshold."
@@ -410,6 +412,8 @@ from ansible_collections.mixedrun.kong.plugins.module_utils._rollout import (
     describe_lock_refusal,
     describe_threshold,
     gate_summary,
+    healthchecks_configured,
+    judge_target_health,
     judge_values,
     lock_info,
     prometheus_values,
@@ -459,6 +463,8 @@ class GateRunner:
         self.session.mount("https://", adapter)
         self.container_targets = []
         self.no_data = validate_no_data(params.get("no_data") or "fail")
+        self.healthchecks_on = None
+        self.warnings = []
 
     # -- setup ------------------------------------------------------------------------------------------
     def setup(self):
@@ -476,6 +482,11 @@ class GateRunner:
             if not self.container_targets:
                 raise GateSetupError("upstream '%s' has no target tagged '%s': bind the container nodes first (the "
                                      "mixed_service role), or list them in container_targets" % (upstream, tag))
+        if (params.get("kong_health") or {}).get("enabled"):
+            entity = self.client.get("/upstreams/%s" % self.client.quote(upstream))
+            if entity is None:
+                raise GateSetupError("upstream '%s' not found: bind the service first (the mixed_service role)" % upstream)
+            self.healthchecks_on = healthchecks_configured(entity)
         prom = params.get("prometheus")
         if prom:
             for pos, query in enumerate(prom["queries"], 1):
@@ -553,25 +564,17 @@ class GateRunner:
             items = client.list("/upstreams/%s/health" % client.quote(self.params["upstream"]))
         except KongApiError as exc:
             return _result(GATE_KONG_HEALTH, name, STATUS_FAIL, None, threshold, "cannot read health: %s" % exc.describe())
-        wanted = set(self.container_targets)
-        bad = []
-        seen = 0
+        entries = []
         for item in items:
             try:
-                key = target_key(item.get("target"))
+                entries.append((target_key(item.get("target")), item.get("health"), item.get("weight")))
             except TargetError:
                 continue
-            if key not in wanted:
-                continue
-            seen += 1
-            if str(item.get("health", "")).upper() in states:
-                bad.append("%s %s" % (key, item.get("health")))
-        bad.sort()
-        if bad:
-            detail = "unhealthy: %s%s" % (", ".join(bad[:10]), "; and %d more" % (len(bad) - 10) if len(bad) > 10 else "")
-        else:
-            detail = "%d container targets checked" % seen
-        return _result(GATE_KONG_HEALTH, name, STATUS_FAIL if bad else STATUS_PASS, float(len(bad)), threshold, detail)
+        status, value, detail, warning = judge_target_health(entries, self.container_targets, states,
+                                                             bool(self.healthchecks_on))
+        if warning:
+            self.warnings.append("upstream '%s': %s" % (self.params["upstream"], warning))
+        return _result(GATE_KONG_HEALTH, name, status, value, threshold, detail)
 
     def _probe_one(self, target):
         probes = self.params["probes"]
@@ -744,6 +747,8 @@ def run_gate(module_params, client, check_mode=False, clock=None, sleep=None, se
     finally:
         result["api_calls"] = runner.all_calls()
         result["finished_at"] = round(clock(), 3)
+        if runner.warnings:
+            result["warnings"] = sorted(set(runner.warnings))
 
 
 def _run(runner, params, budget, hold, check_mode, clock, sleep, result):

@@ -17,6 +17,9 @@ description:
   - Given the share Kong holds now (RV(mixedrun.kong.kong_traffic_split#module:achieved_share) in read-only mode),
     returns the steps still to do. The weights are the state; a run interrupted mid-rollout is resumed from the
     next step, nothing is lost or repeated.
+  - Also returns the way back (RV(rollback_path)) from the current share to the rollback target, at once or through
+    the schedule's steps, and what the run must do (RV(action)); a rollback that was under way when its run stopped
+    (O(rolling_back_to)) is finished, never resumed upward.
   - Used by the C(mixedrun.kong.rollout) role; bad input fails naming the field, before anything is changed.
 author:
   - mixedrun.kong maintainers (@mixedrun)
@@ -88,6 +91,20 @@ options:
         to a neighbouring step).
     type: float
     default: 0.5
+  rolling_back_to:
+    description:
+      - The share a rollback under way goes back to, when an interrupted run left its rollback tag on the upstream
+        (RV(mixedrun.kong.kong_rollout_lock#module:rolling_back)). Then RV(action) is V(finish_rollback).
+    type: float
+  rollback_to:
+    description:
+      - Where a rollback goes (for example an operator's choice). Default O(rolling_back_to), else the origin share.
+    type: float
+  rollback_mode:
+    description: V(immediate) goes back in one weight change; V(gradual) back through the schedule's steps.
+    type: str
+    choices: [immediate, gradual]
+    default: immediate
 seealso:
   - module: mixedrun.kong.rollout_gate
   - module: mixedrun.kong.kong_traffic_split
@@ -102,6 +119,14 @@ EXAMPLES = r"""
     approvals: [50]
     current_share: "{{ split.achieved_share | default(0, true) }}"
   register: plan
+
+- name: The way back from 60 % to the origin 0 %, through the steps
+  mixedrun.kong.rollout_plan:
+    steps: [1, 5, 25, 50, 100]
+    current_share: 60
+    origin_share: 0
+    rollback_mode: gradual
+  register: back            # back.rollback_path == [50.0, 25.0, 5.0, 1.0, 0.0]
 
 - name: Exponential 1, 2, 4, ... 64, 100
   mixedrun.kong.rollout_plan:
@@ -149,9 +174,28 @@ current_share:
   returned: always
   type: float
 origin_share:
-  description: The share a rollback returns to.
+  description: The share the rollout started from (a rollback of the rollout returns to it).
   returned: always
   type: float
+action:
+  description:
+    - What the run must do. V(rollout) (steps remain), V(done) (the target is reached) or V(finish_rollback) (a
+      rollback was under way when its run stopped: finish it, do not resume).
+  returned: always
+  type: str
+  sample: rollout
+rollback_target:
+  description: The share a rollback goes back to (O(rollback_to), else O(rolling_back_to), else RV(origin_share)).
+  returned: always
+  type: float
+rollback_path:
+  description:
+    - The shares a rollback from RV(current_share) applies, in order, ending at RV(rollback_target) (empty when it is
+      there already).
+  returned: always
+  type: list
+  elements: float
+  sample: [25.0, 5.0, 0.0]
 """
 
 from ansible.module_utils.basic import AnsibleModule
@@ -166,7 +210,9 @@ def plan(params):
         exponential_factor=params.get("exponential_factor"), hold=params["hold"], holds=params.get("holds"),
         approvals=params.get("approvals"), target_share=params["target_share"])
     return make_plan(schedule, params["current_share"], params.get("origin_share"),
-                     tolerance=params["resume_tolerance"], approved=params.get("approved"))
+                     tolerance=params["resume_tolerance"], approved=params.get("approved"),
+                     rolling_back_to=params.get("rolling_back_to"), rollback_mode=params["rollback_mode"],
+                     rollback_to=params.get("rollback_to"))
 
 
 def main():
@@ -186,6 +232,9 @@ def main():
             current_share=dict(type="float", required=True),
             origin_share=dict(type="float"),
             resume_tolerance=dict(type="float", default=0.5),
+            rolling_back_to=dict(type="float"),
+            rollback_to=dict(type="float"),
+            rollback_mode=dict(type="str", default="immediate", choices=["immediate", "gradual"]),
         ),
         supports_check_mode=True,
     )

@@ -115,6 +115,30 @@ def test_plan_marks_approved_steps_and_done():
     assert r.make_plan(schedule, 100)["done"] is True
 
 
+def test_plan_says_what_the_run_must_do_and_the_way_back():
+    plan = r.make_plan(SCHED, current_share=25, origin_share=0, rollback_mode="gradual")
+    assert plan["action"] == "rollout" and plan["rollback_target"] == 0.0
+    assert plan["rollback_path"] == [5.0, 0.5, 0.1, 0.0]
+    assert r.make_plan(SCHED, 25, origin_share=0)["rollback_path"] == [0.0]
+    assert r.make_plan(SCHED, 100)["action"] == "done"
+    assert r.make_plan(SCHED, 0)["rollback_path"] == []          # nothing to go back to
+
+
+def test_a_rollback_under_way_is_finished_never_resumed_upward():
+    # killed at 5 % while rolling back from 50 % to the origin 0 %: the steps above 5 % must not run
+    plan = r.make_plan(SCHED, current_share=5, origin_share=0, rolling_back_to=0, rollback_mode="gradual")
+    assert plan["action"] == "finish_rollback" and plan["rollback_target"] == 0.0
+    assert plan["rollback_path"] == [0.5, 0.1, 0.0]
+    # also at the target already (killed after the last rollback step, before the release) and at 100 %
+    assert r.make_plan(SCHED, 0, origin_share=0, rolling_back_to=0)["action"] == "finish_rollback"
+    assert r.make_plan(SCHED, 0, origin_share=0, rolling_back_to=0)["rollback_path"] == []
+    assert r.make_plan(SCHED, 100, origin_share=0, rolling_back_to=0)["action"] == "finish_rollback"
+    # an operator's explicit target wins over the recorded one
+    assert r.make_plan(SCHED, 50, rolling_back_to=0, rollback_to=25)["rollback_path"] == [25.0]
+    with pytest.raises(r.RolloutError):
+        r.make_plan(SCHED, 50, rollback_mode="slowly")
+
+
 def test_rollback_paths():
     assert r.rollback_path(SCHED, 50, 0) == [0.0]
     assert r.rollback_path(SCHED, 50, 0, "gradual") == [25.0, 5.0, 0.5, 0.1, 0.0]
@@ -286,7 +310,8 @@ def test_bad_owners_are_refused(owner):
 def test_acquire_fresh_records_origin_and_keeps_other_tags():
     tags, info = r.plan_acquire(["mixedrun-managed"], "me@h", now=100, ttl=60, origin_share=0)
     assert tags == ["mixedrun-managed", "mixedrun-lock:me@h:160", "mixedrun-rollout-origin:0"]
-    assert info == {"previous": None, "taken_over": False, "forced": False, "origin_share": 0.0}
+    assert info == {"previous": None, "taken_over": False, "forced": False, "origin_share": 0.0, "rolling_back": None,
+                    "renewed": False}
 
 
 def test_acquire_is_reentrant_for_the_owner_and_keeps_the_first_origin():
@@ -318,6 +343,64 @@ def test_release_rules():
     assert r.plan_release(tags, "other@h", now=100, force=True)[1]["forced"] is True
     assert r.plan_release(tags, "other@h", now=300)[0] == ["keep"]      # expired: anyone may clear it
     assert r.plan_release(["keep"], "me@h", now=100)[0] == ["keep"]
+
+
+def test_rollback_tag_is_written_kept_and_released():
+    tags, info = r.plan_acquire(["mixedrun-lock:me@h:160", "mixedrun-rollout-origin:0"], "me@h", now=150, ttl=60,
+                                rollback_to=0)
+    assert tags == ["mixedrun-rollout-origin:0", "mixedrun-lock:me@h:210", "mixedrun-rollout-rollback:0"]
+    assert info["rolling_back"] == 0.0 and info["renewed"] is True and r.parse_rollback_tag(tags) == 0.0
+    # a later refresh (rollout_gate, a re-run taking the lock) keeps it; a new target replaces it
+    again, info = r.plan_acquire(tags, "me@h", now=160, ttl=60)
+    assert "mixedrun-rollout-rollback:0" in again and info["rolling_back"] == 0.0
+    moved = r.plan_acquire(tags, "me@h", now=160, ttl=60, rollback_to=0.5)[0]
+    assert [t for t in moved if t.startswith(r.ROLLBACK_PREFIX)] == ["mixedrun-rollout-rollback:0.5"]
+    # a finished rollback's release clears it; a release that keeps the origin (nothing done) keeps it too
+    assert r.plan_release(tags, "me@h", now=170)[0] == []
+    assert r.plan_release(tags, "me@h", now=170, keep_origin=True)[0] == ["mixedrun-rollout-origin:0",
+                                                                        "mixedrun-rollout-rollback:0"]
+    assert r.parse_rollback_tag(["mixedrun-rollout-rollback:x", "y"]) is None
+
+
+def test_renew_only_never_takes_a_lock_it_does_not_hold():
+    tags, info = r.plan_acquire(["mixedrun-lock:me@h:160"], "me@h", now=150, ttl=60, renew_only=True)
+    assert tags == ["mixedrun-lock:me@h:210"] and info["renewed"] is True
+    # our own expired lock nobody took: renewed
+    assert r.plan_acquire(["mixedrun-lock:me@h:100"], "me@h", now=150, ttl=60, renew_only=True)[0] == ["mixedrun-lock:me@h:210"]
+    with pytest.raises(r.LockLost) as err:
+        r.plan_acquire(["x"], "me@h", now=150, ttl=60, renew_only=True)
+    assert "is gone" in str(err.value) and "without touching the weights" in str(err.value)
+    with pytest.raises(r.LockLost) as err:
+        r.plan_acquire(["mixedrun-lock:other@h:900"], "me@h", now=150, ttl=60, renew_only=True)
+    assert "taken over" in str(err.value) and "locked by 'other@h'" in str(err.value) and err.value.lock["owner"] == "other@h"
+    # even an expired lock of another owner: renewing must not take it (force does not apply either)
+    with pytest.raises(r.LockLost):
+        r.plan_acquire(["mixedrun-lock:other@h:100"], "me@h", now=150, ttl=60, renew_only=True, force=True)
+
+
+def test_healthchecks_configured_follows_kongs_rule():
+    assert not r.healthchecks_configured({})
+    assert not r.healthchecks_configured({"healthchecks": {"active": {"healthy": {"interval": 0}}}})
+    assert r.healthchecks_configured({"healthchecks": {"active": {"unhealthy": {"interval": 5}}}})
+    assert r.healthchecks_configured({"healthchecks": {"passive": {"unhealthy": {"http_failures": 3}}}})
+    assert not r.healthchecks_configured({"healthchecks": {"passive": {"unhealthy": {"tcp_failures": True}}}})
+
+
+@pytest.mark.parametrize("entries, checks_on, expected", [
+    ([("c1", "HEALTHY", 5), ("c2", "HEALTHY", 5), ("v1", "UNHEALTHY", 5)], True, ("pass", 0.0)),
+    ([("c1", "UNHEALTHY", 5), ("c2", "dns_error", 5)], True, ("fail", 2.0)),
+    ([("c1", "HEALTHY", 5)], True, ("fail", 1.0)),                                  # c2 not listed by the node
+    ([("c1", "HEALTHCHECKS_OFF", 5), ("c2", "HEALTHY", 5)], True, ("inconclusive", None)),
+    ([("c1", "HEALTHCHECKS_OFF", 0), ("c2", "HEALTHCHECKS_OFF", 0)], True, ("pass", 0.0)),   # weight 0: never checked
+    ([("c1", "HEALTHCHECKS_OFF", 5), ("c2", "HEALTHCHECKS_OFF", 5)], False, ("pass", 0.0)),  # blind: with a warning
+    ([], False, ("fail", 2.0)),
+])
+def test_target_health_never_passes_vacuously(entries, checks_on, expected):
+    status, value, detail, warning = r.judge_target_health(entries, ["c1", "c2"], ["UNHEALTHY", "DNS_ERROR"], checks_on)
+    assert (status, value) == expected, detail
+    assert (warning is not None) == (not checks_on and status == "pass")
+    if status == "fail" and value and len(entries) < 2:
+        assert "missing from the node's /health" in detail and "c2" in detail
 
 
 def test_lock_info_picks_the_latest_and_reports_expiry():

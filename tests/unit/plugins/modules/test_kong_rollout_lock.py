@@ -153,3 +153,41 @@ def test_default_owner_is_user_at_host_and_token_never_leaks(kong, run_module):
     assert any(t.startswith("mixedrun-lock:%s:" % owner) for t in store.tags)
     assert TOKEN not in result.raw
     assert kong.calls[0].request.headers["Kong-Admin-Token"] == TOKEN
+
+
+def test_renewing_our_live_lock_needs_no_read_back(kong, run_module):
+    store = TagStore(kong, ["mixedrun-lock:job-1@ctl:%d" % (NOW + 5)])
+    result = run_module(kong_rollout_lock, {"upstream": "shop", "owner": "job-1@ctl", "ttl": 100, "renew_only": True})
+    assert result["held"] is True and store.tags == ["mixedrun-lock:job-1@ctl:%d" % (NOW + 100)]
+    assert [c["method"] for c in result["api_calls"]] == ["GET", "PATCH"]
+
+
+def test_renewing_our_expired_lock_reads_it_back(kong, run_module):
+    TagStore(kong, ["mixedrun-lock:job-1@ctl:%d" % (NOW - 5)], steal_with="mixedrun-lock:job-2@ctl:%d" % (NOW + 900))
+    result = run_module(kong_rollout_lock, {"upstream": "shop", "owner": "job-1@ctl", "renew_only": True})
+    assert result["failed"] is True and "lost the race" in result["msg"] and "job-2@ctl" in result["msg"]
+
+
+@pytest.mark.parametrize("tags, words", [
+    ([], "is gone"),
+    (["mixedrun-lock:job-2@ctl:%d" % (NOW + 300)], "locked by 'job-2@ctl'"),
+    (["mixedrun-lock:job-2@ctl:%d" % (NOW - 300)], "the expired lock of 'job-2@ctl'"),
+])
+def test_renew_only_fails_with_lock_lost_and_writes_nothing(kong, run_module, tags, words):
+    store = TagStore(kong, tags)
+    result = run_module(kong_rollout_lock, {"upstream": "shop", "owner": "job-1@ctl", "renew_only": True, "force": True})
+    assert result["failed"] is True and result["lock_lost"] is True and result["held"] is False
+    assert "Cannot renew the rollout lock on upstream 'shop'" in result["msg"] and words in result["msg"]
+    assert writes(kong) == [] and store.tags == tags
+
+
+def test_rollback_under_way_is_recorded_and_released(kong, run_module):
+    store = TagStore(kong, ["mixedrun-lock:job-1@ctl:%d" % (NOW + 50), "mixedrun-rollout-origin:0"])
+    result = run_module(kong_rollout_lock, {"upstream": "shop", "owner": "job-1@ctl", "rollback_to": 0, "renew_only": True})
+    assert result["rolling_back"] == 0.0 and "mixedrun-rollout-rollback:0" in store.tags
+    seen = run_module(kong_rollout_lock, {"upstream": "shop", "owner": "other@ctl", "state": "inspected"})
+    assert seen["rolling_back"] == 0.0 and seen["origin_share"] == 0.0 and seen["changed"] is False
+    result = run_module(kong_rollout_lock, {"upstream": "shop", "owner": "job-1@ctl", "state": "absent"})
+    assert result["rolling_back"] is None and store.tags == []
+    result = run_module(kong_rollout_lock, {"upstream": "shop", "owner": "job-1@ctl", "rollback_to": 101})
+    assert result["failed"] is True and "rollback_to must be 0 to 100" in result["msg"]

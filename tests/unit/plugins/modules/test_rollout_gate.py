@@ -4,7 +4,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 
 import pytest
@@ -64,6 +63,16 @@ def mock_targets(kong):
     kong.get(ADMIN + "/upstreams/shop/targets", json={"data": data, "next": None})
 
 
+def mock_upstream(kong, checks_on=True):
+    """The upstream entity (a real Kong body) with active health checks on (interval 2) or Kong's defaults (off)."""
+    body = fixture("upstream")
+    body["name"] = "shop"
+    if checks_on:
+        body["healthchecks"]["active"]["healthy"]["interval"] = 2
+        body["healthchecks"]["active"]["unhealthy"]["interval"] = 2
+    kong.get(ADMIN + "/upstreams/shop", json=body)
+
+
 def vector(*values):
     return {"status": "success", "data": {"resultType": "vector",
                                           "result": [{"metric": {}, "value": [NOW, str(v)]} for v in values]}}
@@ -74,8 +83,9 @@ BASE = {"upstream": "shop", "kong_health": {"enabled": False}}
 
 def test_all_gates_pass_over_the_hold_window_with_values_and_thresholds(kong, run_module, clock):
     mock_targets(kong)
+    mock_upstream(kong)
     kong.get(ADMIN + "/upstreams/shop/health", json=health({VM: "HEALTHY", CT1: "HEALTHY", CT2: "HEALTHY"}))
-    kong.get(ADMIN2 + "/upstreams/shop/health", json=health({VM: "HEALTHY", CT1: "HEALTHCHECKS_OFF", CT2: "HEALTHY"}))
+    kong.get(ADMIN2 + "/upstreams/shop/health", json=health({VM: "HEALTHCHECKS_OFF", CT1: "HEALTHY", CT2: "HEALTHY"}))
     kong.get("http://%s/healthz" % CT1, json={"status": "ok"})
     kong.get("http://%s/healthz" % CT2, json={"status": "ok"})
     kong.get(PROM + "/api/v1/query", json=vector(0.001, 0.002))
@@ -102,10 +112,12 @@ def test_all_gates_pass_over_the_hold_window_with_values_and_thresholds(kong, ru
     assert sorted(probe_calls) == sorted(["http://%s/healthz" % CT1, "http://%s/healthz" % CT2] * 2)
     assert TOKEN not in result.raw
     assert any(c.get("node") == ADMIN2 for c in result["api_calls"])
+    assert not result.get("warnings")
 
 
 def test_unhealthy_container_on_one_kong_node_rolls_back_naming_the_gate(kong, run_module):
     mock_targets(kong)
+    mock_upstream(kong)
     kong.get(ADMIN + "/upstreams/shop/health", json=health({VM: "UNHEALTHY", CT1: "HEALTHY", CT2: "HEALTHY"}))
     kong.get(ADMIN2 + "/upstreams/shop/health", json=health({VM: "HEALTHY", CT1: "HEALTHY", CT2: "DNS_ERROR"}))
     result = run_module(rollout_gate, {"upstream": "shop", "hold": 1, "interval": 1, "step_label": "step 3 of 5 (25%)",
@@ -250,9 +262,53 @@ def test_prometheus_headers_are_secret(kong, run_module):
 
 
 def test_health_fixture_of_real_kong_is_read(kong, run_module):
+    mock_upstream(kong)
     body = fixture("health")
     kong.get(ADMIN + "/upstreams/shop/health", json=body)
     result = run_module(rollout_gate, {"upstream": "shop", "container_targets": ["10.0.1.7:8080"],
                                        "max_consecutive_failures": 1})
     assert result["decision"] == "rollback" and "10.0.1.7:8080 UNHEALTHY" in result["msg"]
-    assert json.dumps(result["gates"])
+    # one gate, for the one Kong node, naming the unhealthy container; the healthy VM of the body is not counted
+    assert [(g["gate"], g["status"], g["value"]) for g in result["gates"]] == [("kong_health", "fail", 1.0)]
+    assert result["gates"][0]["detail"] == "unhealthy: 10.0.1.7:8080 UNHEALTHY"
+    assert result["gates"][0]["threshold"] == "0 container targets UNHEALTHY/DNS_ERROR"
+
+
+def test_container_target_missing_from_a_nodes_health_fails(kong, run_module):
+    mock_targets(kong)
+    mock_upstream(kong)
+    kong.get(ADMIN + "/upstreams/shop/health", json=health({VM: "HEALTHY", CT1: "HEALTHY"}))
+    result = run_module(rollout_gate, {"upstream": "shop", "max_consecutive_failures": 1})
+    assert result["decision"] == "rollback" and result["failing_gate"]["value"] == 1.0
+    assert "1 container target(s) missing from the node's /health (not loaded by this node): %s" % CT2 in result["msg"]
+
+
+def test_healthchecks_off_for_weighted_containers_while_configured_is_inconclusive(kong, run_module):
+    mock_targets(kong)
+    mock_upstream(kong, checks_on=True)
+    kong.get(ADMIN + "/upstreams/shop/health", json=health({VM: "HEALTHY", CT1: "HEALTHCHECKS_OFF", CT2: "HEALTHCHECKS_OFF"}))
+    result = run_module(rollout_gate, {"upstream": "shop", "interval": 1, "inconclusive_limit": 2})
+    assert result["failed"] is True and result["decision"] == "inconclusive" and len(result["evaluations"]) == 2
+    assert result["budget"]["failures"] == 0
+    assert "reports HEALTHCHECKS_OFF for 2 container target(s) with weight: %s, %s" % (CT1, CT2) in result["msg"]
+
+
+def test_healthchecks_off_on_the_upstream_passes_with_a_warning(kong, run_module):
+    mock_targets(kong)
+    mock_upstream(kong, checks_on=False)
+    kong.get(ADMIN + "/upstreams/shop/health", json=health({VM: "HEALTHCHECKS_OFF", CT1: "HEALTHCHECKS_OFF",
+                                                            CT2: "HEALTHCHECKS_OFF"}))
+    result = run_module(rollout_gate, {"upstream": "shop"})
+    assert result["decision"] == "pass"
+    assert "health checks are off on the upstream" in result["gates"][0]["detail"]
+    # ansible-core returns warnings as text or as structured events, depending on the version
+    assert len(result["warnings"]) == 1 and "upstream 'shop': health checks are off" in str(result["warnings"][0])
+
+
+def test_weight_zero_containers_are_not_checked_by_kong_and_say_so(kong, run_module):
+    mock_upstream(kong, checks_on=True)
+    body = health({VM: "HEALTHY", CT1: "HEALTHCHECKS_OFF"})
+    body["data"][1]["weight"] = 0
+    kong.get(ADMIN + "/upstreams/shop/health", json=body)
+    result = run_module(rollout_gate, {"upstream": "shop", "container_targets": [CT1]})
+    assert result["decision"] == "pass" and result["gates"][0]["detail"] == "1 container targets checked, 0 with weight"

@@ -83,3 +83,12 @@ def test_report_check_mode_writes_nothing(run, tmp_path):
     result = run(rollout_report, {"dest": str(tmp_path / "r"), "service": "shop", "run": {"outcome": "finished"},
                                   "steps": []}, check_mode=True)
     assert result["json_path"] is None and not os.path.exists(str(tmp_path / "r"))
+
+
+def test_plan_returns_the_way_back_and_what_to_do(run):
+    result = run(rollout_plan, {"steps": [1, 5, 25, 50], "current_share": 60, "origin_share": 0, "rollback_mode": "gradual"})
+    assert result["action"] == "rollout" and result["rollback_path"] == [50.0, 25.0, 5.0, 1.0, 0.0]
+    result = run(rollout_plan, {"steps": [1, 5, 25, 50], "current_share": 25, "origin_share": 0, "rolling_back_to": 0})
+    assert result["action"] == "finish_rollback" and result["rollback_path"] == [0.0] and result["remaining"]
+    result = run(rollout_plan, {"steps": [1, 5], "current_share": 5, "rollback_to": 1, "rollback_mode": "gradual"})
+    assert result["rollback_path"] == [1.0] and result["rollback_target"] == 1.0
