@@ -9,6 +9,9 @@ No I/O here. Two spellings of the same thing are accepted:
 
       app=shop,tier in (web,api),!canary,version!=1,track==stable,zone notin (a,b),team
 
+  with Kubernetes' empty values: ``track=`` and ``tier in (web,)`` accept an empty label value, ``tier in ()``
+  only the empty value;
+
 * the ``LabelSelector`` dict form of the Kubernetes API, ``{"matchLabels": {...}, "matchExpressions":
   [{"key", "operator": In|NotIn|Exists|DoesNotExist, "values"}]}``; a plain ``{label: value}`` dict is
   read as ``matchLabels``; a list of strings is a list of requirements (ANDed).
@@ -371,25 +374,45 @@ class _Parser:
         return token.value
 
     def value_set(self, operator):
+        """The values of an ``in``/``notin`` set, read as k8s.io/apimachinery's parser reads them: a value may be
+        empty, so ``(web,)`` is {web, ""}, ``(,web)`` and ``(web,,api)`` hold "" too, and ``()`` is {""} (the
+        label is present and empty); ``(,,)`` and ``(web,,)`` are errors there and here."""
         token = self.take()
         if token.kind != "(":
             self.fail(token, "expected '(' after '%s', found %s" % (operator, token.describe()))
+        token = self.peek()
+        if token.kind == ")":
+            self.take()
+            return [""]
+        if token.kind not in ("ident", ","):
+            self.fail(token, "expected a value, ',' or ')' after '(' in the '%s' set, found %s" % (operator, token.describe()))
         values = []
         while True:
             token = self.take()
-            if token.kind == ")" and not values:
-                self.fail(token, "expected at least one value in the '%s' set" % operator)
-            if token.kind != "ident":
-                self.fail(token, "expected a value in the '%s' set, found %s" % (operator, token.describe()))
-            problem = _check_value(token.value)
-            if problem:
-                self.fail(token, problem)
-            values.append(token.value)
-            token = self.take()
-            if token.kind == ")":
-                return values
-            if token.kind != ",":
-                self.fail(token, "expected ',' or ')' in the '%s' set, found %s" % (operator, token.describe()))
+            if token.kind == "ident":
+                problem = _check_value(token.value)
+                if problem:
+                    self.fail(token, problem)
+                values.append(token.value)
+                following = self.peek()
+                if following.kind == ")":
+                    self.take()
+                    return list(dict.fromkeys(values))      # a set, as in Kubernetes
+                if following.kind != ",":
+                    self.fail(following, "expected ',' or ')' in the '%s' set, found %s" % (operator, following.describe()))
+            elif token.kind == ",":
+                if not values:
+                    values.append("")          # '(,': an empty first value
+                following = self.peek()
+                if following.kind == ")":      # ',)': an empty last value
+                    self.take()
+                    values.append("")
+                    return list(dict.fromkeys(values))
+                if following.kind == ",":      # ',,': an empty value between
+                    self.take()
+                    values.append("")
+            else:
+                self.fail(token, "expected a value or ',' in the '%s' set, found %s" % (operator, token.describe()))
 
 
 def parse_string(text, field="selector"):

@@ -60,6 +60,27 @@ def test_empty_value_means_present_and_empty():
     assert sel.to_k8s() == "track=,app=shop"
 
 
+@pytest.mark.parametrize("text, values, rendered", [
+    ("tier in ()", [""], "tier in ()"),                   # apimachinery's parseValues: "()" is the empty value
+    ("tier in (,)", [""], "tier in ()"),
+    ("tier in (web,)", ["", "web"], "tier in (,web)"),
+    ("tier in (,web)", ["", "web"], "tier in (,web)"),
+    ("tier in (web,,api)", ["", "api", "web"], "tier in (,api,web)"),
+    ("tier in (,,web)", ["", "web"], "tier in (,web)"),
+    ("tier notin (web,)", ["", "web"], "tier notin (,web)"),
+])
+def test_empty_values_in_sets_as_kubernetes_reads_them(text, values, rendered):
+    sel = parse_selector(text)
+    assert sorted(sel.requirements[0].values) == values
+    assert sel.to_k8s() == rendered
+    assert parse_selector(rendered) == sel                 # what is sent to the API server parses back the same
+    empty, web, absent = {"tier": ""}, {"tier": "web"}, {}
+    if sel.requirements[0].operator == "in":
+        assert [sel.matches(x) for x in (empty, web, absent)] == [True, "web" in values, False]
+    else:
+        assert [sel.matches(x) for x in (empty, web, absent)] == [False, False, True]
+
+
 def test_prefixed_keys_and_odd_but_valid_values():
     sel = parse_selector("kubernetes.io/service-name=shop,app.kubernetes.io/version in (1.2.3,v2_beta)")
     assert sel.matches({"kubernetes.io/service-name": "shop", "app.kubernetes.io/version": "v2_beta"})
@@ -177,11 +198,13 @@ def test_label_values():
     ("app=shop=x", 9, "expected ',' or the end of the selector after a requirement, found '='"),
     ("tier in web", 9, "expected '(' after 'in', found 'web'"),
     ("tier notin", 11, "expected '(' after 'notin', found the end of the selector"),
-    ("tier in ()", 10, "expected at least one value in the 'in' set"),
     ("tier in (web", 13, "expected ',' or ')' in the 'in' set, found the end of the selector"),
     ("tier in (web api)", 14, "expected ',' or ')' in the 'in' set, found 'api'"),
-    ("tier in (web,)", 14, "expected a value in the 'in' set, found ')'"),
-    ("tier in (web,,api)", 14, "expected a value in the 'in' set, found ','"),
+    ("tier in (=)", 10, "expected a value, ',' or ')' after '(' in the 'in' set, found '='"),
+    ("tier in (", 10, "expected a value, ',' or ')' after '(' in the 'in' set, found the end of the selector"),
+    ("tier in (,,)", 12, "expected a value or ',' in the 'in' set, found ')'"),          # apimachinery rejects these two as well
+    ("tier notin (web,,)", 18, "expected a value or ',' in the 'notin' set, found ')'"),
+    ("tier in (web,!)", 14, "expected a value or ',' in the 'in' set, found '!'"),
     ("!canary=true", 8, "a '!key' requirement takes no operator"),
     ("!", 2, "expected a label key, found the end of the selector"),
     ("!!a", 2, "expected a label key, found '!'"),
