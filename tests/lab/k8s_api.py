@@ -6,7 +6,8 @@ discovery ``/api``, ``/api/v1``, ``/apis``, ``/apis/discovery.k8s.io``, ``/apis/
 discovery.k8s.io/v1 ``endpointslices``: list (namespaced and all-namespaces) and get, with ``labelSelector``
 (``=``, ``==``, ``!=``, ``in``, ``notin``, ``key``, ``!key``, ``>``, ``<``; apimachinery's grammar and semantics),
 ``fieldSelector`` (``metadata.name``, ``metadata.namespace``; pods also ``spec.nodeName``, ``status.phase``,
-``status.podIP``), ``limit``/``continue`` (opaque token, ``metadata.remainingItemCount``) and
+``status.podIP``), ``limit``/``continue`` (opaque token; ``metadata.remainingItemCount`` only for lists without
+selectors, as a real apiserver) and
 ``resourceVersion`` on every object and list. Errors are ``Status`` bodies (401, 403, 404, 400, 405, 410).
 
 Auth: ``Authorization: Bearer <token>``. The admin token may read everything; the "forbidden" token is
@@ -14,10 +15,13 @@ authenticated (discovery works) but every resource request answers 403.
 
 Lab admin (admin token): ``POST /_lab/objects`` loads extra objects (``{"items": [...]}``, a ``*List``, or one
 object; existing ones with the same kind/namespace/name are replaced), ``DELETE /_lab/objects`` removes the
-objects loaded that way (``?namespace=`` to limit), ``GET /_lab/state`` counts objects per kind.
+objects loaded that way (``?namespace=`` to limit), ``GET /_lab/state`` counts objects per kind, ``POST /_lab/compact``
+expires every continue token issued so far (the next page of those lists answers 410 Expired, as after an etcd
+compaction).
 
 The lab's own objects follow the fleet: container nodes are pods (Ready while the node is up and healthy,
-updated the moment a fault changes), each service has a NodePort Service and an EndpointSlice, and the
+updated the moment a fault changes; the ``terminating`` fault gives the pod a ``deletionTimestamp`` and its endpoint
+``ready: false, serving: <Ready>, terminating: true``), each service has a NodePort Service and an EndpointSlice, and the
 ``k8s.nodes`` workers are Node objects with loopback InternalIPs.
 """
 
@@ -190,9 +194,9 @@ class _Parser:
         if typ != "OPEN":
             raise SelectorError("found '%s' expected: '('" % lit)
         typ, lit = self.lookahead()
-        if typ == "CLOSE":
+        if typ == "CLOSE":      # "()" is the set of the empty value, as in apimachinery's parseValues
             self.consume()
-            return set()
+            return {""}
         if typ not in ("ID", "COMMA"):
             raise SelectorError("found '%s', expected: ',', ')' or identifier" % lit)
         out = set()
@@ -488,6 +492,7 @@ class K8sApi:
         self.store = ObjectStore()
         self.started_at = _now()
         self.server_address = None
+        self.compacted_rv = 0       # continue tokens of lists at or before this resourceVersion answer 410 Expired
         self._restarts = {}
         self._build()
         if fleet is not None:
@@ -518,11 +523,20 @@ class K8sApi:
             return
         ready = node.ready
         down = not node.listening
+        terminating = bool(node.faults.get("terminating"))
         key = (spec.namespace, spec.name)
         pod = self.store.objects["pods"].get(key)
         if pod is not None:
             cond = {c["type"]: c for c in pod["status"]["conditions"]}
             old_status = copy.deepcopy(pod["status"])
+            meta = pod["metadata"]
+            meta_changed = terminating != ("deletionTimestamp" in meta)
+            if terminating and "deletionTimestamp" not in meta:
+                meta["deletionTimestamp"] = _now()          # a graceful delete in progress; the kubelet keeps probing
+                meta["deletionGracePeriodSeconds"] = 30
+            elif not terminating:
+                meta.pop("deletionTimestamp", None)
+                meta.pop("deletionGracePeriodSeconds", None)
             for ctype in ("Ready", "ContainersReady"):
                 want = "True" if ready else "False"
                 if cond[ctype]["status"] != want:
@@ -537,15 +551,17 @@ class K8sApi:
                 self._restarts[spec.name] = self._restarts.get(spec.name, 0) + 1
             started_at = prev.get("state", {}).get("running", {}).get("startedAt") or _now()
             pod["status"]["containerStatuses"] = [_container_status(ready, down, started_at, self._restarts.get(spec.name, 0))]
-            if pod["status"] != old_status:
+            if pod["status"] != old_status or meta_changed:
                 self.store.touch("pods", key)
         for skey, eps in list(self.store.objects["endpointslices"].items()):
             if eps["metadata"].get("labels", {}).get("kubernetes.io/service-name") != spec.service or skey[0] != spec.namespace:
                 continue
             changed = False
+            # the EndpointSlice controller: ready = serving and not terminating; serving = the pod's Ready condition
+            wanted = {"ready": ready and not terminating, "serving": ready, "terminating": terminating}
             for endpoint in eps.get("endpoints") or []:
-                if (endpoint.get("targetRef") or {}).get("name") == spec.name and endpoint["conditions"]["ready"] != ready:
-                    endpoint["conditions"].update({"ready": ready, "serving": ready})
+                if (endpoint.get("targetRef") or {}).get("name") == spec.name and endpoint["conditions"] != wanted:
+                    endpoint["conditions"] = dict(wanted)
                     changed = True
             if changed:
                 self.store.touch("endpointslices", skey)
@@ -708,7 +724,7 @@ class K8sApi:
         for key in self.store.sorted_keys(plural):
             if namespace is not None and key[0] != namespace:
                 continue
-            if start is not None and "%s/%s" % key <= start:
+            if start is not None and key <= start:
                 continue
             obj = objects[key]
             if label_reqs and not match_labels(label_reqs, obj["metadata"].get("labels")):
@@ -722,9 +738,12 @@ class K8sApi:
             last_key = key
         meta = {"resourceVersion": str(self.store.rv)}
         if remaining:
-            token = {"v": "meta.k8s.io/v1", "rv": self.store.rv, "start": "%s/%s\x00" % last_key}
+            # the token holds the last key as (namespace, name), the order sorted_keys() lists them in
+            token = {"v": "meta.k8s.io/v1", "rv": self.store.rv, "start": list(last_key)}
             meta["continue"] = base64.b64encode(json.dumps(token, separators=(",", ":")).encode()).decode()
-            meta["remainingItemCount"] = remaining
+            if not label_reqs and not field_reqs:
+                # a real apiserver counts the rest only for an unfiltered list (it would have to filter them all)
+                meta["remainingItemCount"] = remaining
         body = {"kind": kind + "List", "apiVersion": ("%s/%s" % (group, version)) if group else version, "metadata": meta,
                 "items": [{k: v for k, v in obj.items() if k not in ("kind", "apiVersion")} for obj in items]}
         return web.Response(body=json.dumps(body, separators=(",", ":")).encode(), content_type="application/json")
@@ -732,20 +751,28 @@ class K8sApi:
     def _decode_continue(self, token):
         try:
             data = json.loads(base64.b64decode(token.encode(), validate=True).decode())
-            if data.get("v") != "meta.k8s.io/v1" or not isinstance(data.get("start"), str) or not isinstance(data.get("rv"), int):
+            start = data.get("start")
+            if (data.get("v") != "meta.k8s.io/v1" or not isinstance(data.get("rv"), int) or not isinstance(start, list) or len(start) != 2
+                    or not all(isinstance(part, str) for part in start)):
                 raise ValueError("unknown version or fields")
         except (ValueError, binascii.Error, UnicodeDecodeError, AttributeError) as exc:
             return self._status(400, "BadRequest", "continue key is not valid: %s" % exc)
-        if data["rv"] > self.store.rv:
+        if data["rv"] > self.store.rv or data["rv"] <= self.compacted_rv:
             return self._status(410, "Expired", "The provided continue parameter is too old to display a consistent list result. "
                                                 "You can start a new list without the continue parameter.")
-        return data["start"].rstrip("\x00")
+        return tuple(start)
 
     async def lab_admin(self, request, path):
         """/_lab/objects and /_lab/state."""
         if path == "/_lab/state" and request.method == "GET":
-            return web.json_response({"resourceVersion": str(self.store.rv),
+            return web.json_response({"resourceVersion": str(self.store.rv), "compactedResourceVersion": str(self.compacted_rv),
                                       "counts": {p: len(v) for p, v in self.store.objects.items()}, "seeded": len(self.store.seeded)})
+        if path == "/_lab/compact":
+            if request.method != "POST":
+                return self._status(405, "MethodNotAllowed", "use POST on /_lab/compact")
+            self.compacted_rv = self.store.rv       # like an etcd compaction: the continue tokens issued so far expire
+            self.store.bump()
+            return web.json_response({"compactedResourceVersion": str(self.compacted_rv), "resourceVersion": str(self.store.rv)})
         if path != "/_lab/objects":
             return self._not_found_path()
         if request.method == "POST":

@@ -13,7 +13,9 @@ Faults (all optional, validated; bad input -> 400 naming the field, nothing chan
 ``error_rate`` 0..1 (that share of application requests answer ``error_status``, default 500; spread
 deterministically: exactly round(rate * N) of N requests fail), ``latency_ms`` 0..60000 added to every
 application and /healthz request, ``down`` (stop listening: new connections are refused, open ones are
-reset), ``unhealthy`` (/healthz answers 503; pods turn not-ready).
+reset), ``unhealthy`` (/healthz answers 503; pods turn not-ready), ``terminating`` (a container node's pod is being
+deleted: it keeps serving, its pod gets a ``deletionTimestamp``, its EndpointSlice endpoint turns ``ready: false``,
+``serving: <ready>``, ``terminating: true``, and the nodePorts send it traffic only when no other pod is ready).
 
 The fleet's control listener (a separate address:port) works while a node is down:
 ``GET /nodes``, ``GET|POST|PATCH /nodes/{name}``, ``POST /nodes/{name}/reset``, ``GET /nodes/{name}/metrics``,
@@ -28,7 +30,7 @@ import time
 
 from aiohttp import web
 
-FAULT_DEFAULTS = {"error_rate": 0.0, "latency_ms": 0, "down": False, "unhealthy": False, "error_status": 500}
+FAULT_DEFAULTS = {"error_rate": 0.0, "latency_ms": 0, "down": False, "unhealthy": False, "error_status": 500, "terminating": False}
 BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 _JSON = "application/json"
 
@@ -49,7 +51,7 @@ def validate_faults(body):
     for key, value in body.items():
         if key not in FAULT_DEFAULTS:
             raise FaultError("%s: unknown fault; known: %s" % (key, ", ".join(sorted(FAULT_DEFAULTS))))
-        if key in ("down", "unhealthy"):
+        if key in ("down", "unhealthy", "terminating"):
             if not isinstance(value, bool):
                 raise FaultError("%s: must be true or false, got %r" % (key, value))
         elif key == "error_rate":
@@ -266,8 +268,8 @@ class NodePortProxy:
             self._server = None
 
     async def handle(self, request):
-        """Pass the request to the next ready pod."""
-        ready = [n for n in self.nodes if n.ready]
+        """Pass the request to the next ready pod (a terminating one only when no other is ready, as kube-proxy does)."""
+        ready = [n for n in self.nodes if n.ready and not n.faults["terminating"]] or [n for n in self.nodes if n.ready]
         if not ready:
             if request.transport is not None:
                 request.transport.abort()

@@ -144,6 +144,34 @@ def test_stopped_or_unhealthy_container_turns_not_ready(core, discovery, lab_fle
     assert wait_for((True, True, True)) == (True, True, True)
 
 
+def test_terminating_container(core, discovery, lab_fleet):
+    node = _containers(lab_fleet)[1]
+    url = "%s/nodes/%s" % (lab_fleet.control_url, node.name)
+
+    def state():
+        pod = core.read_namespaced_pod(node.name, "shop")
+        eps = discovery.list_namespaced_endpoint_slice("shop", label_selector="kubernetes.io/service-name=shop").items[0]
+        endpoint = [e for e in eps.endpoints if e.target_ref.name == node.name][0]
+        conditions = endpoint.conditions
+        return (pod.metadata.deletion_timestamp is not None, {c.type: c.status for c in pod.status.conditions}["Ready"],
+                (conditions.ready, conditions.serving, conditions.terminating))
+
+    try:
+        assert requests.post(url, json={"terminating": True}, timeout=5).json()["faults"]["terminating"] is True
+        # the EndpointSlice controller's view of a pod being deleted that still passes its readiness probe
+        assert state() == (True, "True", (False, True, True))
+        pod = core.read_namespaced_pod(node.name, "shop")
+        assert pod.metadata.deletion_grace_period_seconds == 30
+        assert requests.post(url, json={"unhealthy": True}, timeout=5).status_code == 200
+        assert state() == (True, "False", (False, False, True))
+        other = _containers(lab_fleet)[0]
+        assert [e.conditions.ready for e in discovery.list_namespaced_endpoint_slice(
+            "shop", label_selector="kubernetes.io/service-name=shop").items[0].endpoints if e.target_ref.name == other.name] == [True]
+    finally:
+        requests.post(url, json=dict(FAULT_DEFAULTS), timeout=5)
+    assert state() == (False, "True", (True, True, False))
+
+
 SELECTOR_PODS = {
     "sel-a": {"app": "web", "env": "prod", "tier": "1"},
     "sel-b": {"app": "web", "env": "dev", "tier": "5"},
@@ -181,6 +209,11 @@ def selector_ns(lab_fleet):
     ("app=web,env=prod", "a"),
     ("app=", ""),
     ("in=x", ""),                  # 'in' is a valid key name
+    ("app in ()", ""),             # apimachinery: "()" is the set of the empty value
+    ("app notin ()", "abcde"),
+    ("app in (web,)", "ab"),       # a trailing comma adds the empty value
+    ("env in (,dev)", "b"),
+    ("app in (db,,web)", "abcd"),
 ])
 def test_label_selector_operators(core, selector_ns, selector, expected):
     pods = core.list_namespaced_pod(selector_ns, label_selector=selector)
@@ -189,7 +222,8 @@ def test_label_selector_operators(core, selector_ns, selector, expected):
 
 @pytest.mark.parametrize("selector, fragment", [
     ("app in (web", "expected: ',' or ')'"),
-    ("app in ()", "values set can't be empty"),
+    ("app in (,,)", "expected: ',', or identifier"),
+    ("app in (web,,)", "expected: ',', or identifier"),
     ("app=web,", "identifier after ','"),
     ("!app=web", "expected: ',' or 'end of string'"),
     ("app=(web)", "expected: identifier"),
@@ -229,12 +263,61 @@ def test_pagination(core, lab_fleet):
             break
     assert names == ["page-%02d" % i for i in range(25)]
     assert remaining == [15, 5, None]
-    # selectors combine with pagination
+    # selectors combine with pagination; like a real apiserver, a filtered list does not count the rest
     page = core.list_pod_for_all_namespaces(label_selector="app=paged", limit=20)
-    assert len(page.items) == 20 and page.metadata.remaining_item_count == 5
+    assert len(page.items) == 20 and page.metadata.remaining_item_count is None and page.metadata._continue  # pylint: disable=protected-access
+    page = core.list_namespaced_pod("paging", field_selector="metadata.name!=page-00", limit=20)
+    assert len(page.items) == 20 and page.metadata.remaining_item_count is None
     with pytest.raises(ApiException) as info:
         core.list_namespaced_pod("paging", limit=10, _continue="not-a-token")
     assert info.value.status == 400 and "continue" in _status(info.value)["message"]
+
+
+def _all_pages(list_call, limit, **kwargs):
+    names, token, pages = [], None, 0
+    while True:
+        page = list_call(limit=limit, _continue=token, **kwargs)
+        pages += 1
+        names += ["%s/%s" % (p.metadata.namespace, p.metadata.name) for p in page.items]
+        token = page.metadata._continue  # pylint: disable=protected-access
+        if not token:
+            return names, pages
+
+
+def test_pagination_across_namespaces_that_share_a_prefix(core, lab_fleet):
+    # (namespace, name) order: "pg" sorts before "pg-x" although "pg/..." sorts after "pg-x/..." as a string
+    expected = ["pg/a-%d" % i for i in range(5)] + ["pg-x/a-%d" % i for i in range(4)] + ["pg-x-y/b"]
+    _seed(lab_fleet, [{"kind": "Namespace", "apiVersion": "v1", "metadata": {"name": ns}} for ns in ("pg", "pg-x", "pg-x-y")]
+          + [_pod(n.split("/")[1], n.split("/")[0], {"app": "prefixed"}) for n in expected])
+    try:
+        for limit in (1, 2, 3, 4, 5, 6, 100):
+            names, pages = _all_pages(core.list_pod_for_all_namespaces, limit, label_selector="app=prefixed")
+            assert names == expected, limit
+            assert pages == -(-len(expected) // limit), limit         # no empty last page
+    finally:
+        for ns in ("pg", "pg-x", "pg-x-y"):
+            requests.delete(lab_fleet.k8s_url + "/_lab/objects", params={"namespace": ns},
+                            headers={"Authorization": "Bearer " + lab_fleet.token}, timeout=10)
+
+
+def test_compaction_expires_continue_tokens(core, lab_fleet):
+    _seed(lab_fleet, [_pod("cmp-%d" % i, "compact", {"app": "compact"}) for i in range(5)])
+    headers = {"Authorization": "Bearer " + lab_fleet.token}
+    try:
+        first = core.list_namespaced_pod("compact", limit=2)
+        token = first.metadata._continue  # pylint: disable=protected-access
+        assert requests.post(lab_fleet.k8s_url + "/_lab/compact", headers=headers, timeout=5).status_code == 200
+        with pytest.raises(ApiException) as info:
+            core.list_namespaced_pod("compact", limit=2, _continue=token)
+        body = _status(info.value)
+        assert info.value.status == 410 and body["reason"] == "Expired" and "continue parameter is too old" in body["message"]
+        names, _pages = _all_pages(core.list_namespaced_pod, 2, namespace="compact")      # a new list pages fine
+        assert names == ["compact/cmp-%d" % i for i in range(5)]
+        forbidden = {"Authorization": "Bearer " + lab_fleet.forbidden_token}
+        assert requests.post(lab_fleet.k8s_url + "/_lab/compact", headers=forbidden, timeout=5).status_code == 403
+        assert requests.get(lab_fleet.k8s_url + "/_lab/compact", headers=headers, timeout=5).status_code == 405
+    finally:
+        requests.delete(lab_fleet.k8s_url + "/_lab/objects", params={"namespace": "compact"}, headers=headers, timeout=10)
 
 
 def test_auth_errors_are_status_bodies(lab_fleet):
@@ -293,7 +376,9 @@ def test_many_pods_and_terminating_endpoints(core, discovery, lab_fleet):
     assert _seed(lab_fleet, pods + [eps])["loaded"] == 5001
     started = time.monotonic()
     page = core.list_namespaced_pod("bulk", label_selector="shard=1", limit=500)
-    assert len(page.items) == 500 and page.metadata.remaining_item_count == 750
+    assert len(page.items) == 500 and page.metadata.remaining_item_count is None
+    page = core.list_namespaced_pod("bulk", limit=500)
+    assert len(page.items) == 500 and page.metadata.remaining_item_count == 4500
     assert time.monotonic() - started < 5
     got = discovery.read_namespaced_endpoint_slice("bulk-abcde", "bulk").endpoints[0].conditions
     assert (got.ready, got.serving, got.terminating) == (False, True, True)

@@ -130,6 +130,7 @@ def test_control_on_the_node_itself(lab_fleet):
     ({"latency_ms": -1}, "latency_ms"),
     ({"down": "yes"}, "down"),
     ({"unhealthy": 1}, "unhealthy"),
+    ({"terminating": "yes"}, "terminating"),
     ({"error_status": 200}, "error_status"),
     ({"colour": "red"}, "colour"),
     (["down"], "body"),
@@ -157,3 +158,19 @@ def test_node_port_spreads_over_ready_pods_only(lab_fleet, ctl):
     ctl(svc.containers[1].name, unhealthy=True)
     seen = {requests.get(url, timeout=5).headers["X-Node-Name"] for _attempt in range(6)}
     assert seen == {svc.containers[2].name}
+
+
+def test_terminating_pod_keeps_serving_but_gets_node_port_traffic_only_as_a_last_resort(lab_fleet, ctl):
+    svc = lab_fleet.config.services[0]
+    knode = lab_fleet.config.k8s_nodes[1]
+    url = "http://%s:%d/np" % (knode.address, svc.node_port)
+    leaving = svc.containers[0]
+    state = ctl(leaving.name, terminating=True)
+    assert state["faults"]["terminating"] is True and state["ready"] is True and state["listening"] is True
+    assert requests.get(_url(leaving, "/direct"), timeout=5).headers["X-Node-Name"] == leaving.name   # still serving
+    seen = {requests.get(url, timeout=5).headers["X-Node-Name"] for _attempt in range(8)}
+    assert seen == {c.name for c in svc.containers[1:]}
+    for other in svc.containers[1:]:
+        ctl(other.name, unhealthy=True)
+    seen = {requests.get(url, timeout=5).headers["X-Node-Name"] for _attempt in range(4)}
+    assert seen == {leaving.name}
