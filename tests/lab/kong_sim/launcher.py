@@ -56,13 +56,24 @@ def _alive(pid):
     return True
 
 
-def _is_simulator(pid):
-    """True when ``pid`` still runs the simulator (guards against a recycled pid in a stale pidfile)."""
-    try:
-        with open("/proc/%d/cmdline" % pid, "rb") as handle:
-            return b"tests.lab.kong_sim" in handle.read()
-    except OSError:
-        return False
+def _is_simulator(pid, state_db=None, settle=1.0):
+    """True when ``pid`` still runs the simulator (of ``state_db`` when given): guards against a recycled pid.
+
+    A process that is still inside execve() shows an empty command line for a moment (the kernel lets the parent
+    go on before it has set up the new one): an empty one is read again for up to ``settle`` seconds.
+    """
+    deadline = time.monotonic() + settle
+    while True:
+        try:
+            with open("/proc/%d/cmdline" % pid, "rb") as handle:
+                argv = handle.read().split(b"\0")
+        except OSError:
+            return False
+        if any(argv):
+            return b"tests.lab.kong_sim" in argv and (state_db is None or os.fsencode(state_db) in argv)
+        if not _alive(pid) or time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
 
 
 def _tls_mode(value):
@@ -319,7 +330,8 @@ class KongCluster:
     def stop_from_state_dir(cls, state_dir):
         """Stop the nodes recorded in ``state_dir`` (for ``down`` from another process); returns their pids."""
         infos = cls.read_state_dir(state_dir)
-        pids = [int(info["pid"]) for info in infos if info.get("pid") and _is_simulator(int(info["pid"]))]
+        state_db = os.path.join(os.path.abspath(state_dir), STATE_DB)
+        pids = [int(info["pid"]) for info in infos if info.get("pid") and _is_simulator(int(info["pid"]), state_db)]
         _terminate(pids)
         for info in infos:
             try:

@@ -1,5 +1,6 @@
 """The simulator's Admin API against the facts sheet (/work/shared/kong-admin-api.md), over real HTTP."""
 
+import time
 import uuid
 
 import pytest
@@ -344,3 +345,60 @@ def test_workspaces(kong_admin, uname):
     assert kong_admin.post("/%s/upstreams" % uname, json={"name": uname}).status_code == 201
     assert kong_admin.post("/%s/upstreams/%s/targets" % (uname, uname), json={"target": "127.0.0.1:1"}).status_code == 201
     assert len(kong_admin.get("/%s/upstreams/%s/targets" % (uname, uname)).json()["data"]) == 1
+
+
+def test_upstream_hash_and_other_defaults(kong_admin, uname):
+    body = kong_admin.post("/upstreams", json={"name": uname}).json()
+    for field in ("hash_on_header", "hash_fallback_header", "hash_on_cookie", "hash_on_query_arg", "hash_fallback_query_arg",
+                  "hash_on_uri_capture", "hash_fallback_uri_capture", "host_header", "client_certificate"):
+        assert field in body and body[field] is None, field
+    assert body["hash_on_cookie_path"] == "/"
+    assert body["use_srv_name"] is False
+    hashed = kong_admin.post("/upstreams", json={"name": uname + "-h", "algorithm": "consistent-hashing", "hash_on": "header",
+                                                 "hash_on_header": "X-User", "hash_fallback": "cookie", "hash_on_cookie": "sid",
+                                                 "host_header": "shop.internal", "use_srv_name": True})
+    assert hashed.status_code == 201, hashed.text
+    assert {k: hashed.json()[k] for k in ("hash_on_header", "hash_on_cookie", "host_header", "use_srv_name")} == {
+        "hash_on_header": "X-User", "hash_on_cookie": "sid", "host_header": "shop.internal", "use_srv_name": True}
+
+
+def test_target_timestamps_are_millisecond_floats(kong_admin, uname):
+    kong_admin.post("/upstreams", json={"name": uname})
+    path = "/upstreams/%s/targets" % uname
+    target = kong_admin.post(path, json={"target": "127.0.0.1:80"}).json()
+    for field in ("created_at", "updated_at"):
+        assert isinstance(target[field], float) and round(target[field], 3) == target[field], field
+    time.sleep(0.005)
+    patched = kong_admin.patch(path + "/127.0.0.1:80", json={"weight": 1}).json()
+    assert isinstance(patched["updated_at"], float) and patched["updated_at"] > target["updated_at"]
+    assert patched["created_at"] == target["created_at"]
+    upstream = kong_admin.get("/upstreams/" + uname).json()
+    assert isinstance(upstream["updated_at"], int), "other entities keep integer seconds"
+
+
+@pytest.mark.parametrize("method,path", [("DELETE", "/upstreams"), ("POST", "/upstreams/{u}"), ("PATCH", "/upstreams/{u}/targets"),
+                                         ("POST", "/upstreams/{u}/targets/127.0.0.1:80/healthy"), ("POST", "/"),
+                                         ("PUT", "/upstreams/{u}/health")])
+def test_405_body(kong_admin, uname, method, path):
+    kong_admin.post("/upstreams", json={"name": uname})
+    kong_admin.post("/upstreams/%s/targets" % uname, json={"target": "127.0.0.1:80"})
+    resp = kong_admin.request(method, path.format(u=uname), json={})
+    assert resp.status_code == 405
+    assert resp.json() == {"message": "Method not allowed"}
+
+
+def test_top_level_pagination_default_size_and_last_page(kong_admin, uname):
+    # a workspace of its own: the shared simulator holds other tests' upstreams in `default`
+    assert kong_admin.post("/workspaces", json={"name": uname}).status_code == 201
+    names = sorted("%s-%03d" % (uname, i) for i in range(105))
+    for name in names:
+        assert kong_admin.post("/%s/upstreams" % uname, json={"name": name}).status_code == 201
+    first = kong_admin.get("/%s/upstreams" % uname).json()
+    assert len(first["data"]) == 100, "default size is 100"
+    assert first["offset"] and first["next"] == "/upstreams?offset=%s" % requests_quote(first["offset"])
+    last = kong_admin.get("/%s/upstreams" % uname, params={"offset": first["offset"]}).json()
+    assert len(last["data"]) == 5
+    assert "offset" not in last and last["next"] is None, "the last page has no offset and next null"
+    assert sorted(u["name"] for u in first["data"] + last["data"]) == names
+    exact = kong_admin.get("/%s/upstreams?size=105" % uname).json()
+    assert len(exact["data"]) == 105 and exact["next"] is None and "offset" not in exact

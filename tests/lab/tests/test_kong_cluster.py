@@ -40,11 +40,20 @@ def test_manual_health_is_broadcast(kong, uname):
     one.post("/upstreams", json={"name": uname, "healthchecks": {"passive": {"unhealthy": {"http_failures": 1}}}})
     one.post("/upstreams/%s/targets" % uname, json={"target": "127.0.0.1:5001"})
     time.sleep(0.6)
+    versions = [c.get("/_lab/info").json()["config_version"] for c in (one, two)]
+    assert versions[0] == versions[1]
     assert one.put("/upstreams/%s/targets/127.0.0.1:5001/unhealthy" % uname).status_code == 204
     assert one.get("/upstreams/%s/health" % uname).json()["data"][0]["health"] == "UNHEALTHY"
     deadline = time.monotonic() + 2
     while two.get("/upstreams/%s/health" % uname).json()["data"][0]["health"] != "UNHEALTHY":
         assert time.monotonic() < deadline, "Kong broadcasts manual health changes to the cluster"
+        time.sleep(0.1)
+    assert [c.get("/_lab/info").json()["config_version"] for c in (one, two)] == versions, \
+        "a manual health change is a cluster event, not a configuration change: no node rebuilds"
+    assert one.put("/upstreams/%s/targets/127.0.0.1:5001/healthy" % uname).status_code == 204
+    deadline = time.monotonic() + 2
+    while two.get("/upstreams/%s/health" % uname).json()["data"][0]["health"] != "HEALTHY":
+        assert time.monotonic() < deadline, "healthy is broadcast too"
         time.sleep(0.1)
 
 
@@ -64,6 +73,48 @@ def test_restart_keeps_entities_and_node_id(tmp_path, uname):
     finally:
         cluster.stop()
     assert not KongCluster.read_state_dir(str(tmp_path))
+
+
+class SimulatedKill(Exception):
+    """Stands for `up` being killed between starting the nodes and their answering."""
+
+
+def test_pidfiles_are_written_as_each_node_starts(tmp_path, monkeypatch):
+    cluster = KongCluster(str(tmp_path), nodes=3)
+    calls = []
+    wait_ready = KongCluster._wait_ready
+
+    def killed_on_second_wait(self, indexes):
+        calls.append(list(indexes))
+        if len(calls) == 2:
+            raise SimulatedKill()
+        return wait_ready(self, indexes)
+    monkeypatch.setattr(KongCluster, "_wait_ready", killed_on_second_wait)
+    try:
+        with pytest.raises(SimulatedKill):
+            cluster.start(detach=True)
+        assert calls == [[0], [1, 2]]
+        recorded = KongCluster.read_state_dir(str(tmp_path))
+        assert sorted(int(info["pid"]) for info in recorded) == sorted(cluster.pids) and len(recorded) == 3, \
+            "every node started has its pidfile before anything can fail"
+        assert [info["node_id"] for info in recorded][1:] == [None, None], "nodes 2 and 3 never answered"
+        assert sorted(KongCluster.stop_from_state_dir(str(tmp_path))) == sorted(cluster.pids), "`down` finds them all"
+        for pid in cluster.pids:
+            deadline = time.monotonic() + 5
+            while _running(pid):
+                assert time.monotonic() < deadline, "node %d still runs" % pid
+                time.sleep(0.05)
+        assert not KongCluster.read_state_dir(str(tmp_path))
+    finally:
+        cluster.stop()
+
+
+def _running(pid):
+    try:
+        with open("/proc/%d/stat" % pid, encoding="utf-8") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except OSError:
+        return False
 
 
 def test_detached_stop_from_state_dir(tmp_path):
@@ -88,6 +139,58 @@ def test_rbac(kong_rbac):
     assert requests.get(kong_rbac.status_urls[0] + "/status", timeout=5).status_code == 200
     log = open(kong_rbac.log_files[0], encoding="utf-8").read()  # pylint: disable=consider-using-with
     assert RBAC_TOKEN not in log
+
+
+@pytest.fixture(scope="module")
+def kong_rbac_default(tmp_path_factory):
+    """RBAC with Kong's default header (Kong-Admin-Token) and a second workspace."""
+    cluster = KongCluster(str(tmp_path_factory.mktemp("kong-rbac-default")), nodes=1, rbac_token=RBAC_TOKEN, workspaces=["team-a"])
+    cluster.start(detach=False)
+    yield cluster
+    cluster.stop()
+
+
+def test_rbac_default_header_and_workspace_prefix(kong_rbac_default, uname):
+    url = kong_rbac_default.admin_urls[0]
+    good = {"Kong-Admin-Token": RBAC_TOKEN}
+    info = requests.get(url + "/", headers=good, timeout=5).json()
+    assert info["configuration"]["rbac_auth_header"] == "Kong-Admin-Token" and info["configuration"]["enforce_rbac"] == "on"
+    for path in ("/upstreams", "/team-a/upstreams", "/team-a/upstreams/%s/targets" % uname, "/"):
+        for headers in ({}, {"Kong-Admin-Token": "wrong"}, {"X-Other-Header": RBAC_TOKEN}):
+            resp = requests.get(url + path, headers=headers, timeout=5)
+            assert resp.status_code == 401, (path, headers)
+            assert resp.json() == {"message": "Invalid credentials. Token or User credentials required"}
+    refused = requests.post(url + "/team-a/upstreams", json={"name": uname}, timeout=5)
+    assert refused.status_code == 401
+    assert requests.post(url + "/team-a/upstreams", json={"name": uname}, headers=good, timeout=5).status_code == 201
+    assert requests.post(url + "/team-a/upstreams/%s/targets" % uname, json={"target": "127.0.0.1:1"}, headers=good,
+                         timeout=5).status_code == 201
+    assert requests.get(url + "/team-a/upstreams/" + uname, headers=good, timeout=5).status_code == 200
+    assert requests.get(url + "/upstreams/" + uname, headers=good, timeout=5).status_code == 404, "workspace `default` is another namespace"
+    assert requests.get(url + "/no-such-ws/upstreams", headers=good, timeout=5).status_code == 404
+    health = requests.get(url + "/team-a/upstreams/%s/health" % uname, headers=good, timeout=5).json()
+    assert health["node_id"] == kong_rbac_default.node_ids[0] and len(health["data"]) == 1
+
+
+def test_dbless_nested_target_writes(kong_dbless):
+    admin = AdminClient(kong_dbless.admin_urls[0])
+    config = {"_format_version": "3.0", "upstreams": [{"name": "nested", "targets": [{"target": "127.0.0.1:9100"}]}]}
+    assert admin.post("/config", json=config).status_code == 201
+
+    def unsupported(verb):
+        return {"code": 12, "name": "operation unsupported", "message": "cannot %s 'targets' entities when not using a database" % verb}
+    created = admin.post("/upstreams/nested/targets", json={"target": "127.0.0.1:9101"})
+    assert created.status_code == 405 and created.json() == unsupported("create")
+    deleted = admin.delete("/upstreams/nested/targets/127.0.0.1:9100")
+    assert deleted.status_code == 405 and deleted.json() == unsupported("remove")
+    for method in ("PATCH", "PUT"):
+        resp = admin.request(method, "/upstreams/nested/targets/127.0.0.1:9100", json={"weight": 1})
+        assert resp.status_code == 405 and resp.json() == unsupported("update"), method
+    # Kong looks the upstream and the target up before its DAO refuses the write
+    assert admin.delete("/upstreams/nested/targets/127.0.0.1:9199").status_code == 404
+    assert admin.post("/upstreams/none/targets", json={"target": "127.0.0.1:1"}).status_code == 404
+    listed = admin.get("/upstreams/nested/targets").json()["data"]
+    assert [(t["target"], t["weight"]) for t in listed] == [("127.0.0.1:9100", 100)], "nothing changed"
 
 
 def test_dbless(kong_dbless):
