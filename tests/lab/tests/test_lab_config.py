@@ -1,10 +1,16 @@
 """Lab configuration: defaults, merging, validation messages, extra-object files, lab.json pieces."""
 
+import os
+import socket
+
 import pytest
 import yaml
 
+from tests.lab import __main__ as lab_main
 from tests.lab import config as labconfig
-from tests.lab.lab import LabError, load_extra_objects
+from tests.lab import haproxy as lab_haproxy
+from tests.lab import prometheus as lab_prometheus
+from tests.lab.lab import Lab, LabError, load_extra_objects
 
 
 def test_default_config_matches_the_contract():
@@ -91,3 +97,101 @@ def test_lab_json_pieces():
     assert node["control_url"] == "http://127.0.0.1:1/nodes/shop-vm-1"
     svc = cfg.services[0].as_dict()
     assert {"name", "domain", "namespace", "selector"} <= set(svc) and svc["selector"] == "app=shop,tier=web"
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# ports picked at `up`, TLS option, missing binaries
+
+def _hold(address, port):
+    """Listen on address:port (as another lab would); None when it is taken already (taken either way)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.bind((address, port))
+        sock.listen(1)
+    except OSError:
+        sock.close()
+        return None
+    return sock
+
+
+def _free_everywhere(addresses, port):
+    return all(_hold_and_release(a, port) for a in addresses)
+
+
+def _hold_and_release(address, port):
+    sock = _hold(address, port)
+    if sock is None:
+        return False
+    sock.close()
+    return True
+
+
+def test_auto_ports_are_picked_free():
+    cfg = labconfig.load(overrides={"node_port": "auto", "services": [dict(labconfig.load_raw()["services"][0], node_port="auto")]})
+    assert cfg.node_port == 0 and cfg.auto_ports == ["node_port", "services[0].node_port"]
+    resolved = labconfig.resolve_ports(cfg, {"node_port": "auto", "services": [{"node_port": "auto"}]})
+    assert resolved.auto_ports == [] and 20000 <= resolved.node_port <= 29999
+    assert {n.port for n in resolved.nodes} == {resolved.node_port}
+    assert _free_everywhere([n.address for n in resolved.nodes], resolved.node_port)
+    assert 30000 <= resolved.services[0].node_port <= 32767
+    assert labconfig.load(overrides={"node_port": 0}).auto_ports == ["node_port"], "0 means auto too"
+    assert labconfig.load(overrides={"services": [dict(labconfig.load_raw()["services"][0], node_port=0)]}).services[0].node_port == 0, \
+        "a service's node_port 0 still means: no nodePort"
+
+
+def test_a_taken_default_node_port_moves_but_an_explicit_one_does_not():
+    cfg = labconfig.load()
+    held = _hold(cfg.nodes[0].address, cfg.node_port)
+    try:
+        moved = labconfig.resolve_ports(cfg, labconfig.load_user())
+        assert moved.node_port != cfg.node_port and _free_everywhere([n.address for n in moved.nodes], moved.node_port)
+        explicit = labconfig.load(overrides={"node_port": cfg.node_port})
+        kept = labconfig.resolve_ports(explicit, {"node_port": cfg.node_port, "services": [{"node_port": 30080}]})
+        assert kept.node_port == cfg.node_port, "a port the user set never moves"
+        with pytest.raises(LabError) as info:
+            Lab._precheck_ports(kept)  # pylint: disable=protected-access
+        assert "address already in use: %s:%d (node %s)" % (cfg.nodes[0].address, cfg.node_port, cfg.nodes[0].name) in str(info.value)
+        assert "set them to auto" in str(info.value)
+    finally:
+        if held is not None:
+            held.close()
+
+
+def test_default_port_fields():
+    assert labconfig.default_port_fields({}) == ["node_port", "services[0].node_port"]
+    assert labconfig.default_port_fields({"node_port": 1, "services": [{"node_port": 5}, {"name": "b"}]}) == ["services[1].node_port"]
+
+
+@pytest.mark.parametrize("override, message", [
+    ({"node_port": "any"}, "node_port: must be an integer between 1 and 65535, or auto (or 0)"),
+    ({"node_port": True}, "node_port: must be an integer"),
+    ({"services": [{"name": "a", "node_port": "x", "vms": {"count": 1, "address_base": "127.0.10.1"}}]},
+     "services[0].node_port: must be an integer between 0 (no nodePort) and 65535, or auto"),
+    ({"kong": {"tls": "yes"}}, "kong.tls: must be false (plain HTTP Admin API), true (HTTPS with a throwaway CA) or mutual"),
+    ({"kong": {"tls": 1}}, "kong.tls: must be false"),
+])
+def test_port_and_tls_values_name_the_field(override, message):
+    with pytest.raises(labconfig.LabConfigError) as info:
+        labconfig.load(overrides=override)
+    assert message in str(info.value)
+
+
+def test_kong_tls_values():
+    assert labconfig.load().kong["tls"] == "off"
+    assert [labconfig.load(overrides={"kong": {"tls": v}}).kong["tls"] for v in (False, True, "on", "mutual")] == ["off", "on", "on", "mutual"]
+
+
+@pytest.mark.parametrize("missing", [("haproxy",), ("prometheus",), ("haproxy", "prometheus")])
+def test_missing_haproxy_or_prometheus_is_reported_clearly(tmp_path, monkeypatch, capsys, missing):
+    for name in missing:
+        monkeypatch.setattr({"haproxy": lab_haproxy, "prometheus": lab_prometheus}[name], "find_binary", lambda: None)
+    state_dir = str(tmp_path / "lab")
+    assert lab_main.main(["--state-dir", state_dir, "up"]) == 1
+    out = capsys.readouterr()
+    assert out.out == ""
+    hints = {"haproxy": "HAProxy is not installed: run `sudo tests/lab/install-deps.sh` (or `apt-get install haproxy`)",
+             "prometheus": "Prometheus is not installed: run `sudo tests/lab/install-deps.sh` (or `apt-get install prometheus`)"}
+    assert out.err.strip() == "lab up failed: " + "; ".join(hints[name] for name in missing)
+    pids = os.path.join(state_dir, "pids")
+    assert not os.path.isdir(pids) or not os.listdir(pids), "nothing was started"
+    assert not os.path.exists(os.path.join(state_dir, "lab.json"))

@@ -2,6 +2,8 @@
 
 import requests
 
+from tests.lab.lab import kong_tls_kwargs
+
 pytest_plugins = ["tests.lab.pytest_plugin"]
 
 
@@ -10,8 +12,10 @@ def _node(lab, kind):
 
 
 def test_lab_fixture_describes_a_running_lab(lab):
-    # a reused lab (MIXEDRUN_LAB_JSON) may protect its Admin API with an RBAC token
-    assert requests.get(lab["admin_url"] + "/", timeout=5).status_code == (401 if lab.get("kong_rbac") else 200)
+    # a reused lab (MIXEDRUN_LAB_JSON) may protect its Admin API with an RBAC token, and serve it over (mutual) TLS
+    resp = requests.get(lab["admin_url"] + "/", timeout=5, **kong_tls_kwargs(lab))
+    assert resp.status_code == (401 if lab.get("kong_rbac") else 200)
+    assert lab["admin_url"].startswith("https://" if lab.get("kong_tls", "off") != "off" else "http://")
     assert requests.get(lab["prometheus_url"] + "/-/ready", timeout=5).status_code == 200
     assert [s["domain"] for s in lab["services"]] == ["shop.lab.test"]
     for node in lab["nodes"]:
