@@ -2,11 +2,14 @@
 
     .venv/bin/python -m tests.benchmarks.bench_lab_proxy [--requests 5000] [--concurrency 16] [--tool python|wrk]
 
-Uses the lab in MIXEDRUN_LAB_JSON when set (its Kong gets the `shop` binding), otherwise starts a lab in a
-temporary state dir and stops it afterwards. The load is bounded: --requests in total (python tool) or
---duration seconds (wrk, which cannot count requests), never more than --max-seconds. Prints one JSON
-document: requests, errors (non-200 and transport errors), req/s, latency percentiles, per-node counts.
-Exit code 1 when req/s is below --target (default 500) or any request failed.
+Uses the lab in MIXEDRUN_LAB_JSON when set (its Kong gets the `shop` binding; a lab whose Admin API needs an
+RBAC token gets KONG_ADMIN_TOKEN in the KONG_ADMIN_TOKEN_HEADER header, default Kong-Admin-Token), otherwise
+starts a lab in a temporary state dir and stops it afterwards. The load is bounded: --requests in total (python
+tool) or --duration seconds (wrk, which cannot count requests), never more than --max-seconds. Prints one JSON
+document: requests, errors (non-200 and transport errors), req/s, latency percentiles, the requests each node
+served (from the nodes' own counters, for both tools), nproc.
+Exit code 1 when req/s is below --target (default 500), any request failed, `shop` does not have 3 VM + 3
+container nodes, or one of them got no traffic; 2 when an RBAC lab is reused without KONG_ADMIN_TOKEN.
 """
 
 import argparse
@@ -22,8 +25,31 @@ import tempfile
 import time
 
 import aiohttp
+import requests
 
 from tests.lab.lab import bind_minimal, wait_routed
+
+SERVED = re.compile(r'^lab_http_requests_total\{code="(\d+)"\} (\d+)$', re.M)
+
+
+def _served(nodes):
+    """{node name: application requests served so far} from each node's own /metrics."""
+    out = {}
+    for node in nodes:
+        text = requests.get(node["url"] + "/metrics", timeout=5).text
+        out[node["name"]] = sum(int(count) for _code, count in SERVED.findall(text))
+    return out
+
+
+def _admin_headers(info):
+    """Headers for the lab's Kong Admin API: the RBAC token of a reused RBAC lab (lab.json never holds it);
+    None when that token is needed and not given."""
+    if not info.get("kong_rbac"):
+        return {}
+    token = os.environ.get("KONG_ADMIN_TOKEN")
+    if not token:
+        return None
+    return {os.environ.get("KONG_ADMIN_TOKEN_HEADER") or "Kong-Admin-Token": token}
 from tests.lab.pytest_plugin import LAB_JSON_ENV, start_lab, stop_lab
 
 
@@ -102,19 +128,49 @@ def main(argv=None):
         own_dir = tempfile.mkdtemp(prefix="mixedrun-bench-lab-")
         info = start_lab(own_dir)
     try:
-        bind_minimal(info, "shop")
+        members = [n for n in info["nodes"] if n["service"] == "shop"]
+        kinds = collections.Counter(n["kind"] for n in members)
+        if kinds["vm"] != 3 or kinds["container"] != 3:
+            print("bench_lab_proxy: the `shop` service must have 3 VM + 3 container nodes, this lab has %d + %d"
+                  % (kinds["vm"], kinds["container"]), file=sys.stderr)
+            return 1
+        headers = _admin_headers(info)
+        if headers is None:
+            print("bench_lab_proxy: the reused lab's Admin API needs an RBAC token: set KONG_ADMIN_TOKEN (and "
+                  "KONG_ADMIN_TOKEN_HEADER when it is not Kong-Admin-Token)", file=sys.stderr)
+            return 2
+        bind_minimal(info, "shop", admin_headers=headers)
         svc = [s for s in info["services"] if s["name"] == "shop"][0]
         url = info["lb_url"] + "/bench"
         wait_routed(info, svc["domain"])
+        before = _served(members)
         if args.tool == "wrk":
             result = _wrk_load(url, svc["domain"], args.concurrency, args.duration)
         else:
             result = asyncio.run(_python_load(url, svc["domain"], args.requests, args.concurrency, args.max_seconds))
-        members = [n for n in info["nodes"] if n["service"] == "shop"]
-        result.update({"chain": "haproxy -> kong (%d node(s)) -> %d nodes" % (len(info["proxy_urls"]), len(members)),
-                       "concurrency": args.concurrency, "target_req_per_s": args.target})
+        after = _served(members)
+        served = {name: after[name] - before[name] for name in after}
+        idle = sorted(name for name, count in served.items() if count <= 0)
+        try:
+            nproc_usable = len(os.sched_getaffinity(0))
+        except AttributeError:
+            nproc_usable = os.cpu_count()
+        result.update({"chain": "haproxy -> kong (%d node(s)) -> %d VM + %d container nodes" % (
+                           len(info["proxy_urls"]), kinds["vm"], kinds["container"]),
+                       "served_per_node": served, "nodes_without_traffic": idle,
+                       "concurrency": args.concurrency, "target_req_per_s": args.target,
+                       "nproc": os.cpu_count(), "nproc_usable": nproc_usable,
+                       "load_average": [round(x, 2) for x in os.getloadavg()]})
+        failed = []
+        if result["req_per_s"] < args.target:
+            failed.append("%.1f req/s is below the target %.0f" % (result["req_per_s"], args.target))
+        if result["errors"]:
+            failed.append("%d requests failed" % result["errors"])
+        if idle:
+            failed.append("no traffic on %s" % ", ".join(idle))
+        result["result"] = "FAIL: " + "; ".join(failed) if failed else "ok"
         print(json.dumps(result, indent=2))
-        return 0 if result["req_per_s"] >= args.target and result["errors"] == 0 else 1
+        return 1 if failed else 0
     finally:
         if own_dir:
             stop_lab(own_dir)
