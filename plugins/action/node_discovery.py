@@ -20,7 +20,6 @@ from ansible.inventory.helpers import get_group_vars, sort_groups
 from ansible.module_utils.common.text.converters import to_text
 from ansible.plugins.action import ActionBase
 from ansible.utils.vars import combine_vars
-from ansible.vars.clean import namespace_facts
 from ansible.vars.plugins import get_vars_from_inventory_sources, get_vars_from_path
 
 try:
@@ -43,15 +42,49 @@ from ansible_collections.mixedrun.kong.plugins.module_utils._selector import Sel
 MODULE = "mixedrun.kong.node_discovery"
 
 
+def _fact_cleaning_rules():
+    """``needs_cleaning(keys)``: whether ``clean_facts`` would remove (and warn about) any of these top-level fact keys.
+
+    The same rules as ansible.vars.clean.clean_facts, computed once instead of once per host (it lists every
+    connection plugin each time)."""
+    import os
+    import re
+    from ansible.plugins.loader import connection_loader
+    names = set()
+    for group in C.MAGIC_VARIABLE_MAPPING.values():
+        names.update(group)
+    names.update(C.COMMON_CONNECTION_VARS)
+    names.update(C.RESTRICTED_RESULT_KEYS)
+    names.update(C.INTERNAL_RESULT_KEYS)
+    plugins = sorted(set(os.path.splitext(os.path.basename(p))[0] for p in connection_loader.all(path_only=True)))
+    by_plugin = re.compile("^ansible_(%s)_" % "|".join(re.escape(n) for n in plugins)) if plugins else None
+    interpreter = re.compile("^ansible_.*_interpreter$")
+
+    def needs_cleaning(keys):
+        for key in keys:
+            if not isinstance(key, str) or key.startswith("ansible_ssh_host_key_"):
+                continue        # clean_facts keeps the ssh host keys
+            if key in names or key.startswith("ansible_become_") or interpreter.match(key):
+                return True
+            if by_plugin is not None and by_plugin.match(key) and not key.endswith(("_bridge", "_gwbridge")):
+                return True
+        return False
+    return needs_cleaning
+
+
 class _BulkHostVars:
     """``raw_get(host)``: a host's variables exactly as ``hostvars.raw_get(host)`` (VariableManager.get_vars with
     a host and no play or task) returns them, for thousands of hosts.
 
-    get_vars recomputes the ``all`` and group variables (inventory and vars plugins) and runs the facts cleanup for
-    every host: ~0.3 ms a host. Here the group part is computed once per distinct group set and reused, the magic
-    variables once, and hosts without facts skip the facts cleanup; per host only the host's own inventory and
-    vars-plugin variables, set_fact/include_vars results and extra vars are merged, in get_vars' order. A host
-    with facts, or any Ansible whose VariableManager lacks what this needs, takes ``hostvars.raw_get`` itself.
+    get_vars recomputes the ``all`` and group variables (inventory and vars plugins) for every host, copies each
+    host's facts twice and lists the connection plugins to clean them: ~0.3 ms a host without facts, ~10 ms with.
+    Here the group part is computed once per distinct group set and reused, the magic variables once, and facts
+    are merged in get_vars' way (``ansible_facts`` namespace, then the facts as top-level variables without
+    Ansible's internal ``_ansible_*`` keys) but without the copies (nothing here changes a value) and without
+    looking for ``_ansible_*`` keys nested inside fact values, which no fact module returns. Per host only
+    the host's own inventory and vars-plugin variables, its facts, set_fact/include_vars results and extra vars
+    are merged, in get_vars' order. A host whose facts hold a key that Ansible's fact cleaning removes (with a
+    warning), or any Ansible whose VariableManager lacks what this needs, takes ``hostvars.raw_get`` itself.
     tests/unit/plugins/action/test_node_discovery.py checks both give equal results.
     """
 
@@ -70,16 +103,16 @@ class _BulkHostVars:
             self._allowed = self._vm._ALLOWED  # pylint: disable=protected-access
             self._magic = self._vm._get_magic_variables(play=None, host=None, task=None, include_hostvars=False)  # pylint: disable=protected-access
             self._basedirs = [self._loader.get_basedir()] if self._vm.safe_basedir else []
-            self._no_facts = namespace_facts({})
+            self._needs_cleaning = None
+            self._inject = C.INJECT_FACTS_AS_VARS
+            try:
+                from ansible.vars.manager import _deprecate_top_level_fact  # pylint: disable=import-outside-toplevel
+            except ImportError:   # older Ansible: top-level facts are plain values
+                _deprecate_top_level_fact = None
+            self._top_level = _deprecate_top_level_fact
             self.fast = True
         except AttributeError:
             self.fast = False
-
-    def _plugins(self, entities):
-        data = get_vars_from_inventory_sources(self._loader, self._sources, entities, "task")
-        for path in self._basedirs:
-            data = combine_vars(data, get_vars_from_path(self._loader, path, entities, "task"))
-        return data
 
     def _group_part(self, host):
         groups = sort_groups([g for g in host.get_groups() if g.name != "all"])
@@ -108,6 +141,28 @@ class _BulkHostVars:
             data = combine_vars(data, get_vars_from_path(self._loader, path, entities, "task"))
         return data
 
+    def _merge_facts(self, data, facts):
+        """``data`` with the facts merged as get_vars merges them, or None when Ansible's cleaning would change them."""
+        if self._needs_cleaning is None:
+            self._needs_cleaning = _fact_cleaning_rules()
+        if self._inject and facts and self._needs_cleaning(facts):
+            return None
+        namespaced = {}
+        for key, value in facts.items():
+            namespaced[key[8:] if key.startswith("ansible_") and key != "ansible_local" else key] = value
+        data |= {"ansible_facts": namespaced}
+        if self._inject:
+            top = {}
+            for key, value in facts.items():
+                if isinstance(key, str) and key.startswith("_ansible_"):
+                    continue
+                top[key] = value if (self._top_level is None or key == "ansible_local") else self._top_level(value)
+            if top:
+                data = combine_vars(data, top)
+        else:
+            data = combine_vars(data, {"ansible_local": facts.get("ansible_local", {})})
+        return data
+
     def raw_get(self, name):
         if not self.fast:
             return self._hostvars.raw_get(name)
@@ -117,13 +172,13 @@ class _BulkHostVars:
         try:
             facts = self._fact_cache.get(name)
         except KeyError:
-            facts = None
-        if facts:
-            return self._hostvars.raw_get(name)
+            facts = {}
         data = combine_vars(self._group_part(host), host.get_vars())
         data = combine_vars(data, get_vars_from_inventory_sources(self._loader, self._sources, [host], "task"))
         data = combine_vars(data, self._play_plugins([host]))
-        data |= self._no_facts
+        data = self._merge_facts(data, facts or {})
+        if data is None:
+            return self._hostvars.raw_get(name)
         for layer in (self._vars_cache.get(host.get_name(), {}), self._set_facts.get(name, {}), self._extra_vars, self._magic):
             if layer:
                 data = combine_vars(data, layer)
@@ -314,7 +369,10 @@ class ActionModule(ActionBase):
         result = self._execute_module(module_name=MODULE, module_args=module_args, task_vars=task_vars)
         if result.get("failed"):
             return None, result
-        return {"nodes": result.get("nodes") or [], "skipped": result.get("skipped_nodes") or []}, result
+        # The module reduced its nodes to one per target (allow_duplicates above); its duplicates travel on, so that
+        # assemble() reports them with any VM duplicates and applies the task's own allow_duplicates to all of them.
+        return {"nodes": result.get("nodes") or [], "skipped": result.get("skipped_nodes") or [],
+                "duplicates": result.get("duplicates") or []}, result
 
     def run(self, tmp=None, task_vars=None):
         task_vars = task_vars or {}

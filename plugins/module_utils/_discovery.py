@@ -136,6 +136,11 @@ def plan_parts(params):
         parts["container"] = selector
         if k8s_opts.get("page_size") is not None and not 1 <= int(k8s_opts["page_size"]) <= 10000:
             raise ValueError("kubernetes.page_size must be between 1 and 10000, got %s" % k8s_opts["page_size"])
+        if k8s_opts.get("request_timeout") is not None and not float(k8s_opts["request_timeout"]) > 0:
+            raise ValueError("kubernetes.request_timeout must be a number of seconds greater than 0, got %s" % k8s_opts["request_timeout"])
+    default_port = params.get("default_port")
+    if default_port is not None and (isinstance(default_port, bool) or not 1 <= int(default_port) <= 65535):
+        raise ValueError("default_port must be a port number between 1 and 65535, got %s" % default_port)
     return parts
 
 
@@ -208,13 +213,34 @@ def discover_vms(hosts, get_var, selector, vm_options, default_port=None):
     return {"nodes": nodes, "drained": drained, "skipped": skipped}
 
 
+def _describe_duplicate(entry):
+    names = entry["nodes"]
+    if len(set(names)) == len(names):
+        return "%s from %s" % (entry["target"], ", ".join(names))
+    # the same name twice (one pod behind two Services): the sources tell them apart
+    return "%s from %s" % (entry["target"], ", ".join("%s (%s)" % pair for pair in zip(names, entry["sources"])))
+
+
 def assemble(vm_part=None, container_part=None, allow_duplicates=False, allow_empty=False):
     """The module's result from the parts. Raises DiscoveryError (with the result) for duplicates unless
     ``allow_duplicates`` (then the first node of a target is kept, the rest dropped and reported) and for an
-    empty result unless ``allow_empty``."""
+    empty result unless ``allow_empty``.
+
+    A part may carry ``duplicates`` found before (the container part the module already reduced to one node
+    per target): their dropped nodes count here as well, so a target found twice is reported, and fails or is
+    kept once by the same rule, wherever the two nodes came from."""
     found = list((vm_part or {}).get("nodes") or []) + list((container_part or {}).get("nodes") or [])
     drained = list((vm_part or {}).get("drained") or []) + list((container_part or {}).get("drained") or [])
     skipped = list((vm_part or {}).get("skipped") or []) + list((container_part or {}).get("skipped") or [])
+    earlier = {}
+    for part in (vm_part, container_part):
+        for entry in (part or {}).get("duplicates") or []:
+            names, sources = list(entry.get("nodes") or []), list(entry.get("sources") or [])
+            sources += [None] * (len(names) - len(sources))
+            kept = entry.get("kept")
+            index = names.index(kept) if kept in names else 0
+            # every node of the entry but the one that is still in the part's nodes
+            earlier.setdefault(entry["target"], []).extend(pair for i, pair in enumerate(zip(names, sources)) if i != index)
     by_target, order = {}, []
     for node in found:
         if node["target"] not in by_target:
@@ -225,8 +251,13 @@ def assemble(vm_part=None, container_part=None, allow_duplicates=False, allow_em
     for target in order:
         group = by_target[target]
         nodes.append(group[0])
-        if len(group) > 1:
-            duplicates.append({"target": target, "nodes": [n["name"] for n in group], "kept": group[0]["name"]})
+        names = [n["name"] for n in group]
+        sources = [n.get("source") for n in group]
+        for name, source in earlier.pop(target, []):
+            names.append(name)
+            sources.append(source)
+        if len(names) > 1:
+            duplicates.append({"target": target, "nodes": names, "sources": sources, "kept": group[0]["name"]})
     counts = {
         "vm": sum(1 for n in nodes if n["kind"] == "vm"),
         "container": sum(1 for n in nodes if n["kind"] == "container"),
@@ -236,7 +267,7 @@ def assemble(vm_part=None, container_part=None, allow_duplicates=False, allow_em
     # "skipped_nodes", not "skipped": Ansible reads a truthy "skipped" in a task result as "the task was skipped"
     result = {"nodes": nodes, "counts": counts, "drained": drained, "duplicates": duplicates, "skipped_nodes": skipped}
     if duplicates and not allow_duplicates:
-        detail = "; ".join("%s from %s" % (d["target"], ", ".join(d["nodes"])) for d in duplicates[:10])
+        detail = "; ".join(_describe_duplicate(d) for d in duplicates[:10])
         raise DiscoveryError("%d target(s) found more than once: %s%s. Two nodes with one address and port would be one Kong target: "
                              "fix the inventory or selectors, or set allow_duplicates to keep the first of each"
                              % (len(duplicates), detail, " ..." if len(duplicates) > 10 else ""), result)

@@ -5,8 +5,8 @@
 
 Two layers:
 
-* ``KubernetesSource``: the I/O. Builds an API client the way kubernetes.core does (explicit options, then the
-  ``K8S_AUTH_*`` environment, a kubeconfig and its context, or the in-cluster service account), lists objects
+* ``KubernetesSource``: the I/O. ``build_api_client`` builds an API client in kubernetes.core's order (host and
+  api_key alone; else the given kubeconfig/context; else in-cluster, then the default kubeconfig), lists objects
   with server-side label selectors and ``limit``/``continue`` pagination, and turns every failure into one
   ``K8sDiscoveryError`` whose message names the fix. Responses are read as plain JSON (``_preload_content=False``):
   building client model objects for thousands of pods costs seconds.
@@ -93,14 +93,53 @@ def _redact(text, secret):
     return text
 
 
+def _default_kubeconfig():
+    """The kubeconfig path(s) used when none is given: ``KUBECONFIG`` (possibly several, joined by ``os.pathsep``)
+    or ``~/.kube/config``, read now (the kubernetes library reads KUBECONFIG once, when it is imported)."""
+    return os.environ.get("KUBECONFIG") or "~/.kube/config"
+
+
+def _load_kubeconfig(configuration, kubeconfig, context, secret):
+    """Load ``kubeconfig`` (or the default one) with ``context`` into ``configuration``; returns
+    ``(namespace, description)``; raises K8sDiscoveryError."""
+    if kubeconfig:
+        path = os.path.expanduser(kubeconfig)
+        if not os.path.exists(path):
+            raise K8sDiscoveryError("kubeconfig file %s does not exist: fix the kubeconfig option or K8S_AUTH_KUBECONFIG" % path)
+    else:
+        path = _default_kubeconfig()
+        if not any(os.path.exists(os.path.expanduser(p)) for p in path.split(os.pathsep) if p):
+            raise K8sDiscoveryError("no Kubernetes credentials found: not running in a cluster (no in-cluster service account) and no "
+                                    "kubeconfig at %s; set kubeconfig (or K8S_AUTH_KUBECONFIG), or host and api_key (K8S_AUTH_HOST, "
+                                    "K8S_AUTH_API_KEY)" % path)
+    try:
+        k8s_config.load_kube_config(config_file=path, context=context, client_configuration=configuration, persist_config=False)
+        contexts, active = k8s_config.list_kube_config_contexts(config_file=path)
+    except ConfigException as exc:
+        raise K8sDiscoveryError("cannot load the Kubernetes configuration (%s): %s; check kubeconfig/context or K8S_AUTH_KUBECONFIG/"
+                                "K8S_AUTH_CONTEXT" % (kubeconfig or "default kubeconfig %s" % path, _redact(str(exc), secret)))
+    chosen = active
+    if context:
+        chosen = next((c for c in contexts if c.get("name") == context), None) or active
+    namespace = ((chosen or {}).get("context") or {}).get("namespace") or None
+    return namespace, "kubeconfig %s, context %s" % (path, (chosen or {}).get("name"))
+
+
 def build_api_client(auth):
     """An ``ApiClient`` from the connection options (``kubeconfig``, ``context``, ``host``, ``api_key``,
     ``ca_cert``, ``validate_certs``), already merged with the ``K8S_AUTH_*`` environment by the caller.
 
-    Order, as in kubernetes.core: when ``kubeconfig`` or ``context`` is given, load that kubeconfig; when
-    neither is given and ``host`` + ``api_key`` are, build the configuration from them alone; otherwise try the
-    in-cluster service account, then the default kubeconfig (``~/.kube/config`` or ``KUBECONFIG``). Explicit
-    ``host``, ``api_key``, ``ca_cert`` and ``validate_certs`` override what was loaded.
+    The order is kubernetes.core's (``module_utils/k8s/client.py``):
+
+    1. ``host`` and ``api_key`` both given: they are the whole connection; no kubeconfig is read (not even a
+       given one) and the namespace default is ``default``;
+    2. else ``kubeconfig`` or ``context`` given: that kubeconfig (or the default one with that context);
+    3. else the in-cluster service account, and when not in a cluster the default kubeconfig (``KUBECONFIG`` or
+       ``~/.kube/config``). ``host`` alone is no connection of its own: it takes this path too.
+
+    Then the given ``host`` (without a trailing ``/``), ``api_key``, ``ca_cert`` and ``validate_certs`` override
+    what was loaded. Requests are never repeated by the HTTP layer (``retries = 0``): an unreachable API server
+    fails after one request timeout, not after four.
 
     Returns ``(api_client, default_namespace, description)``; raises K8sDiscoveryError.
     """
@@ -108,50 +147,38 @@ def build_api_client(auth):
         raise K8sDiscoveryError("the 'kubernetes' Python library is required for Kubernetes discovery: install it with "
                                 "'pip install kubernetes' in the Python that runs the module")
     configuration = k8s_client.Configuration()
-    kubeconfig, context, host = auth.get("kubeconfig"), auth.get("context"), auth.get("host")
+    kubeconfig, context, api_key = auth.get("kubeconfig"), auth.get("context"), auth.get("api_key")
+    host = (auth.get("host") or "").rstrip("/") or None
     namespace, described = None, None
-    try:
-        if not (kubeconfig or context or host):
-            try:
-                k8s_config.load_incluster_config(client_configuration=configuration)
-                described = "in-cluster service account"
-                if os.path.exists(IN_CLUSTER_NAMESPACE_FILE):
-                    with open(IN_CLUSTER_NAMESPACE_FILE) as handle:
-                        namespace = handle.read().strip() or None
-            except ConfigException:
-                described = None
-        if described is None and (kubeconfig or context or not host):
-            path = os.path.expanduser(kubeconfig) if kubeconfig else None
-            if path and not os.path.exists(path):
-                raise K8sDiscoveryError("kubeconfig file %s does not exist: fix the kubeconfig option or K8S_AUTH_KUBECONFIG" % path)
-            if not path:
-                default = os.path.expanduser((os.environ.get("KUBECONFIG") or "~/.kube/config").split(os.pathsep)[0])
-                if not os.path.exists(default):
-                    raise K8sDiscoveryError("no Kubernetes credentials found: not running in a cluster and no kubeconfig at %s; set "
-                                            "kubeconfig (or K8S_AUTH_KUBECONFIG), or host and api_key (K8S_AUTH_HOST, K8S_AUTH_API_KEY)"
-                                            % default)
-            k8s_config.load_kube_config(config_file=path, context=context, client_configuration=configuration, persist_config=False)
-            contexts, active = k8s_config.list_kube_config_contexts(config_file=path)
-            chosen = active
-            if context:
-                chosen = next((c for c in contexts if c.get("name") == context), None) or active
-            if chosen:
-                namespace = (chosen.get("context") or {}).get("namespace") or None
-            described = "kubeconfig %s, context %s" % (path or "(default)", (chosen or {}).get("name"))
-    except ConfigException as exc:
-        raise K8sDiscoveryError("cannot load the Kubernetes configuration (%s): %s; check kubeconfig/context or K8S_AUTH_KUBECONFIG/"
-                                "K8S_AUTH_CONTEXT" % (kubeconfig or "default kubeconfig", _redact(str(exc), auth.get("api_key"))))
+    if host and api_key:
+        described = "host %s" % host
+    elif kubeconfig or context:
+        namespace, described = _load_kubeconfig(configuration, kubeconfig, context, api_key)
+    else:
+        try:
+            k8s_config.load_incluster_config(client_configuration=configuration)
+            described = "in-cluster service account"
+            if os.path.exists(IN_CLUSTER_NAMESPACE_FILE):
+                with open(IN_CLUSTER_NAMESPACE_FILE) as handle:
+                    namespace = handle.read().strip() or None
+        except ConfigException:
+            namespace, described = _load_kubeconfig(configuration, None, None, api_key)
     if host:
+        if not api_key and configuration.host != host:
+            described += ", host %s" % host      # the loaded configuration's server, replaced
         configuration.host = host
-        described = described or "host %s" % host
-    if auth.get("api_key"):
-        configuration.api_key = {"authorization": "Bearer " + auth["api_key"]}
+    if api_key:
+        configuration.api_key = {"authorization": "Bearer " + api_key}
         configuration.api_key_prefix = {}
+        # the in-cluster and exec-plugin loaders install a hook that puts their own token back before each request
+        configuration.refresh_api_key_hook = None
     if auth.get("ca_cert"):
         configuration.ssl_ca_cert = auth["ca_cert"]
     if auth.get("validate_certs") is not None:
         configuration.verify_ssl = bool(auth["validate_certs"])
-    return k8s_client.ApiClient(configuration), namespace or "default", described or ("host %s" % configuration.host)
+    # Before ApiClient(): its REST client builds the connection pool, with these retries, when it is created.
+    configuration.retries = 0
+    return k8s_client.ApiClient(configuration), namespace or "default", described
 
 
 class KubernetesSource:
@@ -412,10 +439,18 @@ class ContainerDiscovery:
         return {"nodes": self.result.nodes, "skipped": self.result.skipped}
 
     # -- readiness filter shared by every mode --------------------------------------------------------
-    def _keep(self, name, ready, terminating, why_not_ready):
-        if terminating and not self.include_terminating:
-            self.result.skip(name, "terminating")
-            return False
+    def _keep(self, name, ready, terminating, serving, why_not_ready):
+        """Whether a node is listed. Ready ones always; terminating ones that still serve (a draining
+        EndpointSlice endpoint, a deleted pod still Ready) with include_terminating; the others (not ready, or
+        terminating and no longer serving) with include_not_ready as well."""
+        if terminating:
+            if not self.include_terminating:
+                self.result.skip(name, "terminating (set include_terminating to list it with ready: false)")
+                return False
+            if not serving and not self.include_not_ready:
+                self.result.skip(name, "terminating and no longer serving: %s (set include_not_ready as well to list it)" % why_not_ready)
+                return False
+            return True
         if not ready and not self.include_not_ready:
             self.result.skip(name, "not ready: %s (set include_not_ready to list it with ready: false)" % why_not_ready)
             return False
@@ -541,13 +576,15 @@ class ContainerDiscovery:
                 self.result.skip(name, "endpoint has no address")
                 continue
             conditions = endpoint.get("conditions") or {}
-            # Kubernetes: a nil ready/serving means ready; a nil terminating means not terminating
-            ready = conditions.get("ready") is not False and conditions.get("serving") is not False
+            # Kubernetes: a nil ready means ready, a nil serving defers to ready, a nil terminating means not terminating
+            ready = conditions.get("ready") is not False
+            serving = ready if conditions.get("serving") is None else conditions.get("serving") is True
             terminating = conditions.get("terminating") is True
-            if not self._keep(name, ready and not terminating, terminating, "EndpointSlice condition ready=%s serving=%s"
+            ready = ready and serving and not terminating
+            if not self._keep(name, ready, terminating, serving, "EndpointSlice condition ready=%s serving=%s"
                               % (conditions.get("ready"), conditions.get("serving"))):
                 continue
-            self.result.add(name, addresses[0], port, labels, ready and not terminating, source)
+            self.result.add(name, addresses[0], port, labels, ready, source)
 
     def _pods(self):
         pod_sets = []
@@ -616,8 +653,9 @@ class ContainerDiscovery:
             self.result.skip(name, "no %spod IP yet (phase %s)" % ("" if self.address_type == "auto" else self.address_type + " ", phase))
             return
         terminating = meta.get("deletionTimestamp") is not None
-        ready = _pod_ready(pod) and phase == "Running" and not terminating
-        if not self._keep(name, ready, terminating, "pod condition Ready is not True (phase %s)" % phase):
+        serving = _pod_ready(pod) and phase == "Running"
+        ready = serving and not terminating
+        if not self._keep(name, ready, terminating, serving, "pod condition Ready is not True (phase %s)" % phase):
             return
         port, reason = self._pod_port(pod, entry)
         if port is None:
@@ -669,9 +707,9 @@ class ContainerDiscovery:
                     ready = False
                     why = "externalTrafficPolicy is Local and no ready endpoint of %s runs on node %s" % (qualified, node_name)
                 terminating = (node.get("metadata") or {}).get("deletionTimestamp") is not None
-                if not self._keep(name, ready, terminating, why):
+                if not self._keep(name, ready and not terminating, terminating, ready, why):
                     continue
-                self.result.add(name, address, entry["nodePort"], labels, ready, "k8s:node/%s" % node_name)
+                self.result.add(name, address, entry["nodePort"], labels, ready and not terminating, "k8s:node/%s" % node_name)
 
     def _service(self):
         services = self._services()
@@ -704,7 +742,7 @@ class ContainerDiscovery:
                     conditions = endpoint.get("conditions") or {}
                     if conditions.get("ready") is not False and conditions.get("terminating") is not True:
                         ready_count += 1
-            if not self._keep(qualified, ready_count > 0, False, "the Service has no ready endpoint"):
+            if not self._keep(qualified, ready_count > 0, False, ready_count > 0, "the Service has no ready endpoint"):
                 continue
             labels = normalize_labels(_meta(service).get("labels"))
             self.result.add(qualified, address, entry.get("port"), labels, ready_count > 0,

@@ -142,7 +142,11 @@ options:
         type: bool
         default: false
       include_terminating:
-        description: Also return terminating endpoints and pods (always with RV(nodes[].ready=false)).
+        description:
+          - Also return terminating endpoints, pods and nodes that still serve (an EndpointSlice endpoint with
+            C(terminating=true) and C(serving=true), a pod being deleted whose C(Ready) condition is still true),
+            always with RV(nodes[].ready=false), for example to drain them from Kong gracefully.
+          - Terminating ones that no longer serve are listed only with O(kubernetes.include_not_ready) as well.
         type: bool
         default: false
       address_type:
@@ -168,12 +172,14 @@ options:
         default: auto
         choices: [auto, cluster_ip, load_balancer]
       request_timeout:
-        description: Seconds to wait for each API request.
+        description:
+          - Seconds to wait for each API request (connecting and reading). A request that times out or cannot connect
+            is not repeated, so an unreachable API server fails the task after about this long.
         type: float
         default: 30.0
   default_port:
     description:
-      - Port for VM hosts without O(vm.port_var), and for pods that declare no single container port.
+      - Port for VM hosts without O(vm.port_var), and for pods that declare no single container port. 1 to 65535.
     type: int
   allow_empty:
     description:
@@ -182,9 +188,10 @@ options:
     default: false
   allow_duplicates:
     description:
-      - The same target found twice (two hosts with one address and port, or a VM and a pod) is always reported in
-        RV(duplicates). By default it fails the task, because Kong has one target per C(host:port).
-      - When true, the first node of each target is kept and the others dropped.
+      - The same target found twice (two hosts with one address and port, a VM and a pod, or one pod behind two
+        selected Services) is always reported in RV(duplicates). By default it fails the task, because Kong has one
+        target per C(host:port).
+      - When true, the first node of each target is kept (VMs before containers) and the others dropped.
     type: bool
     default: false
 extends_documentation_fragment:
@@ -391,13 +398,17 @@ duplicates:
       description: The target.
       type: str
     nodes:
-      description: Names of the nodes that had it.
+      description: Names of the nodes that had it (one pod behind two Services appears twice).
+      type: list
+      elements: str
+    sources:
+      description: The RV(nodes[].source) of each of those nodes, in the same order.
       type: list
       elements: str
     kept:
       description: The node kept in RV(nodes).
       type: str
-  sample: [{"target": "127.0.10.1:18080", "nodes": ["vm-1", "vm-1-alias"], "kept": "vm-1"}]
+  sample: [{"target": "127.0.10.1:18080", "nodes": ["vm-1", "vm-1-alias"], "sources": ["inventory", "inventory"], "kept": "vm-1"}]
 skipped_nodes:
   description:
     - Nodes that matched but are not usable, with the reason (no address or port, not ready, terminating, ...).

@@ -250,7 +250,7 @@ def test_bulk_host_vars_equal_ansible_hostvars():
     variables = play.variables
     variables.set_nonpersistent_facts("web-2", {"mixed_port": 9999})                  # set_fact
     variables.set_host_variable("api-2", "mixed_drain", True)                         # include_vars / add_host vars
-    variables.set_host_facts("ini-web-1", {"ansible_distribution": "Debian", "mixed_labels": {"x": "y"}})   # facts: the exact path
+    variables.set_host_facts("ini-web-1", {"ansible_distribution": "Debian", "mixed_labels": {"x": "y"}})   # facts
     hostvars = variables._hostvars  # pylint: disable=protected-access
     bulk = _BulkHostVars(hostvars)
     assert bulk.fast
@@ -260,6 +260,71 @@ def test_bulk_host_vars_equal_ansible_hostvars():
         assert bulk.raw_get(name) == hostvars.raw_get(name), name
     assert bulk.raw_get("cart-1")["mixed_labels"]["from"] == "host_vars"
     assert bulk.raw_get("web-2")["mixed_port"] == 9999
+
+
+def gathered_facts(address, name):
+    """Facts shaped like the setup module's (as the fact cache holds them, internal marker included)."""
+    return {
+        "_ansible_facts_gathered": True,
+        "ansible_hostname": name, "ansible_fqdn": name + ".example.test", "ansible_distribution": "Debian",
+        "ansible_distribution_major_version": "12", "ansible_os_family": "Debian", "ansible_processor_vcpus": 2,
+        "ansible_default_ipv4": {"address": address, "interface": "eth0", "gateway": "10.9.0.1", "prefix": "24"},
+        "ansible_all_ipv4_addresses": [address], "ansible_interfaces": ["lo", "eth0", "docker0"],
+        "ansible_eth0": {"device": "eth0", "active": True, "ipv4": {"address": address, "netmask": "255.255.255.0"}},
+        "ansible_docker0": {"device": "docker0", "active": False}, "ansible_docker_bridge": {"present": True},
+        "ansible_ssh_host_key_ed25519_public": "AAAAC3NzaC1lZDI1NTE5AAAAIJ0",
+        "ansible_local": {"shop": {"zone": "eu-1", "labels": {"app": "shop", "tier": "web"}}},
+        "ansible_env": {"HOME": "/root", "LANG": "C.UTF-8"}, "discovered_interpreter_python": "/usr/bin/python3",
+        "gather_subset": ["all"], "module_setup": True,
+    }
+
+
+class CountingHostVars:
+    """hostvars whose raw_get (the exact, slow path) counts its calls."""
+
+    def __init__(self, hostvars):
+        self._variable_manager = hostvars._variable_manager  # pylint: disable=protected-access
+        self.hostvars = hostvars
+        self.exact = []
+
+    def raw_get(self, name):
+        self.exact.append(name)
+        return self.hostvars.raw_get(name)
+
+
+def test_bulk_host_vars_take_facts_on_the_fast_path():
+    play = PlaySetup("shop.yml", "shop.ini", "cloud_hosts.yml", "cloud.constructed.yml")
+    variables = play.variables
+    names_all = [h.name for h in play.inventory.get_hosts("all")]
+    for index, name in enumerate(names_all):
+        variables.set_host_facts(name, gathered_facts("10.9.0.%d" % (index + 1), name))
+    variables.set_host_facts("web-1", {"ansible_connection": "ssh"})      # a fact Ansible's cleaning removes (with a warning)
+    hostvars = variables._hostvars  # pylint: disable=protected-access
+    counting = CountingHostVars(hostvars)
+    bulk = _BulkHostVars(counting)
+    assert bulk.fast
+    for name in names_all:
+        assert bulk.raw_get(name) == hostvars.raw_get(name), name
+    assert counting.exact == ["web-1"]                                    # only the host whose facts need cleaning
+    got = bulk.raw_get("api-1")
+    assert got["ansible_facts"]["default_ipv4"]["address"] == got["ansible_default_ipv4"]["address"]
+    assert got["ansible_facts"]["_ansible_facts_gathered"] is True and "_ansible_facts_gathered" not in got
+    assert got["ansible_local"]["shop"]["zone"] == "eu-1"
+
+
+def test_discovery_with_a_fact_cache_templates_facts():
+    play = PlaySetup("shop.yml")
+    variables = play.variables
+    for index, name in enumerate(("web-1", "web-2", "web-3", "api-1", "api-2")):
+        variables.set_host_facts(name, gathered_facts("10.9.0.%d" % (index + 1), name))
+        variables.set_host_variable(name, "ansible_host", trust_as_template("{{ ansible_default_ipv4.address }}"))
+        variables.set_host_variable(name, "mixed_labels", trust_as_template("{{ ansible_local.shop.labels | combine({'os': ansible_os_family}) }}"))
+    result = play.run(vm={"groups": ["shop_web", "shop_api"], "selector": "app=shop,os=Debian"}, allow_duplicates=False)
+    assert not result.get("failed"), result.get("msg")
+    assert [(n["name"], n["target"]) for n in result["nodes"]] == [
+        ("web-1", "10.9.0.1:8080"), ("web-2", "10.9.0.2:8080"), ("api-1", "10.9.0.4:9090"), ("api-2", "10.9.0.5:9091")]
+    assert result["nodes"][0]["labels"] == {"app": "shop", "tier": "web", "os": "Debian"}
+    assert [d["name"] for d in result["drained"]] == ["web-3"]
 
 
 def test_bulk_host_vars_drive_discovery():

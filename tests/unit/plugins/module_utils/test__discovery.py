@@ -148,10 +148,19 @@ def test_plan_parts_kind_from_sections():
     ({"kind": "container", "vm": {}}, "kind is container but vm options are given"),
     ({"kind": "auto", "vm": {}}, "VM discovery needs at least one of selector, vm.selector, vm.groups or vm.hosts_pattern"),
     ({"kind": "auto", "kubernetes": {"page_size": 0}}, "kubernetes.page_size must be between 1 and 10000"),
+    ({"kind": "auto", "kubernetes": {"request_timeout": 0}}, "kubernetes.request_timeout must be a number of seconds greater than 0, got 0"),
+    ({"kind": "auto", "kubernetes": {}, "default_port": 0}, "default_port must be a port number between 1 and 65535, got 0"),
+    ({"kind": "auto", "vm": {"groups": ["shop"]}, "default_port": 65536}, "default_port must be a port number between 1 and 65535, got 65536"),
+    ({"kind": "auto", "vm": {"groups": ["shop"]}, "default_port": -80}, "default_port must be a port number between 1 and 65535, got -80"),
 ])
 def test_plan_parts_errors(params, message):
     with pytest.raises(ValueError, match=message.replace("(", r"\(")):
         plan_parts(params)
+
+
+def test_plan_parts_accepts_the_port_range_ends():
+    for port in (1, 65535, None):
+        assert plan_parts({"kind": "auto", "kubernetes": {}, "default_port": port})["kind"] == "container"
 
 
 def test_plan_parts_selector_errors_name_the_option():
@@ -166,9 +175,9 @@ def test_plan_parts_selector_errors_name_the_option():
 # Assembly
 
 
-def node(name, target, kind="vm", ready=True):
+def node(name, target, kind="vm", ready=True, source="x"):
     return {"name": name, "kind": kind, "address": target.rsplit(":", 1)[0], "port": int(target.rsplit(":", 1)[1]),
-            "target": target, "labels": {}, "ready": ready, "source": "x"}
+            "target": target, "labels": {}, "ready": ready, "source": source}
 
 
 def test_assemble_counts_and_order():
@@ -188,11 +197,40 @@ def test_assemble_duplicates_fail_by_default_and_are_reported():
         assemble(*parts)
     assert "1 target(s) found more than once: 10.0.0.1:80 from a, ns/p" in str(info.value)
     assert "allow_duplicates" in str(info.value)
-    assert info.value.result["duplicates"] == [{"target": "10.0.0.1:80", "nodes": ["a", "ns/p"], "kept": "a"}]
+    assert info.value.result["duplicates"] == [{"target": "10.0.0.1:80", "nodes": ["a", "ns/p"], "sources": ["x", "x"], "kept": "a"}]
     result = assemble(*parts, allow_duplicates=True)
     assert [n["name"] for n in result["nodes"]] == ["a"]
     assert result["counts"]["total"] == 1
     assert result["duplicates"][0]["kept"] == "a"
+
+
+def test_assemble_carries_the_duplicates_a_part_found_before():
+    # the container part as the module returns it to the action plugin: one node per target, the others in duplicates
+    container = assemble(None, {"nodes": [node("ns/p", "10.0.0.1:80", "container", source="k8s:ns/endpointslice/a-1"),
+                                          node("ns/p", "10.0.0.1:80", "container", source="k8s:ns/endpointslice/b-1"),
+                                          node("ns/q", "10.0.0.2:80", "container", source="k8s:ns/endpointslice/a-1")]},
+                         allow_duplicates=True)
+    assert [n["name"] for n in container["nodes"]] == ["ns/p", "ns/q"]
+    part = {"nodes": container["nodes"], "skipped": [], "duplicates": container["duplicates"]}
+    with pytest.raises(DiscoveryError) as info:                   # container <-> container, nothing else
+        assemble(None, part)
+    assert str(info.value).startswith("1 target(s) found more than once: 10.0.0.1:80 from ns/p (k8s:ns/endpointslice/a-1), "
+                                      "ns/p (k8s:ns/endpointslice/b-1). ")
+    assert info.value.result["duplicates"] == [{"target": "10.0.0.1:80", "nodes": ["ns/p", "ns/p"], "kept": "ns/p",
+                                                "sources": ["k8s:ns/endpointslice/a-1", "k8s:ns/endpointslice/b-1"]}]
+    # a VM on the same target joins the same entry, first, and is the one kept
+    vm_part = {"nodes": [node("vm-1", "10.0.0.1:80", source="inventory"), node("vm-2", "10.0.0.2:80", source="inventory")]}
+    with pytest.raises(DiscoveryError) as info:
+        assemble(vm_part, part)
+    assert info.value.result["duplicates"] == [
+        {"target": "10.0.0.1:80", "nodes": ["vm-1", "ns/p", "ns/p"], "kept": "vm-1",
+         "sources": ["inventory", "k8s:ns/endpointslice/a-1", "k8s:ns/endpointslice/b-1"]},
+        {"target": "10.0.0.2:80", "nodes": ["vm-2", "ns/q"], "kept": "vm-2", "sources": ["inventory", "k8s:ns/endpointslice/a-1"]}]
+    assert "2 target(s) found more than once" in str(info.value)
+    result = assemble(vm_part, part, allow_duplicates=True)
+    assert [n["name"] for n in result["nodes"]] == ["vm-1", "vm-2"]
+    assert result["counts"] == {"vm": 2, "container": 0, "total": 2, "ready": 2}
+    assert len(result["duplicates"]) == 2
 
 
 def test_assemble_empty_fails_with_a_summary_unless_allowed():
@@ -308,8 +346,8 @@ def test_endpoints_mode_ready_serving_not_terminating_only():
     assert targets(result) == [("shop/shop-a", "10.42.0.1:8080", True), ("shop/shop-d", "10.42.0.4:8080", True)]
     reasons = dict((s["name"], s["reason"]) for s in result["skipped"])
     assert reasons["shop/shop-b"].startswith("not ready: EndpointSlice condition ready=False serving=False")
-    assert reasons["shop/shop-c"] == "terminating"
-    assert "shop/shop-e" in reasons
+    assert reasons["shop/shop-c"] == "terminating (set include_terminating to list it with ready: false)"
+    assert reasons["shop/shop-e"].startswith("not ready: EndpointSlice condition ready=True serving=False")
     node0 = result["nodes"][0]
     assert node0["kind"] == "container" and node0["labels"] == {"app": "shop"} and node0["source"] == "k8s:shop/endpointslice/shop-abc"
 
@@ -321,6 +359,28 @@ def test_endpoints_mode_include_not_ready_and_terminating():
     assert targets(result) == [("shop/a", "10.42.0.1:8080", True), ("shop/b", "10.42.0.2:8080", False)]
     result = run(objects, service=["shop"], include_not_ready=True, include_terminating=True)
     assert targets(result)[-1] == ("shop/c", "10.42.0.3:8080", False)
+
+
+def test_endpoints_mode_include_terminating_alone():
+    objects = [service("shop"), endpoint_slice("shop", [
+        endpoint("10.42.0.1", "a"),
+        endpoint("10.42.0.2", "b", ready=False, serving=False),                      # not ready
+        endpoint("10.42.0.3", "c", ready=False, serving=True, terminating=True),     # draining, still serving
+        endpoint("10.42.0.4", "d", ready=False, serving=False, terminating=True),    # terminating, no longer serving
+        endpoint("10.42.0.5", "e", ready=False, terminating=True),                   # nil serving: defers to ready (false)
+    ])]
+    result = run(objects, service=["shop"], include_terminating=True)
+    assert targets(result) == [("shop/a", "10.42.0.1:8080", True), ("shop/c", "10.42.0.3:8080", False)]
+    reasons = dict((s["name"], s["reason"]) for s in result["skipped"])
+    assert sorted(reasons) == ["shop/b", "shop/d", "shop/e"]
+    assert reasons["shop/b"].startswith("not ready: EndpointSlice condition ready=False serving=False")
+    assert reasons["shop/d"] == ("terminating and no longer serving: EndpointSlice condition ready=False serving=False "
+                                 "(set include_not_ready as well to list it)")
+    result = run(objects, service=["shop"], include_terminating=True, include_not_ready=True)
+    assert [n["name"] for n in result["nodes"]] == ["shop/a", "shop/b", "shop/c", "shop/d", "shop/e"]
+    assert [n["ready"] for n in result["nodes"]] == [True, False, False, False, False]
+    result = run(objects, service=["shop"], include_not_ready=True)           # not_ready alone leaves terminating ones out
+    assert [n["name"] for n in result["nodes"]] == ["shop/a", "shop/b"]
 
 
 def test_endpoints_mode_named_and_numeric_ports():
@@ -375,7 +435,7 @@ def test_pods_mode_readiness_phases_and_ports():
     reasons = dict((s["name"], s["reason"]) for s in result["skipped"])
     assert reasons["shop/p2"].startswith("not ready: pod condition Ready is not True")
     assert reasons["shop/p3"] == "no pod IP yet (phase Pending)"
-    assert reasons["shop/p4"] == "terminating"
+    assert reasons["shop/p4"] == "terminating (set include_terminating to list it with ready: false)"
     assert reasons["shop/p5"] == "pod phase is Succeeded"
     assert reasons["shop/p7"] == "the pod declares several ports (8080, 9000): set port"
     result = run(objects, address_mode="pods", selector="app=shop", port="admin", include_not_ready=True)
@@ -385,6 +445,28 @@ def test_pods_mode_readiness_phases_and_ports():
     assert targets(result) == [("shop/p1", "10.42.0.1:7070", True), ("shop/p2", "10.42.0.2:7070", False), ("shop/p7", "10.42.0.7:7070", True)]
     assert result["nodes"][0]["labels"] == {"app": "shop"}
     assert result["nodes"][0]["source"] == "k8s:shop/pod/p1"
+
+
+def test_pods_mode_include_terminating_alone():
+    objects = [pod("p1", "10.42.0.1"), pod("p2", "10.42.0.2", deleting=True), pod("p3", "10.42.0.3", deleting=True, ready=False)]
+    result = run(objects, address_mode="pods", selector="app=shop", include_terminating=True)
+    assert targets(result) == [("shop/p1", "10.42.0.1:8080", True), ("shop/p2", "10.42.0.2:8080", False)]
+    assert result["skipped"] == [{"name": "shop/p3", "kind": "container", "reason": "terminating and no longer serving: pod condition "
+                                  "Ready is not True (phase Running) (set include_not_ready as well to list it)"}]
+    result = run(objects, address_mode="pods", selector="app=shop", include_terminating=True, include_not_ready=True)
+    assert [n["ready"] for n in result["nodes"]] == [True, False, False]
+
+
+def test_node_port_mode_terminating_node():
+    svc = service("shop", stype="NodePort", ports=[{"name": "http", "port": 80, "targetPort": "http", "nodePort": 30080}])
+    leaving = k8s_node("worker-2", "192.168.1.2")
+    leaving["metadata"]["deletionTimestamp"] = "2024-01-01T00:00:00Z"
+    objects = [svc, k8s_node("worker-1", "192.168.1.1"), leaving]
+    result = run(objects, address_mode="node_port", service=["shop"])
+    assert targets(result) == [("shop/shop@worker-1", "192.168.1.1:30080", True)]
+    assert result["skipped"][0]["reason"].startswith("terminating (set include_terminating")
+    result = run(objects, address_mode="node_port", service=["shop"], include_terminating=True)
+    assert targets(result) == [("shop/shop@worker-1", "192.168.1.1:30080", True), ("shop/shop@worker-2", "192.168.1.2:30080", False)]
 
 
 def test_pods_mode_default_port_and_no_ports():
@@ -482,32 +564,106 @@ def kubeconfig(tmp_path):
     return str(path)
 
 
-def test_client_from_kubeconfig_and_context(kubeconfig):
+def bearer(client):
+    """The Authorization header the client would send."""
+    return client.configuration.auth_settings()["BearerToken"]["value"]
+
+
+@pytest.fixture
+def outside_a_cluster(monkeypatch, tmp_path):
+    """No in-cluster service account and no default kubeconfig, whatever the machine running the tests has."""
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    monkeypatch.delenv("KUBERNETES_SERVICE_PORT", raising=False)
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "no-default-kubeconfig"))
+
+
+@pytest.fixture
+def in_a_cluster(monkeypatch, tmp_path):
+    """A pod's service account: the environment and the three files load_incluster_config reads."""
+    from kubernetes.config import incluster_config
+    from ansible_collections.mixedrun.kong.plugins.module_utils import _k8s_discovery
+    account = tmp_path / "serviceaccount"
+    account.mkdir()
+    (account / "token").write_text("pod-token")
+    (account / "ca.crt").write_text("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n")
+    (account / "namespace").write_text("team-a\n")
+    monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "127.0.0.70")
+    monkeypatch.setenv("KUBERNETES_SERVICE_PORT", "6443")
+    monkeypatch.setattr(incluster_config, "SERVICE_TOKEN_FILENAME", str(account / "token"))
+    monkeypatch.setattr(incluster_config, "SERVICE_CERT_FILENAME", str(account / "ca.crt"))
+    monkeypatch.setattr(_k8s_discovery, "IN_CLUSTER_NAMESPACE_FILE", str(account / "namespace"))
+    return account
+
+
+def test_client_from_kubeconfig_and_context(kubeconfig, outside_a_cluster):
     client, namespace, described = build_api_client({"kubeconfig": kubeconfig})
     assert client.configuration.host == "https://127.0.0.1:6443"
+    assert bearer(client) == "Bearer token-one"
     assert namespace == "shop"
     assert described.endswith("context one")
-    client, namespace = build_api_client({"kubeconfig": kubeconfig, "context": "two", "host": "https://127.0.0.3:6443",
-                                          "api_key": "explicit", "validate_certs": False})[:2]
-    assert client.configuration.host == "https://127.0.0.3:6443"
-    assert client.configuration.api_key == {"authorization": "Bearer explicit"}
+    client, namespace = build_api_client({"kubeconfig": kubeconfig, "context": "two", "host": "https://127.0.0.3:6443/",
+                                          "validate_certs": False})[:2]
+    assert client.configuration.host == "https://127.0.0.3:6443"        # host overrides the context's server, without the '/'
+    assert bearer(client) == "Bearer token-two"
     assert client.configuration.verify_ssl is False
-    assert namespace == "default"
+    assert namespace == "default"                                          # context two sets none
 
 
-def test_client_from_host_and_token_only(monkeypatch, tmp_path):
-    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "none"))
-    client, namespace, described = build_api_client({"host": "https://127.0.0.4:6443", "api_key": "t0k"})
+def test_context_alone_uses_the_default_kubeconfig(kubeconfig, monkeypatch):
+    monkeypatch.setenv("KUBECONFIG", kubeconfig)
+    monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "127.0.0.70")        # a context given: in-cluster is not tried
+    client = build_api_client({"context": "two"})[0]
+    assert client.configuration.host == "https://127.0.0.2:6443"
+
+
+def test_host_and_api_key_are_the_whole_connection(monkeypatch, tmp_path, in_a_cluster):
+    broken = tmp_path / "broken-kubeconfig"
+    broken.write_text("this is not a kubeconfig")
+    # kubernetes.core: host + api_key => no kubeconfig is loaded (not even a given one) and no in-cluster config
+    client, namespace, described = build_api_client({"host": "https://127.0.0.4:6443/", "api_key": "t0k", "kubeconfig": str(broken),
+                                                     "context": "nope"})
     assert client.configuration.host == "https://127.0.0.4:6443"
-    assert client.configuration.api_key == {"authorization": "Bearer t0k"}
+    assert bearer(client) == "Bearer t0k"
+    assert client.configuration.ssl_ca_cert is None
     assert (namespace, described) == ("default", "host https://127.0.0.4:6443")
 
 
-def test_client_errors_name_the_fix(monkeypatch, tmp_path):
-    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "none"))
-    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
-    with pytest.raises(K8sDiscoveryError, match="no Kubernetes credentials found: not running in a cluster and no kubeconfig at"):
+def test_host_alone_loads_in_cluster_or_the_default_kubeconfig_then_overrides_the_server(kubeconfig, monkeypatch, in_a_cluster):
+    client, namespace, described = build_api_client({"host": "https://127.0.0.5:6443/"})
+    assert client.configuration.host == "https://127.0.0.5:6443"
+    assert bearer(client) == "bearer pod-token"                            # the service account's credentials
+    assert client.configuration.ssl_ca_cert == str(in_a_cluster / "ca.crt")
+    assert (namespace, described) == ("team-a", "in-cluster service account, host https://127.0.0.5:6443")
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST")                          # outside a cluster: the default kubeconfig
+    monkeypatch.setenv("KUBECONFIG", kubeconfig)
+    client, namespace, described = build_api_client({"host": "https://127.0.0.5:6443"})
+    assert client.configuration.host == "https://127.0.0.5:6443"
+    assert bearer(client) == "Bearer token-one"
+    assert namespace == "shop" and described == "kubeconfig %s, context one, host https://127.0.0.5:6443" % kubeconfig
+
+
+def test_nothing_given_prefers_in_cluster_over_the_default_kubeconfig(kubeconfig, monkeypatch, in_a_cluster):
+    monkeypatch.setenv("KUBECONFIG", kubeconfig)
+    client, namespace, described = build_api_client({})
+    assert client.configuration.host == "https://127.0.0.70:6443"
+    assert (namespace, described) == ("team-a", "in-cluster service account")
+    client = build_api_client({"api_key": "explicit"})[0]                  # an explicit token beats the service account's
+    assert bearer(client) == "Bearer explicit"
+    client = build_api_client({"kubeconfig": kubeconfig})[0]               # a kubeconfig given: in-cluster is not tried
+    assert client.configuration.host == "https://127.0.0.1:6443"
+
+
+def test_requests_are_not_repeated_by_the_http_layer(kubeconfig):
+    client = build_api_client({"kubeconfig": kubeconfig})[0]
+    assert client.configuration.retries == 0
+    assert client.rest_client.pool_manager.connection_pool_kw["retries"].total == 0     # set before the pool was built
+
+
+def test_client_errors_name_the_fix(outside_a_cluster, tmp_path):
+    with pytest.raises(K8sDiscoveryError, match="no Kubernetes credentials found: not running in a cluster .* and no kubeconfig at"):
         build_api_client({})
+    with pytest.raises(K8sDiscoveryError, match="no Kubernetes credentials found"):
+        build_api_client({"host": "https://127.0.0.6:6443"})              # host alone is no credential
     with pytest.raises(K8sDiscoveryError, match="kubeconfig file .*/missing does not exist: fix the kubeconfig option or K8S_AUTH_KUBECONFIG"):
         build_api_client({"kubeconfig": str(tmp_path / "missing")})
     bad = tmp_path / "bad"
@@ -516,6 +672,14 @@ def test_client_errors_name_the_fix(monkeypatch, tmp_path):
         build_api_client({"kubeconfig": str(bad), "context": "three", "api_key": "s3cr3t"})
     assert "s3cr3t" not in str(info.value)
     assert os.path.exists(str(bad))
+
+
+def test_missing_kubernetes_library(monkeypatch):
+    from ansible_collections.mixedrun.kong.plugins.module_utils import _k8s_discovery
+    monkeypatch.setattr(_k8s_discovery, "HAS_K8S", False)
+    with pytest.raises(K8sDiscoveryError, match="the 'kubernetes' Python library is required for Kubernetes discovery: install it with "
+                                                "'pip install kubernetes'"):
+        build_api_client({"kubeconfig": "/nowhere"})
 
 
 # --------------------------------------------------------------------------------------------------------
