@@ -15,7 +15,8 @@ authenticated (discovery works) but every resource request answers 403.
 
 Lab admin (admin token): ``POST /_lab/objects`` loads extra objects (``{"items": [...]}``, a ``*List``, or one
 object; existing ones with the same kind/namespace/name are replaced), ``DELETE /_lab/objects`` removes the
-objects loaded that way (``?namespace=`` to limit), ``GET /_lab/state`` counts objects per kind, ``POST /_lab/compact``
+objects loaded that way (``?namespace=`` and/or ``?labelSelector=`` to limit; the selector reaches cluster-scoped objects
+such as Nodes), ``GET /_lab/state`` counts objects per kind, ``POST /_lab/compact``
 expires every continue token issued so far (the next page of those lists answers 410 Expired, as after an etcd
 compaction).
 
@@ -796,9 +797,16 @@ class K8sApi:
             return web.json_response({"loaded": count, "resourceVersion": str(self.store.rv)})
         if request.method == "DELETE":
             namespace = request.query.get("namespace")
+            try:
+                label_reqs = parse_label_selector(request.query.get("labelSelector", ""))
+            except SelectorError as exc:
+                return self._status(400, "BadRequest", "unable to parse labelSelector: %s" % exc)
             removed = 0
             for plural, ns, name in sorted(self.store.seeded):
                 if namespace and ns != namespace:
+                    continue
+                obj = self.store.objects[plural].get((ns, name))
+                if label_reqs and (obj is None or not match_labels(label_reqs, obj["metadata"].get("labels"))):
                     continue
                 self.store.delete(plural, (ns, name))
                 self.store.seeded.discard((plural, ns, name))

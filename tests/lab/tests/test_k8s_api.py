@@ -385,3 +385,19 @@ def test_many_pods_and_terminating_endpoints(core, discovery, lab_fleet):
     requests.delete(lab_fleet.k8s_url + "/_lab/objects", params={"namespace": "bulk"},
                     headers={"Authorization": "Bearer " + lab_fleet.token}, timeout=10)
     assert core.list_namespaced_pod("bulk").items == []
+
+
+def test_seeded_cluster_scoped_objects_are_removed_by_label(core, lab_fleet):
+    headers = {"Authorization": "Bearer " + lab_fleet.token}
+    nodes = [{"kind": "Node", "apiVersion": "v1", "metadata": {"name": name, "labels": {"seeded-by": owner}},
+              "status": {"addresses": [{"type": "InternalIP", "address": "127.0.98.%d" % i}], "conditions": [{"type": "Ready", "status": "True"}]}}
+             for i, (name, owner) in enumerate((("seed-a", "one"), ("seed-b", "two")), 1)]
+    _seed(lab_fleet, nodes)
+    workers = len(lab_fleet.config.k8s_nodes)
+    assert len(core.list_node().items) == workers + 2
+    resp = requests.delete(lab_fleet.k8s_url + "/_lab/objects", params={"labelSelector": "seeded-by=one"}, headers=headers, timeout=10)
+    assert resp.json()["removed"] == 1
+    assert [n.metadata.name for n in core.list_node(label_selector="seeded-by").items] == ["seed-b"]
+    assert requests.delete(lab_fleet.k8s_url + "/_lab/objects", params={"labelSelector": "a in b"}, headers=headers, timeout=10).status_code == 400
+    requests.delete(lab_fleet.k8s_url + "/_lab/objects", params={"labelSelector": "seeded-by"}, headers=headers, timeout=10)
+    assert len(core.list_node().items) == workers
