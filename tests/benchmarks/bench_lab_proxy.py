@@ -28,6 +28,7 @@ import aiohttp
 import requests
 
 from tests.lab.lab import bind_minimal, wait_routed
+from tests.lab.pytest_plugin import LAB_JSON_ENV, start_lab, stop_lab
 
 SERVED = re.compile(r'^lab_http_requests_total\{code="(\d+)"\} (\d+)$', re.M)
 
@@ -50,7 +51,6 @@ def _admin_headers(info):
     if not token:
         return None
     return {os.environ.get("KONG_ADMIN_TOKEN_HEADER") or "Kong-Admin-Token": token}
-from tests.lab.pytest_plugin import LAB_JSON_ENV, start_lab, stop_lab
 
 
 async def _python_load(url, host, total, concurrency, max_seconds):
@@ -155,8 +155,8 @@ def main(argv=None):
             nproc_usable = len(os.sched_getaffinity(0))
         except AttributeError:
             nproc_usable = os.cpu_count()
-        result.update({"chain": "haproxy -> kong (%d node(s)) -> %d VM + %d container nodes" % (
-                           len(info["proxy_urls"]), kinds["vm"], kinds["container"]),
+        chain = "haproxy -> kong (%d node(s)) -> %d VM + %d container nodes" % (len(info["proxy_urls"]), kinds["vm"], kinds["container"])
+        result.update({"chain": chain,
                        "served_per_node": served, "nodes_without_traffic": idle,
                        "concurrency": args.concurrency, "target_req_per_s": args.target,
                        "nproc": os.cpu_count(), "nproc_usable": nproc_usable,
