@@ -5,9 +5,14 @@
     the gate, its value and its threshold, and the traffic is back on the VMs;
 (c) the controller is killed mid-rollout -> a re-run resumes from the share Kong holds and finishes, nothing
     repeated or lost;
-(d) two rollouts of the same service at once -> the second is refused by the lock, naming the owner; an operator's
-    rollback.yml with force takes over a lock whose job is gone;
-(e) Prometheus returns no data -> the declared policy (fail / pass / inconclusive) is applied.
+    (under a new owner, once the dead run's lock has expired);
+(d) two rollouts of the same service at once -> the second is refused by the lock, naming the owner, and writes
+    nothing; an operator's rollback.yml with force takes over a lock whose job is gone (and fails on purpose when the
+    AWX workflow's deny path asks it to);
+(e) Prometheus returns no data -> the declared policy (fail / pass / inconclusive) is applied;
+(f) the controller is killed in the middle of a gradual rollback -> the re-run finishes the rollback (and fails)
+    instead of resuming the rollout upward;
+(g) real Prometheus data breaches a threshold (containers answer 5xx) -> rollback, the play names the query.
 
 Hold times are 1-2 s. Run:
     PYTHONPATH=.tmp/collections:. .venv/bin/pytest -p tests.lab.pytest_plugin tests/integration/test_rollout_e2e.py
@@ -25,6 +30,8 @@ import time
 
 import pytest
 import requests
+
+from tests.lab.lab import wait_scraped
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SERVICE = "shop"
@@ -162,6 +169,10 @@ def start_playbook(name, variables):
                             stderr=subprocess.STDOUT, text=True, start_new_session=True)
 
 
+def steps_of(report, kind="step"):
+    return [s for s in report["steps"] if s["kind"] == kind]
+
+
 def reports(report_dir):
     out = []
     for path in sorted(glob.glob(os.path.join(report_dir, "rollout-*.json")), key=os.path.getmtime):
@@ -265,8 +276,12 @@ def test_a_healthy_migration_finishes_at_100_without_a_failed_request(lab, fresh
     assert "Step 2 of 4" in out and "Rollout of shop (upstream shop): finished" in out
     report = reports(fresh)[-1]
     assert report["run"]["outcome"] == "finished"
-    assert [s["planned_share"] for s in report["steps"]] == [1, 25, 50, 100]
-    for step in report["steps"]:
+    assert [s["planned_share"] for s in steps_of(report)] == [1, 25, 50, 100]
+    preflight = steps_of(report, "preflight")
+    assert len(preflight) == 1 and preflight[0]["decision"] == "pass"
+    assert [g["name"] for g in preflight[0]["gate"]["gates"]] == ["probes"]
+    assert preflight[0]["gate"]["gates"][0]["detail"] == "%d nodes answered" % len(members(lab, "container"))
+    for step in steps_of(report):
         assert abs(step["achieved_share"] - step["planned_share"]) <= 0.05
         assert step["gate"]["decision"] == "pass" and step["gate"]["evaluations"]
         assert all("value" in g and "threshold" in g for g in step["gate"]["gates"])
@@ -284,15 +299,18 @@ def test_b_failing_containers_at_the_third_step_roll_back_and_fail_the_play(lab,
             fault_all_containers(lab, error_rate=1.0)
 
     with Webhooks(on_event) as hooks, Traffic(lab) as traffic:
+        # the second on-rollback hook fails (nothing listens there): reported on its own, the rollback stands
         variables = base_vars(lab, fresh, rollout_steps=[1, 10, 25, 50], rollout_max_consecutive_failures=2,
-                              rollout_hooks_before_step=[{"url": hooks.url}], rollout_hooks_on_rollback=[{"url": hooks.url}])
+                              rollout_hooks_before_step=[{"url": hooks.url}],
+                              rollout_hooks_on_rollback=[{"url": hooks.url}, {"url": "http://127.0.0.1:9/down", "timeout": 2}])
         rc, out = run_playbook("rollout.yml", variables)
         ended = time.time()
         time.sleep(1.0)
     assert rc != 0, out[-4000:]
     assert "Rollout of shop FAILED" in out and "at step 3 of 5 (25" in out
     assert "gate 'traffic' (traffic) failed: measured" in out and "threshold >= 0.99" in out
-    assert "Rolled back (immediate) to 0.0%" in out
+    assert "Rolled back (immediate) to 0.0%" in out and "THE ROLLBACK FAILED" not in out
+    assert "Separately, an on-rollback hook failed (it does not change the outcome above)" in out
     assert weights(lab)["container"] == 0 and share(lab) == 0.0
     after = [r for r in traffic.results if r[0] > ended]
     assert after and all(r[1] == 200 and r[2] == "vm" for r in after), after[:10]
@@ -300,6 +318,7 @@ def test_b_failing_containers_at_the_third_step_roll_back_and_fail_the_play(lab,
     assert [(e["event"], e["step"]) for e in hooks.events] == expected_events
     report = reports(fresh)[-1]
     assert report["run"]["outcome"] == "rolled_back" and report["run"]["final_share"] == 0
+    assert report["run"]["hook_error"] and report["run"]["rollback_error"] is None
     failed = [s for s in report["steps"] if s.get("decision") == "rollback" and s["kind"] == "step"][0]
     assert failed["planned_share"] == 25 and failed["gate"]["failing_gate"]["name"] == "traffic"
     assert failed["gate"]["failing_gate"]["value"] < 0.99
@@ -321,18 +340,29 @@ def test_c_killed_controller_resumes_from_the_share_kong_holds(lab, fresh):
         proc.stdout.close()
         killed_at = share(lab)
         assert 19.9 <= killed_at < 99.9, killed_at
-        assert any(t.startswith("mixedrun-lock:e2e-main:") for t in upstream_tags(lab))
-        assert "mixedrun-rollout-origin:0" in upstream_tags(lab)
-        rc, out = run_playbook("rollout.yml", variables)
+        tags = upstream_tags(lab)
+        locks = [t for t in tags if t.startswith("mixedrun-lock:e2e-main:")]
+        assert len(locks) == 1 and "mixedrun-rollout-origin:0" in tags
+        # While the dead run's lock is live, another owner is refused ...
+        rc, out = run_playbook("rollout.yml", dict(variables, rollout_lock_owner="e2e-second"))
+        assert rc != 0 and "locked by 'e2e-main'" in out and share(lab) == killed_at
+        # ... once it has expired (backdated here instead of waiting rollout_lock_ttl), a new owner takes it over
+        # and resumes from the share Kong holds, rolling back (if it must) to the first run's origin.
+        set_tags(lab, [t for t in tags if t not in locks] + ["mixedrun-lock:e2e-main:%d" % (time.time() - 5)])
+        rc, out = run_playbook("rollout.yml", dict(variables, rollout_lock_owner="e2e-second"))
         time.sleep(0.3)
     assert rc == 0, out[-5000:]
-    assert "Resuming the rollout of shop at" in out and "(origin 0.0%)" in out
+    assert "Resuming the rollout of shop at" in out and "(origin 0.0%), lock held by e2e-second" in out
     report = reports(fresh)[-1]
     assert report["run"]["resumed"] is True and report["run"]["origin_share"] == 0
-    planned = [s["planned_share"] for s in report["steps"]]
+    assert report["run"]["owner"] == "e2e-second"
+    planned = [s["planned_share"] for s in steps_of(report)]
     expected = [s for s in schedule + [100] if s > killed_at + 0.5]
     assert planned == expected, (killed_at, planned)
-    assert share(lab) == 100.0
+    # the resume check ran every gate at the share Kong held
+    resume = steps_of(report, "preflight")[0]["gate"]["gates"]
+    assert {g["gate"] for g in resume} == {"kong_health", "probes", "traffic"}
+    assert share(lab) == 100.0 and rollout_tags(lab) == []
     assert traffic.failures() == [], traffic.failures()[:10]
 
 
@@ -344,12 +374,12 @@ def test_d_second_rollout_is_refused_by_the_lock(lab, fresh):
         while not any(t.startswith("mixedrun-lock:job-a@ctl:") for t in upstream_tags(lab)):
             assert time.time() < deadline and first.poll() is None, "the first rollout never took the lock"
             time.sleep(0.1)
-        before = weights(lab)
         rc, out = run_playbook("rollout.yml", base_vars(lab, fresh, rollout_lock_owner="job-b@ctl"))
         assert rc != 0
         assert "Rollout of shop not started" in out and "locked by 'job-a@ctl'" in out
-        after = weights(lab)
-        assert after["container"] >= before["container"]       # only the first rollout moved anything
+        # the second play wrote nothing (no task changed anything) and the lock is still the first one's
+        assert "changed=0" in out and "failed=1" in out, out[-2000:]
+        assert [t.split(":")[1] for t in upstream_tags(lab) if t.startswith("mixedrun-lock:")] == ["job-a@ctl"]
         output, _errors = first.communicate(timeout=PLAYBOOK_TIMEOUT)
         assert first.returncode == 0, output[-4000:]
     finally:
@@ -357,14 +387,20 @@ def test_d_second_rollout_is_refused_by_the_lock(lab, fresh):
             os.killpg(first.pid, signal.SIGKILL)
             first.wait(10)
     assert share(lab) == 100.0
+    assert reports(fresh)[-1]["run"]["owner"] == "job-a@ctl"        # the refused run wrote no report
 
-    # an operator's rollback over the lock of a job that is gone: refused without force, done with it
+    # an operator's rollback over the lock of a job that is gone: refused without force, done with it; the AWX
+    # workflow's deny path (rollout_fail_after_rollback) rolls back and then fails on purpose
     set_tags(lab, ["mixedrun-lock:ghost-job@ctl:%d" % (time.time() + 3600), "mixedrun-rollout-origin:0"])
     rc, out = run_playbook("rollback.yml", base_vars(lab, fresh, rollout_lock_owner="operator"))
     assert rc != 0 and "locked by 'ghost-job@ctl'" in out and share(lab) == 100.0
-    rc, out = run_playbook("rollback.yml", base_vars(lab, fresh, rollout_lock_owner="operator", rollout_lock_force=True))
-    assert rc == 0, out[-4000:]
+    rc, out = run_playbook("rollback.yml", base_vars(lab, fresh, rollout_lock_owner="operator", rollout_lock_force=True,
+                                                     rollout_fail_after_rollback=True))
+    assert rc != 0 and "failing on purpose (rollout_fail_after_rollback=true)" in out, out[-4000:]
     assert share(lab) == 0.0 and rollout_tags(lab) == []
+    report = reports(fresh)[-1]
+    assert report["run"]["outcome"] == "rolled_back" and report["run"]["owner"] == "operator"
+    assert [(s["kind"], s["planned_share"]) for s in report["steps"]] == [("rollback", 0)]
 
 
 @pytest.mark.parametrize("policy", ["fail", "pass", "inconclusive"])
@@ -378,6 +414,11 @@ def test_e_prometheus_without_data_applies_the_declared_policy(lab, fresh, polic
     if policy == "pass":
         assert rc == 0, out[-4000:]
         assert share(lab) == 100.0
+        report = reports(fresh)[-1]
+        assert report["run"]["outcome"] == "finished"
+        for step in steps_of(report):
+            gate = [g for g in step["gate"]["gates"] if g["name"] == "error ratio"][0]
+            assert gate["status"] == "pass" and gate["value"] is None and "no_data policy pass" in gate["detail"]
         return
     assert rc != 0 and gate_words in out and "measured no data" in out and "threshold <= 0.05" in out
     if policy == "fail":
@@ -390,5 +431,62 @@ def test_e_prometheus_without_data_applies_the_declared_policy(lab, fresh, polic
         tags = upstream_tags(lab)
         assert "mixedrun-rollout-origin:0" in tags and not [t for t in tags if t.startswith("mixedrun-lock:")]
     report = reports(fresh)[-1]
-    gate = report["steps"][-1 if policy == "inconclusive" else -2]["gate"]
+    gate = steps_of(report)[-1]["gate"]
     assert gate["failing_gate"]["value"] is None and "no_data policy %s" % policy in gate["failing_gate"]["detail"]
+
+
+def test_f_killed_mid_rollback_the_rerun_finishes_the_rollback(lab, fresh):
+    def on_event(body):
+        if body.get("event") == "before_step" and body.get("step") == 3:
+            fault_all_containers(lab, error_rate=1.0)
+
+    with Webhooks(on_event) as hooks:
+        variables = base_vars(lab, fresh, rollout_steps=[10, 40, 70], rollout_max_consecutive_failures=1,
+                              rollout_rollback_mode="gradual", rollout_rollback_step_hold=30,
+                              rollout_hooks_before_step=[{"url": hooks.url}])
+        proc = start_playbook("rollout.yml", variables)
+        try:
+            deadline = time.time() + 90
+            # the rollback has begun (its tag is on the upstream) and made its first step back, 70 % -> 40 %
+            while not ("mixedrun-rollout-rollback:0" in upstream_tags(lab) and abs(share(lab) - 40) < 0.5):
+                assert time.time() < deadline and proc.poll() is None, "the rollback never started"
+                time.sleep(0.1)
+            time.sleep(0.5)                         # in the 30 s pause before the next rollback step
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(10)
+            proc.stdout.close()
+    assert abs(share(lab) - 40) < 0.5
+    assert "mixedrun-rollout-rollback:0" in upstream_tags(lab) and "mixedrun-rollout-origin:0" in upstream_tags(lab)
+    # the containers are healthy again: a re-run must still not resume upward, but finish the rollback
+    reset_faults(lab)
+    rc, out = run_playbook("rollout.yml", dict(variables, rollout_rollback_step_hold=1))
+    assert rc != 0, out[-4000:]
+    assert "Rollout of shop FAILED: an earlier run was rolling shop back to 0.0% when it stopped" in out
+    assert "Rolled back (gradual) to 0.0%" in out
+    assert share(lab) == 0.0 and rollout_tags(lab) == []
+    report = reports(fresh)[-1]
+    assert report["run"]["outcome"] == "rolled_back"
+    assert [(s["kind"], s["planned_share"]) for s in report["steps"]] == [("rollback", 10), ("rollback", 0)]
+
+
+def test_g_prometheus_threshold_breach_rolls_back(lab, fresh):
+    wait_scraped(lab)
+    fault_all_containers(lab, error_rate=0.5)
+    ratio = ('sum(rate(lab_http_requests_total{service="%s",kind="container",code=~"5.."}[5s]))'
+             ' / sum(rate(lab_http_requests_total{service="%s",kind="container"}[5s]))' % (SERVICE, SERVICE))
+    variables = base_vars(lab, fresh, rollout_steps=[25, 50], rollout_hold=4, rollout_gate_interval=1,
+                          rollout_traffic_url=None, rollout_no_data="inconclusive", rollout_inconclusive_limit=10,
+                          rollout_prometheus_url=lab["prometheus_url"],
+                          rollout_prometheus_queries=[{"name": "container 5xx ratio", "query": ratio, "max": 0.1}])
+    with Traffic(lab):                        # real requests through HAProxy -> Kong feed the nodes' metrics
+        rc, out = run_playbook("rollout.yml", variables)
+    assert rc != 0, out[-4000:]
+    assert "gate 'container 5xx ratio' (prometheus) failed: measured 0." in out and "threshold <= 0.1" in out
+    assert "Rolled back (immediate) to 0.0%" in out and share(lab) == 0.0 and rollout_tags(lab) == []
+    report = reports(fresh)[-1]
+    failing = [s for s in steps_of(report) if s["decision"] == "rollback"][0]["gate"]["failing_gate"]
+    assert failing["name"] == "container 5xx ratio" and 0.25 <= failing["value"] <= 0.75, failing
