@@ -15,23 +15,27 @@ options:
     description:
       - Path to a kubeconfig file.
       - If not set, the E(K8S_AUTH_KUBECONFIG) environment variable is used.
-      - When neither O(kubeconfig), O(context) nor O(host) is given, the in-cluster service account is tried
-        first, then the default kubeconfig (E(KUBECONFIG) or C(~/.kube/config)).
+      - Not read when O(host) and O(api_key) are both given (they are then the whole connection, as in kubernetes.core).
+      - When neither O(kubeconfig) nor O(context) is given, the in-cluster service account is tried first, then
+        the default kubeconfig (E(KUBECONFIG) or C(~/.kube/config)); this is also how O(host) alone is resolved.
     type: path
   context:
     description:
       - The kubeconfig context to use. Its namespace is the default for O(kubernetes.namespaces).
       - If not set, the E(K8S_AUTH_CONTEXT) environment variable is used; else the kubeconfig's current context.
+      - With O(context) and no O(kubeconfig), the default kubeconfig is loaded with this context (no in-cluster attempt).
     type: str
   host:
     description:
-      - URL of the Kubernetes API server, for example V(https://k8s.example.com:6443).
-      - Overrides the server of the kubeconfig. With O(api_key) and no kubeconfig, it is all the connection needs.
+      - URL of the Kubernetes API server, for example V(https://k8s.example.com:6443). A trailing V(/) is removed.
+      - With O(api_key), these two are the whole connection; no kubeconfig is read and the default namespace is
+        V(default). Alone, it replaces the server of the configuration loaded as O(kubeconfig) describes (the
+        credentials come from there).
       - If not set, the E(K8S_AUTH_HOST) environment variable is used.
     type: str
   api_key:
     description:
-      - Bearer token to authenticate with the API server.
+      - Bearer token to authenticate with the API server; it replaces the token of a loaded kubeconfig or service account.
       - If not set, the E(K8S_AUTH_API_KEY) environment variable is used.
       - Never shown in output, logs or errors.
     type: str
@@ -48,8 +52,10 @@ options:
     type: bool
     aliases: [verify_ssl]
 notes:
-  - "The Kubernetes connection follows kubernetes.core: explicit options, then the E(K8S_AUTH_*) environment
-    variables, then the kubeconfig (or the in-cluster service account)."
+  - "The Kubernetes connection follows kubernetes.core: each option, else its E(K8S_AUTH_*) environment variable;
+    then O(host) + O(api_key) alone, else the given O(kubeconfig)/O(context), else the in-cluster service account
+    and then the default kubeconfig; finally O(host), O(api_key), O(ca_cert) and O(validate_certs) override what
+    was loaded."
 requirements:
   - kubernetes >= 24.2.0 (Python library, on the host that runs the module; only for Kubernetes discovery)
 """

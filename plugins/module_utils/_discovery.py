@@ -136,7 +136,7 @@ def plan_parts(params):
         parts["container"] = selector
         if k8s_opts.get("page_size") is not None and not 1 <= int(k8s_opts["page_size"]) <= 10000:
             raise ValueError("kubernetes.page_size must be between 1 and 10000, got %s" % k8s_opts["page_size"])
-        if k8s_opts.get("request_timeout") is not None and not float(k8s_opts["request_timeout"]) > 0:
+        if k8s_opts.get("request_timeout") is not None and float(k8s_opts["request_timeout"]) <= 0:
             raise ValueError("kubernetes.request_timeout must be a number of seconds greater than 0, got %s" % k8s_opts["request_timeout"])
     default_port = params.get("default_port")
     if default_port is not None and (isinstance(default_port, bool) or not 1 <= int(default_port) <= 65535):
