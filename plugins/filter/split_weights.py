@@ -16,10 +16,16 @@ description:
     fractions, the smallest readable weights within O(max_error), never above 65535; 0 and 100 exact).
   - Pure arithmetic, no Kong call; use it to create new targets with the right weights in one write, for
     example when binding a service that already has a share.
+  - Given the weights the existing targets hold now (O(current_vm), O(current_container)), it picks the pair
+    that meets the plan with the fewest changes to them, like M(mixedrun.kong.kong_traffic_split): the current
+    weights themselves when they already give the share within O(max_error), else a pair that keeps one kind's
+    weight, else the smallest readable pair. The result's C(writes) counts the listed targets that change.
 options:
   _input:
-    description: The planned container share in percent, 0 to 100 (fractions allowed).
-    type: float
+    description:
+      - The planned container share in percent, 0 to 100; decimals (V(0.5)) and exact fraction texts
+        (V("100/3"), the share some weights give) are allowed.
+    type: raw
     required: true
   vm_count:
     description: Number of VM targets.
@@ -33,6 +39,14 @@ options:
     description: Largest allowed difference between the planned and the achieved share, in percentage points.
     type: float
     default: 0.05
+  current_vm:
+    description: The weight each existing VM target holds now, one entry per target (new targets are left out).
+    type: list
+    elements: int
+  current_container:
+    description: The weight each existing container target holds now, like O(current_vm).
+    type: list
+    elements: int
 seealso:
   - module: mixedrun.kong.kong_traffic_split
 author:
@@ -44,6 +58,11 @@ EXAMPLES = r"""
   ansible.builtin.debug:
     msg: "{{ 25 | mixedrun.kong.split_weights(7, 3) }}"
   # {"vm_weight": 9, "container_weight": 7, "achieved_share": 25.0, "error": 0.0, ...}
+
+- name: 50 % while 7 VMs hold 27 and 3 containers 7 - the VMs keep 27, only the containers change
+  ansible.builtin.debug:
+    msg: "{{ 50 | mixedrun.kong.split_weights(7, 3, current_vm=[27] * 7, current_container=[7] * 3) }}"
+  # {"vm_weight": 27, "container_weight": 63, "writes": 3, ...}
 """
 
 RETURN = r"""
@@ -72,6 +91,9 @@ _value:
     counts:
       description: The target counts, C(vm) and C(container).
       type: dict
+    writes:
+      description: How many of the targets listed in O(current_vm) and O(current_container) change weight.
+      type: int
 """
 
 from ansible.errors import AnsibleFilterError
@@ -91,11 +113,12 @@ def _count(value, name):
     return number
 
 
-def split_weights(share, vm_count, container_count, max_error=0.05):
+def split_weights(share, vm_count, container_count, max_error=0.05, current_vm=None, current_container=None):
     """The plan_weights() dict for ``share`` over ``vm_count`` VM and ``container_count`` container targets."""
     try:
         return plan_weights(_count(vm_count, "vm_count"), _count(container_count, "container_count"),
-                            share, max_error=max_error)
+                            share, max_error=max_error, current_vm=current_vm,
+                            current_container=current_container)
     except WeightPlanError as exc:
         raise AnsibleFilterError("split_weights: %s" % exc)
 

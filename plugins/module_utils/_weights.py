@@ -20,7 +20,14 @@ Rules that make a split safe to act on:
   even when the allowed error would permit it: a 0.01 % canary step must reach the canary.
 
 All arithmetic is exact (``fractions.Fraction``); shares given as floats are read by their decimal text
-(``0.1`` is one tenth, not the nearest binary double).
+(``0.1`` is one tenth, not the nearest binary double), and a share may be given as a fraction text such as
+``"300/498"`` (the exact share some weights give, so a re-plan from it is not blurred by rounding).
+
+Fewest writes: given the weights the targets hold now, ``plan_weights(..., current_vm=[...],
+current_container=[...])`` prefers, among every pair that meets the plan, the one that changes the fewest of
+those targets: the current pair itself when it already meets the plan (nothing to write), else a pair that
+keeps one kind's weight (7 VMs at 27 and 3 containers at 7 -> 50 %: the VMs stay at 27, the 3 containers go
+to 63), else the smallest readable pair.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -181,11 +188,17 @@ def _describe_counts(vm_count, container_count):
         vm_count, "" if vm_count == 1 else "s", container_count, "" if container_count == 1 else "s")
 
 
-def plan_weights(vm_count, container_count, share, max_error=DEFAULT_MAX_ERROR, max_weight=MAX_WEIGHT):
+def plan_weights(vm_count, container_count, share, max_error=DEFAULT_MAX_ERROR, max_weight=MAX_WEIGHT,
+                 current_vm=None, current_container=None):
     """Per-target weights for a planned container share.
 
+    ``current_vm`` / ``current_container``: the weights the targets of each kind that already exist hold now
+    (a list, one entry per existing target; targets still to be created are not listed). With them, the pair
+    that meets the plan with the fewest changes to those targets is chosen (see the module docstring).
+
     Returns a dict: ``vm_weight``, ``container_weight`` (ints, equal within a kind), ``planned_share``,
-    ``achieved_share``, ``error`` (floats, percent / percentage points) and ``exact`` (bool).
+    ``achieved_share``, ``error`` (floats, percent / percentage points), ``exact`` (bool), ``counts`` and
+    ``writes`` (how many of the listed current targets change weight; 0 without current weights).
     Raises WeightPlanError (with the reason and the fix) when no weights meet the plan.
     """
     share = validate_share(share)
@@ -220,6 +233,11 @@ def plan_weights(vm_count, container_count, share, max_error=DEFAULT_MAX_ERROR, 
                              container_weight, vm_weight, max_weight, _fmt(best), best_c, best_v,
                              _fmt(abs(best - share)), _fmt(abs(best - share))))
 
+    current_vm = _current_weights(current_vm, "current_vm")
+    current_container = _current_weights(current_container, "current_container")
+    if current_vm or current_container:
+        vm_weight, container_weight = _fewest_writes(vm_count, container_count, share, max_error, max_weight,
+                                                     (vm_weight, container_weight), current_vm, current_container)
     achieved = achieved_share(vm_count, container_count, vm_weight, container_weight)
     error = abs(achieved - share)
     return {
@@ -230,7 +248,114 @@ def plan_weights(vm_count, container_count, share, max_error=DEFAULT_MAX_ERROR, 
         "error": as_float(error),
         "exact": error == 0,
         "counts": {"vm": vm_count, "container": container_count},
+        "writes": _writes(vm_weight, container_weight, current_vm, current_container),
     }
+
+
+def _current_weights(values, field):
+    """The current weights as a list of ints 0..65535 (None -> [])."""
+    if values is None:
+        return []
+    if isinstance(values, (str, bytes, dict)) or not hasattr(values, "__iter__"):
+        raise WeightPlanError("%s must be a list of weights, got %r" % (field, values))
+    out = []
+    for index, value in enumerate(values):
+        if isinstance(value, bool):
+            raise WeightPlanError("%s[%d] must be a weight 0..%d, got %r" % (field, index, MAX_WEIGHT, value))
+        try:
+            number = int(value)
+        except (TypeError, ValueError):
+            raise WeightPlanError("%s[%d] must be a weight 0..%d, got %r" % (field, index, MAX_WEIGHT, value))
+        if number != value and str(number) != str(value).strip():
+            raise WeightPlanError("%s[%d] must be a whole number, got %r" % (field, index, value))
+        if number < 0 or number > MAX_WEIGHT:
+            raise WeightPlanError("%s[%d] must be a weight 0..%d, got %r" % (field, index, MAX_WEIGHT, value))
+        out.append(number)
+    return out
+
+
+def _writes(vm_weight, container_weight, current_vm, current_container):
+    return (sum(1 for weight in current_vm if weight != vm_weight)
+            + sum(1 for weight in current_container if weight != container_weight))
+
+
+def meets_plan(vm_count, container_count, share, max_error, vm_weight, container_weight, max_weight=MAX_WEIGHT):
+    """Whether the pair is a valid plan: weights in 0..max_weight, some traffic flows, the share is within
+    ``max_error``, 0 and 100 are exact and a share strictly between them gives both kinds traffic.
+    ``share``/``max_error`` are exact Fractions (validate them first)."""
+    for weight in (vm_weight, container_weight):
+        if isinstance(weight, bool) or not isinstance(weight, int) or weight < 0 or weight > max_weight:
+            return False
+    if vm_count and container_count:
+        if share == 0:
+            if container_weight != 0 or vm_weight < 1:
+                return False
+        elif share == 100:
+            if vm_weight != 0 or container_weight < 1:
+                return False
+        elif vm_weight < 1 or container_weight < 1:
+            return False
+    achieved = achieved_share(vm_count, container_count, vm_weight, container_weight)
+    return achieved is not None and abs(achieved - share) <= max_error
+
+
+def _nearest(exact, max_weight):
+    """The integers next to an exact weight, clipped to 1..max_weight."""
+    low = int(math.floor(exact))
+    return sorted(set(max(1, min(max_weight, value)) for value in (low, low + 1)))
+
+
+def _partners(vm_count, container_count, share, vm_weight=None, container_weight=None, max_weight=MAX_WEIGHT):
+    """Candidate weights of the other kind when one kind keeps ``vm_weight`` (or ``container_weight``)."""
+    if vm_weight is not None:
+        if container_count == 0:
+            return [0]
+        if vm_count == 0 or share == 100:
+            return [1] if vm_count == 0 or vm_weight == 0 else []
+        if share == 0:
+            return [0]
+        if vm_weight < 1:
+            return []
+        return _nearest(share * vm_count * vm_weight / (container_count * (_HUNDRED - share)), max_weight)
+    if vm_count == 0:
+        return [0]
+    if container_count == 0 or share == 0:
+        return [1] if container_count == 0 or container_weight == 0 else []
+    if share == 100:
+        return [0]
+    if container_weight < 1:
+        return []
+    return _nearest(container_count * container_weight * (_HUNDRED - share) / (share * vm_count), max_weight)
+
+
+def _fewest_writes(vm_count, container_count, share, max_error, max_weight, default, current_vm, current_container):
+    """The valid pair that changes the fewest current targets; ties: smaller error, then smaller weights,
+    then the default (smallest readable) pair."""
+    candidates = [default]
+    for vm_weight in sorted(set(current_vm)):
+        for container_weight in sorted(set(current_container)):
+            candidates.append((vm_weight, container_weight))
+        for container_weight in _partners(vm_count, container_count, share, vm_weight=vm_weight, max_weight=max_weight):
+            candidates.append((vm_weight, container_weight))
+    for container_weight in sorted(set(current_container)):
+        for vm_weight in _partners(vm_count, container_count, share, container_weight=container_weight,
+                                   max_weight=max_weight):
+            candidates.append((vm_weight, container_weight))
+    # A kind with no targets has no weight to keep: report the default's (0 or 1) for it.
+    if vm_count == 0:
+        candidates = [(default[0], c) for _unused, c in candidates]
+    if container_count == 0:
+        candidates = [(v, default[1]) for v, _unused in candidates]
+    best = None
+    for rank, (vm_weight, container_weight) in enumerate(candidates):
+        if not meets_plan(vm_count, container_count, share, max_error, vm_weight, container_weight, max_weight):
+            continue
+        error = abs(achieved_share(vm_count, container_count, vm_weight, container_weight) - share)
+        key = (_writes(vm_weight, container_weight, current_vm, current_container), error,
+               max(vm_weight, container_weight), rank)
+        if best is None or key < best[0]:
+            best = (key, (vm_weight, container_weight))
+    return best[1] if best is not None else default
 
 
 def _pick_ratio(share, max_error, vm_count, container_count, low, high, max_weight):

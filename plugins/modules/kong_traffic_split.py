@@ -16,14 +16,17 @@ description:
     percent of the traffic and the VM targets the rest, or reports the current share when O(container_share)
     is left out.
   - Weights are equal within a kind and computed exactly for any number of targets (for example 7 VMs and
-    3 containers), the smallest readable weights whose share is within O(max_error) of the plan, never above
-    Kong's limit of 65535. Shares 0 and 100 are exact (the other kind gets weight 0); any share strictly between
-    them gives both kinds some traffic. The task fails, saying why and what is possible, when no weights can
-    meet the plan.
-  - Applies the weights with the fewest writes (a C(PATCH) only for targets whose weight differs), raising
-    weights before lowering them so the upstream never has a moment with no weight at all, then reads every
-    weight back from the Admin API of every Kong node given and fails if any node does not show the plan
-    within O(verify_timeout).
+    3 containers), with a share within O(max_error) of the plan, never above Kong's limit of 65535. Shares 0
+    and 100 are exact (the other kind gets weight 0); any share strictly between them gives both kinds some
+    traffic. The task fails, saying why and what is possible, when no weights can meet the plan.
+  - Applies the plan with the fewest writes. When the current weights (equal within each kind) already give
+    the planned share within O(max_error), nothing is written. Otherwise, of all the weight pairs that meet
+    the plan, the one that changes the fewest targets wins: one that keeps a kind's current weight when there
+    is one (7 VMs at 27 and 3 containers at 7, to 50 %: the VMs keep 27, the 3 containers go to 63, 3 writes
+    instead of 10), else the smallest readable pair. Only targets whose weight differs get a C(PATCH).
+  - Raises weights before lowering them, so the upstream never has a moment with no weight at all, then reads
+    every weight back from the Admin API of every Kong node given and fails if any node does not show the
+    plan within O(verify_timeout).
   - The current share is always derived from the weights Kong holds; there is no state anywhere else, so a
     re-run resumes from what Kong shows.
   - The targets of both groups must already exist in the upstream (bind them with the
@@ -98,6 +101,8 @@ options:
     description:
       - Admin API URLs of other Kong nodes (same credentials and TLS options) that must show the planned weights
         too; the module's own O(admin_url) is always verified.
+      - Credentials written into a URL (V(https://user:password@kong-2:8444)), here or in O(admin_url), never
+        show in the task's results or errors (URLs are shown as V(https://***@kong-2:8444)).
     type: list
     elements: str
     default: []
@@ -234,6 +239,11 @@ verified_nodes:
   returned: always
   type: dict
   sample: {"http://127.0.0.1:8001": "6f4a5ec6-8d8f-4c41-9a0d-b0b2f9f0fbf3"}
+writes:
+  description: Number of target weights written (in check mode, that would be written); 0 in read-only mode.
+  returned: always
+  type: int
+  sample: 3
 consistent:
   description: Whether every Kong node read shows the same weights (read-only mode reads every node too).
   returned: always
@@ -270,6 +280,11 @@ kong_error:
 """
 
 import time
+
+try:
+    from urllib.parse import urlsplit
+except ImportError:  # pragma: no cover - Python 2 is not supported by the collection
+    from urlparse import urlsplit  # type: ignore
 
 from ansible_collections.mixedrun.kong.plugins.module_utils._kong_api import KongApiError, KongClient, redact_url
 from ansible_collections.mixedrun.kong.plugins.module_utils._kong_module import KongModule
@@ -450,15 +465,21 @@ def _uniform(weights, keys):
 
 # -- the split ------------------------------------------------------------------------------------------------
 def plan_split(current, members, params):
-    """Planned weights of every target that changes or is checked, and the arithmetic behind them."""
+    """Planned weights of every target that changes or is checked, and the arithmetic behind them.
+
+    The pair of weights is the one that meets the plan with the fewest writes: the current weights when they
+    already give the share within max_error, else a pair that keeps one kind's weight, else the smallest
+    readable pair (see _weights.plan_weights)."""
+    weights = _weights_of(current)
     plan = plan_weights(len(members["vm"]), len(members["container"]), params["container_share"],
-                        max_error=params["max_error"])
+                        max_error=params["max_error"],
+                        current_vm=[weights[key] for key in members["vm"]],
+                        current_container=[weights[key] for key in members["container"]])
     desired = {}
     for key in members["vm"]:
         desired[key] = plan["vm_weight"]
     for key in members["container"]:
         desired[key] = plan["container_weight"]
-    weights = _weights_of(current)
     loaded_others = [key for key in members["other"] if weights[key] > 0]
     if loaded_others and params["other_targets"] == "fail":
         raise SplitError("target(s) %s of upstream %s are in neither group but have weight above 0, so they would "
@@ -562,7 +583,8 @@ def ensure_traffic_split(client, params, check_mode=False, diff=False):
     """Report or set the split. Returns the result dict; raises SplitError or KongApiError with ``result``."""
     groups = check_params(params)
     extra_clients = _other_clients(params, check_mode)
-    result = {"changed": False, "planned_share": None, "error": None, "verified_nodes": {}, "consistent": True}
+    result = {"changed": False, "planned_share": None, "error": None, "verified_nodes": {}, "consistent": True,
+              "writes": 0}
     try:
         _split(client, extra_clients, groups, params, check_mode, diff, result)
     except (SplitError, KongApiError) as exc:
@@ -628,13 +650,34 @@ def _split(client, extra_clients, groups, params, check_mode, diff, result):
                           "after": {"container_share": result["achieved_share"], "weights": after}}
     changes, _applied = apply_weights(client, upstream, current, desired, params["concurrency"])
     result["changed"] = bool(changes)
+    result["writes"] = len(changes)
     if not check_mode:
         result["verified_nodes"] = verify_nodes([(own_url, client)] + extra_clients, upstream, desired,
                                                 params["verify_timeout"])
 
 
+def url_secrets(urls):
+    """The user-info parts (``user:password``) of URLs, to keep out of every result and error."""
+    found = set()
+    for url in urls:
+        if not isinstance(url, str):
+            continue
+        netloc = urlsplit(url.strip()).netloc
+        if "@" in netloc:
+            userinfo = netloc.rsplit("@", 1)[0]
+            if userinfo:
+                found.add(userinfo)
+                password = userinfo.split(":", 1)[1] if ":" in userinfo else ""
+                if len(password) >= 4:
+                    found.add(password)
+    return found
+
+
 def main():
     module = KongModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
+    # Credentials written into admin_url or verify_admin_urls (https://user:pass@host) never show: not in
+    # the invocation's module_args, not in results or errors (they are shown with redact_url otherwise).
+    module.no_log_values.update(url_secrets([module.params.get("admin_url")] + list(module.params.get("verify_admin_urls") or [])))
     try:
         result = ensure_traffic_split(module.client, module.params, check_mode=module.check_mode, diff=module._diff)
     except (SplitError, KongApiError, ValueError) as exc:

@@ -32,6 +32,8 @@ class FakeKong:
         self.upstreams = upstreams if upstreams is not None else {}
         self.apply_writes = apply_writes
         self.writes = []
+        self.seen = []          # (method, path, headers) of every request received
+        self.fail_patch = {}    # target -> (status, body): Kong refuses that PATCH
         host = re.escape(base)
         rsps.add_callback(responses.GET, re.compile(host + r"/upstreams/([^/?]+)/targets(\?.*)?$"), self.list_targets)
         rsps.add_callback(responses.PATCH, re.compile(host + r"/upstreams/([^/]+)/targets/([^/]+)$"), self.patch_target)
@@ -54,10 +56,15 @@ class FakeKong:
     def _json(status, body):
         return (status, {"Content-Type": "application/json"}, json.dumps(body))
 
+    def _saw(self, request):
+        self.seen.append((request.method, request.path_url, dict(request.headers)))
+
     def root(self, request):
+        self._saw(request)
         return self._json(200, {"node_id": self.node_id, "version": "3.9.0"})
 
     def get_upstream(self, request):
+        self._saw(request)
         name = request.path_url.split("?")[0].rsplit("/", 1)[1]
         upstream = self.upstreams.get(name)
         if upstream is None:
@@ -65,6 +72,7 @@ class FakeKong:
         return self._json(200, {"id": upstream["id"], "name": name})
 
     def list_targets(self, request):
+        self._saw(request)
         name = request.path_url.split("?")[0].split("/")[2]
         upstream = self.upstreams.get(name)
         if upstream is None:
@@ -73,6 +81,7 @@ class FakeKong:
         return self._json(200, {"data": data, "next": None})
 
     def patch_target(self, request):
+        self._saw(request)
         parts = request.path_url.split("/")
         name, ident = parts[2], parts[4]
         upstream = self.upstreams.get(name)
@@ -83,6 +92,8 @@ class FakeKong:
                 if not isinstance(weight, int) or not 0 <= weight <= 65535:
                     return self._json(400, {"code": 2, "name": "schema violation", "message": "schema violation",
                                             "fields": {"weight": "value should be between 0 and 65535"}})
+                if target["target"] in self.fail_patch:
+                    return self._json(*self.fail_patch[target["target"]])
                 self.writes.append((target["target"], weight))
                 if self.apply_writes:
                     target["weight"] = weight
@@ -310,5 +321,140 @@ def test_module_main_check_mode(kong, capsys):
     assert out["diff"]["after"]["container_share"] == 10.0
     assert not kong.writes
     assert TOKEN not in json.dumps(out)
-    # the token was sent as the RBAC header
-    assert kong.node_id
+    # the token was sent as the RBAC header, on every request
+    assert kong.seen
+    assert all(headers.get("Kong-Admin-Token") == TOKEN for _method, _path, headers in kong.seen)
+
+
+def test_rbac_header_and_workspace_on_every_request(kong):
+    """The token goes in the configured header on reads and writes alike."""
+    run(params(container_share=50, admin_token=TOKEN, admin_token_header="X-Admin-Key"))
+    assert kong.writes
+    methods = set(method for method, _path, _headers in kong.seen)
+    assert methods == {"GET", "PATCH"}
+    assert all(headers.get("X-Admin-Key") == TOKEN and "Kong-Admin-Token" not in headers
+               for _method, _path, headers in kong.seen)
+
+
+# -- fewest writes ------------------------------------------------------------------------------------------
+def test_keeps_the_vm_weight_when_it_can(kong):
+    """7 VMs at 27 + 3 containers at 7 (10 %) -> 50 %: only the 3 containers change (to 63)."""
+    run(params(container_share=10))
+    kong.writes[:] = []
+    result = run(params(container_share=50))
+    assert result["changed"] and result["writes"] == 3
+    assert sorted(kong.writes) == sorted((t, 63) for t in CONTAINERS)
+    assert (result["vm_weight"], result["container_weight"]) == (27, 63)
+    assert result["achieved_share"] == 50.0 and result["error"] == 0.0
+    assert len([c for c in result["api_calls"] if c["method"] == "PATCH"]) == 3
+
+
+def test_share_zero_from_vms_at_100_writes_nothing():
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
+        fake = FakeKong(rsps)
+        fake.add_upstream("shop", tagged(VMS, "vm", 100) + tagged(CONTAINERS, "container", 0))
+        result = run(params(container_share=0))
+        assert result["changed"] is False and result["writes"] == 0 and not fake.writes
+        assert (result["vm_weight"], result["container_weight"]) == (100, 0)
+        assert result["verified_nodes"] == {ADMIN: fake.node_id}   # still read back
+
+
+def test_weights_already_within_the_error_are_not_rewritten():
+    """165/1 over 3+3 gives 0.60241 %: within 0.05 of 0.6, so nothing is written (a rewrite to 497/3 would
+    only move 0.002 points)."""
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
+        fake = FakeKong(rsps)
+        fake.add_upstream("shop", tagged(VMS[:3], "vm", 165) + tagged(CONTAINERS, "container", 1))
+        result = run(params(container_share=0.6))
+        assert result["changed"] is False and not fake.writes
+        assert result["error"] <= 0.05 and result["achieved_share"] == pytest.approx(0.60241, abs=1e-5)
+        strict = run(params(container_share=0.6, max_error=0.001))
+        assert strict["changed"] and strict["error"] <= 0.001
+
+
+def test_check_mode_reports_the_writes_it_would_make(kong):
+    run(params(container_share=10))
+    kong.writes[:] = []
+    result = run(params(container_share=50), check_mode=True)
+    assert result["writes"] == 3 and not kong.writes
+    assert len([c for c in result["api_calls"] if c.get("check_mode")]) == 3
+
+
+# -- failures -----------------------------------------------------------------------------------------------
+def test_patch_failing_partway_reports_what_was_applied(kong):
+    """0 % -> 100 %: the raises go first; one container refuses; the VMs are not lowered (still weight)."""
+    kong.fail_patch[CONTAINERS[1]] = (500, {"message": "An unexpected error occurred"})
+    with pytest.raises(split.SplitError) as err:
+        run(params(container_share=100))
+    text = str(err.value)
+    assert "failed to set the weight of 1 target(s)" in text and CONTAINERS[1] in text
+    assert "2 write(s) were applied" in text and "re-run" in text
+    applied = err.value.result["applied"]
+    assert sorted(applied) == sorted([CONTAINERS[0], CONTAINERS[2]])
+    assert err.value.result["kong_error"]["status"] == 500
+    assert err.value.result["api_calls"][-1]["method"] == "PATCH"
+    # the lowering phase never ran: every VM still carries its weight, so the upstream is never empty
+    weights = kong.weights("shop")
+    assert all(weights[t] == 1 for t in VMS)
+    assert weights[CONTAINERS[1]] == 0 and weights[CONTAINERS[0]] == 1
+    # a re-run finishes the job with only the missing writes
+    del kong.fail_patch[CONTAINERS[1]]
+    kong.writes[:] = []
+    result = run(params(container_share=100))
+    assert result["achieved_share"] == 100.0
+    assert sorted(t for t, _unused in kong.writes) == sorted([CONTAINERS[1]] + VMS)
+
+
+def test_read_only_reports_nodes_that_disagree():
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
+        one = FakeKong(rsps, base=ADMIN)
+        one.add_upstream("shop", tagged(VMS, "vm", 1) + tagged(CONTAINERS, "container", 0))
+        two = FakeKong(rsps, base=ADMIN2)
+        two.add_upstream("shop", tagged(VMS, "vm", 1) + tagged(CONTAINERS, "container", 5))
+        result = run(params(verify_admin_urls=[ADMIN2]))
+        assert result["consistent"] is False
+        assert result["changed"] is False and not one.writes and not two.writes
+        assert result["verified_nodes"] == {ADMIN: one.node_id, ADMIN2: two.node_id}
+        assert result["achieved_share"] == 0.0      # the share of the module's own admin_url
+        # and when they agree
+        two.upstreams["shop"]["targets"] = [dict(t) for t in one.upstreams["shop"]["targets"]]
+        assert run(params(verify_admin_urls=[ADMIN2]))["consistent"] is True
+
+
+# -- secrets in URLs ----------------------------------------------------------------------------------------
+def test_credentials_in_urls_never_show(capsys):
+    password = "pa55-in-url"
+    admin = "http://ops:%s@127.0.0.1:8001" % password
+    other = "http://ops:%s@127.0.0.2:8001" % password
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
+        # requests keeps the user-info in the URL it sends (and adds a Basic Authorization header)
+        one = FakeKong(rsps, base=admin)
+        FakeKong(rsps, base=other, upstreams=one.upstreams)
+        one.add_upstream("shop", tagged(VMS, "vm", 1) + tagged(CONTAINERS, "container", 0))
+        args = params(admin_url=admin, verify_admin_urls=[other], container_share=10,
+                      _ansible_check_mode=False, _ansible_diff=True)
+        with patch_module_args(args):
+            with pytest.raises(SystemExit):
+                split.main()
+        text = capsys.readouterr().out
+        out = json.loads(text)
+        assert "failed" not in out, out.get("msg")
+        assert password not in text and "ops:" not in text
+        assert "http://***@127.0.0.2:8001" in out["verified_nodes"]
+        # the invocation echoes the options with the credentials masked
+        assert "********" in json.dumps(out["invocation"]["module_args"]["verify_admin_urls"])
+        # and an error names the node without them
+        stale = params(admin_url=admin, verify_admin_urls=["http://ops:%s@127.0.0.9:8001" % password],
+                       container_share=50, verify_timeout=0.1)
+        with patch_module_args(stale):
+            with pytest.raises(SystemExit):
+                split.main()
+        text = capsys.readouterr().out
+        out = json.loads(text)
+        assert out["failed"] and password not in text
+        assert "127.0.0.9" in out["msg"]
+
+
+def test_url_secrets():
+    assert split.url_secrets(["http://u:longpass@h:1", "https://token@h", "http://h:8001", None]) == {
+        "u:longpass", "longpass", "token"}
