@@ -184,3 +184,16 @@ def strip_volatile(entity):
     if entity is None:
         return None
     return dict((k, v) for k, v in entity.items() if k not in ("created_at", "updated_at"))
+
+
+def healthchecks_enabled(upstream):
+    """Whether Kong runs a health checker for this upstream: Kong's own rule (``is_upstream_using_healthcheck``
+    in ``kong/runloop/balancer/healthcheckers.lua``): active healthy or unhealthy ``interval``, or passive
+    unhealthy ``tcp_failures``, ``timeouts`` or ``http_failures`` above 0. Without one, Kong reports every
+    target ``HEALTHCHECKS_OFF`` and cannot set a target's health."""
+    checks = (upstream or {}).get("healthchecks") or {}
+    active = checks.get("active") or {}
+    passive_unhealthy = (checks.get("passive") or {}).get("unhealthy") or {}
+    values = [(active.get("healthy") or {}).get("interval"), (active.get("unhealthy") or {}).get("interval")]
+    values += [passive_unhealthy.get(key) for key in ("tcp_failures", "timeouts", "http_failures")]
+    return any(value not in (None, 0) for value in values)

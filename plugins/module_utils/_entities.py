@@ -20,7 +20,7 @@ try:
 except ImportError:  # pragma: no cover
     from urlparse import urlsplit  # type: ignore
 
-from ansible_collections.mixedrun.kong.plugins.module_utils._kong_api import KongApiError, KongClient
+from ansible_collections.mixedrun.kong.plugins.module_utils._kong_api import KongApiError, KongClient, redact_url
 from ansible_collections.mixedrun.kong.plugins.module_utils._compare import (
     KONG_NULL,
     diff_entity,
@@ -30,6 +30,7 @@ from ansible_collections.mixedrun.kong.plugins.module_utils._compare import (
     to_body,
     unknown_keys,
     HEALTHCHECKS_DEFAULTS,
+    healthchecks_enabled,
 )
 from ansible_collections.mixedrun.kong.plugins.module_utils._targets import (
     TargetError,
@@ -258,12 +259,41 @@ def _target_view(item):
             "tags": sorted(item.get("tags") or [])}
 
 
-def _health_of(client, upstream_id, key):
-    for page in client.pages("/upstreams/%s/health" % client.quote(upstream_id)):
-        for item in page.get("data") or []:
-            if target_key(item.get("target", "")) == key:
-                return item.get("health")
+HYBRID_HINT = ("the target health endpoints are not available on a hybrid-mode control plane (Kong does not "
+               "register them there): point admin_url at a traditional-mode or data-plane node")
+
+
+def _health_of(client, upstream, key):
+    """The health this Kong node reports for target ``key`` (None when it does not list it)."""
+    try:
+        for page in client.pages("/upstreams/%s/health" % client.quote(upstream["id"])):
+            for item in page.get("data") or []:
+                if target_key(item.get("target", "")) == key:
+                    return item.get("health")
+    except KongApiError as exc:
+        if exc.status is not None and exc.status >= 500:
+            raise exc.with_hint("Kong could not report the health of upstream %s; a hybrid-mode control plane runs "
+                                "no balancer and has no health to report: point admin_url at a traditional-mode "
+                                "or data-plane node" % upstream.get("name"))
+        raise
     return None
+
+
+def _check_health_settable(upstream, key, weight):
+    """Refuse, before any write, a health that Kong would never report back (so the task would never settle)."""
+    name = upstream.get("name") or upstream["id"]
+    if not healthchecks_enabled(upstream):
+        raise ValueError(
+            "upstream %s has no health checks enabled, so Kong runs no health checker for it: it reports its "
+            "targets HEALTHCHECKS_OFF and refuses to set a target's health (\"no healthchecker found\"). Enable "
+            "health checks on the upstream (mixedrun.kong.kong_upstream healthchecks: active healthy/unhealthy "
+            "interval, or passive unhealthy tcp_failures/timeouts/http_failures above 0), or use weight=0 to "
+            "take target %s out of the balancer instead" % (name, key))
+    if weight == 0:
+        raise ValueError(
+            "target %s of upstream %s has weight 0: Kong never health-checks a weight-0 target (it stays "
+            "HEALTHCHECKS_OFF), so its health cannot be set. Give it a weight above 0, or keep weight 0 (it "
+            "already receives no traffic) and use state=present" % (key, name))
 
 
 def ensure_target(client, params):
@@ -275,6 +305,7 @@ def ensure_target(client, params):
     weight = validate_weight(params["weight"]) if params.get("weight") is not None else None
     tags = params.get("tags")
     state = params["state"]
+    set_health = state in ("healthy", "unhealthy")
     upstream = get_upstream(client, params["upstream"])
     base = "/upstreams/%s/targets" % client.quote(upstream["id"])
     current = client.get("%s/%s" % (base, client.quote(key)))
@@ -286,6 +317,18 @@ def ensure_target(client, params):
             result["changed"] = True
         result.update(target=None, diff={"before": before, "after": {}})
         return result
+    health = None
+    if set_health:
+        # Everything that would make the health call fail or never settle is checked before any write.
+        effective = weight if weight is not None else (current or {}).get("weight", 100)
+        _check_health_settable(upstream, key, effective)
+        # Asked even for a new target: it also finds out early when this node cannot report health.
+        health = _health_of(client, upstream, key)
+        if health == "DNS_ERROR":
+            raise ValueError("target %s of upstream %s does not resolve on this Kong node (DNS_ERROR): Kong has no "
+                             "address to mark %s; fix the name or its DNS record first"
+                             % (key, upstream.get("name"), state))
+        result["health_before"] = health if current is not None else None
     desired = {"weight": weight, "tags": tags}
     after = current
     if current is None:
@@ -300,14 +343,26 @@ def ensure_target(client, params):
             written = client.write("PATCH", "%s/%s" % (base, client.quote(current["id"])), changes)
             after = written if written is not None else predict_after(current, changes)
             result["changed"] = True
-    if state in ("healthy", "unhealthy"):
-        health = _health_of(client, upstream["id"], key) if current is not None else None
-        result["health_before"] = health
-        if health != state.upper():
-            client.write("PUT", "%s/%s/%s" % (base, client.quote(key), state))
-            result["changed"] = True
     result.update(target=after, diff={"before": before, "after": _target_view(after)})
+    if set_health and (current is None or health != state.upper()):
+        try:
+            client.write("PUT", "%s/%s/%s" % (base, client.quote(key), state))
+        except KongApiError as exc:
+            raise _health_error(exc, upstream, key, result)
+        result["changed"] = True
     return result
+
+
+def _health_error(exc, upstream, key, result):
+    """The failed ``PUT .../healthy|unhealthy`` with what it means here; ``result`` keeps what was written."""
+    if exc.status == 404:
+        # The upstream and the target were just read (or created): the route itself is missing.
+        exc = exc.with_hint(HYBRID_HINT)
+    elif exc.status == 400:
+        exc = exc.with_hint("Kong refused to set the health of target %s of upstream %s: check that the upstream "
+                            "has health checks enabled and the target a weight above 0" % (key, upstream.get("name")))
+    exc.result = result
+    return exc
 
 
 def _desired_targets(params):
@@ -440,7 +495,7 @@ def node_health(client, upstream_id, balancer_health=False):
     """Health of every target as this Kong node sees it (``/upstreams/{u}/health``)."""
     path = "/upstreams/%s/health" % client.quote(upstream_id)
     pages = list(client.pages(path))
-    node = {"admin_url": client.base_url, "node_id": pages[0].get("node_id"), "targets": {}}
+    node = {"admin_url": redact_url(client.base_url), "node_id": pages[0].get("node_id"), "targets": {}}
     for page in pages:
         for item in page.get("data") or []:
             node["targets"][target_key(item["target"])] = {
@@ -459,7 +514,8 @@ def upstream_info(client, params):
     """An upstream with its targets, their per-node health and the traffic share per tag.
 
     ``params["admin_urls"]`` names more Kong nodes to ask for health (same connection options otherwise);
-    their calls are added to ``client.calls`` with their ``admin_url``."""
+    their calls are added to ``client.calls`` with their ``admin_url``. URLs are shown without any
+    ``user:password@`` part."""
     extra_clients = []
     for url in params.get("admin_urls") or []:
         try:
@@ -470,7 +526,8 @@ def upstream_info(client, params):
         return _upstream_info(client, params, extra_clients)
     finally:
         for other in extra_clients:
-            client.calls.extend(dict(call, admin_url=other.base_url) for call in other.calls)
+            shown = redact_url(other.base_url)
+            client.calls.extend(dict(call, admin_url=shown) for call in other.calls)
             other.close()
 
 

@@ -36,6 +36,8 @@ except ImportError as _exc:  # pragma: no cover - reported by KongModule
 
 
 PAGE_SIZE = 1000
+# Connections kept per host; map_concurrent raises it to its concurrency so no request waits for a connection.
+MIN_POOL_SIZE = 16
 # Retried for every method: the request never reached Kong or Kong/its proxy said "try again".
 ALWAYS_RETRYABLE = frozenset([502, 503])
 # Retried only where repeating the request cannot create a second entity.
@@ -49,14 +51,27 @@ STATUS_HINTS = {
          "entity and workspace, or use another token",
     405: "Kong refused this method; DB-less and hybrid data-plane nodes refuse every write: point admin_url "
          "at a node with a database (the control plane)",
-    409: "an entity with the same unique key already exists",
 }
+
+
+def _conflict_hint(fields):
+    """What a 409 means for these modules and the way out."""
+    if isinstance(fields, dict) and fields:
+        held = ", ".join("%s=%s" % (k, json.dumps(v, sort_keys=True) if isinstance(v, (dict, list)) else v)
+                         for k, v in sorted(fields.items()))
+        what = "Kong already holds an entity with the same unique key (%s)" % held
+    else:
+        what = "Kong already holds an entity with the same unique key"
+    return (what + ": most likely another run or another tool created it at the same time as this task; "
+            "re-run the task: it reads the entity again and updates it in place (or change the conflicting "
+            "field if another entity owns it)")
 
 
 class KongApiError(Exception):
     """One failed Admin API call, with Kong's own error fields. Never carries request headers."""
 
-    def __init__(self, method, path, status=None, message=None, code=None, name=None, fields=None, body=None):
+    def __init__(self, method, path, status=None, message=None, code=None, name=None, fields=None, body=None,
+                 hint=None):
         self.method = method
         self.path = path
         self.status = status
@@ -65,11 +80,21 @@ class KongApiError(Exception):
         self.message = message or ""
         self.fields = fields
         self.body = body
+        self._hint = hint
         super(KongApiError, self).__init__(self.describe())
 
     @property
     def hint(self):
+        if self._hint:
+            return self._hint
+        if self.status == 409:
+            return _conflict_hint(self.fields)
         return STATUS_HINTS.get(self.status)
+
+    def with_hint(self, hint):
+        """The same error with another explanation of what to do (for callers that know the context)."""
+        return KongApiError(self.method, self.path, self.status, message=self.message, code=self.code,
+                            name=self.name, fields=self.fields, body=self.body, hint=hint)
 
     def describe(self):
         where = "%s %s" % (self.method, self.path)
@@ -103,6 +128,16 @@ def redact_url(url):
     return urlunsplit(parts)
 
 
+def url_password(value):
+    """The password of a ``scheme://user:password@host`` URL (as written), or None."""
+    if not isinstance(value, str) or "@" not in value or "://" not in value:
+        return None
+    try:
+        return urlsplit(value.strip()).password or None
+    except ValueError:
+        return None
+
+
 def validate_admin_url(url):
     """Return the admin URL without a trailing slash, or raise ValueError that says how to write it."""
     if not url or not isinstance(url, str):
@@ -133,7 +168,8 @@ def _backoff_delays(retries, base=0.3, cap=5.0):
 
 
 class KongClient:
-    """A Kong Admin API session. Thread-safe for concurrent requests (bounded by ``pool_size``)."""
+    """A Kong Admin API session. Thread-safe for concurrent requests; the connection pool holds
+    ``max(16, pool_size)`` connections per host and grows to the concurrency of ``map_concurrent``."""
 
     def __init__(self, admin_url, admin_token=None, admin_token_header="Kong-Admin-Token", workspace=None,
                  headers=None, validate_certs=True, ca_path=None, client_cert=None, client_key=None,
@@ -154,9 +190,8 @@ class KongClient:
         self.calls = []
         self._lock = threading.Lock()
         self.session = requests.Session()
-        adapter = HTTPAdapter(pool_connections=4, pool_maxsize=max(pool_size, 4), max_retries=0)
-        self.session.mount("http://", adapter)
-        self.session.mount("https://", adapter)
+        self.pool_size = 0
+        self._size_pool(max(int(pool_size), MIN_POOL_SIZE))
         self.session.headers.update({"Accept": "application/json", "User-Agent": "mixedrun.kong"})
         if headers:
             self.session.headers.update(dict((str(k), str(v)) for k, v in headers.items()))
@@ -171,6 +206,16 @@ class KongClient:
         elif client_key:
             raise ValueError("client_key is set without client_cert: give both, or client_cert alone when it "
                              "holds the key too")
+
+    def _size_pool(self, size):
+        """Mount an adapter that keeps ``size`` connections per host (one per request in flight)."""
+        adapter = HTTPAdapter(pool_connections=4, pool_maxsize=size, max_retries=0)
+        old = self.session.adapters.get("https://")
+        self.session.mount("http://", adapter)
+        self.session.mount("https://", adapter)
+        if old is not None:
+            old.close()
+        self.pool_size = size
 
     CONNECTION_OPTIONS = ("admin_url", "admin_token", "admin_token_header", "workspace", "headers",
                           "validate_certs", "ca_path", "client_cert", "client_key", "timeout", "retries")
@@ -377,13 +422,17 @@ class KongClient:
             return out
         from concurrent.futures import ThreadPoolExecutor
 
+        workers = min(concurrency, len(items))
+        if workers > self.pool_size:
+            self._size_pool(max(workers, MIN_POOL_SIZE))
+
         def run(item):
             try:
                 return (item, func(item), None)
             except KongApiError as exc:
                 return (item, None, exc)
 
-        with ThreadPoolExecutor(max_workers=min(concurrency, len(items))) as pool:
+        with ThreadPoolExecutor(max_workers=workers) as pool:
             return list(pool.map(run, items))
 
     def node_info(self):

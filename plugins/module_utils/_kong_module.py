@@ -14,7 +14,13 @@ from ansible_collections.mixedrun.kong.plugins.module_utils._kong_api import (
     REQUESTS_IMPORT_ERROR,
     KongApiError,
     KongClient,
+    url_password,
 )
+
+try:
+    from urllib.parse import unquote
+except ImportError:  # pragma: no cover - Python 2 is not supported by the collection
+    from urllib import unquote  # type: ignore
 
 KONG_CONNECTION_SPEC = dict(
     admin_url=dict(type="str", fallback=(env_fallback, ["KONG_ADMIN_URL"])),
@@ -47,6 +53,22 @@ class KongModule(AnsibleModule):
         if not HAS_REQUESTS:
             self.fail_json(msg=missing_required_lib("requests"), exception=str(REQUESTS_IMPORT_ERROR))
         self._client = None
+        self._mask_url_passwords(self.params)
+
+    def _mask_url_passwords(self, value):
+        """A password written into a URL option (``https://user:pw@kong:8444``) is masked in everything the
+        module returns, ``invocation`` included, like a ``no_log`` option."""
+        if isinstance(value, dict):
+            for item in value.values():
+                self._mask_url_passwords(item)
+        elif isinstance(value, (list, tuple)):
+            for item in value:
+                self._mask_url_passwords(item)
+        else:
+            secret = url_password(value)
+            if secret:
+                self.no_log_values.add(secret)
+                self.no_log_values.add(unquote(secret))
 
     @property
     def client(self):
@@ -62,7 +84,8 @@ class KongModule(AnsibleModule):
         return list(self._client.calls) if self._client is not None else []
 
     def fail_json_kong(self, exc, msg, **result):
-        """Fail with ``"<msg>: <what Kong said>"`` plus Kong's structured error and the calls made."""
+        """Fail with ``"<msg>: <what Kong said>"`` plus the calls made; for a Kong error also ``status`` (the
+        HTTP status, null when Kong was not reached) and ``kong_error`` (its structured fields)."""
         if isinstance(exc, KongApiError):
             text = "%s: %s" % (msg, exc.describe())
             result["kong_error"] = exc.as_dict()
@@ -70,6 +93,8 @@ class KongModule(AnsibleModule):
         else:
             text = "%s: %s" % (msg, exc)
         result.setdefault("api_calls", self.api_calls)
+        if not self._diff:
+            result.pop("diff", None)
         self.fail_json(msg=text, **result)
 
     def exit_kong(self, **result):

@@ -170,8 +170,8 @@ def plan_target_set(current, desired, purge=False, purge_tag=None):
     purge: delete current targets that are not desired; with ``purge_tag`` only those carrying that tag.
 
     Returns a dict of lists: ``create`` (desired items), ``update`` (``(current, patch_body)``), ``delete``
-    (current objects), ``unchanged`` (current objects), plus ``duplicates`` (desired targets given twice).
-    Raises ValueError when two desired entries name the same target with different settings.
+    (current objects) and ``unchanged`` (current objects). A target listed twice with the same settings counts
+    once; raises ValueError when two desired entries name the same target with different settings.
     """
     by_key = {}
     for item in current:

@@ -154,9 +154,27 @@ api_calls:
     - {method: GET, path: /routes/shop, status: 404}
     - {method: PUT, path: /routes/shop, status: 200}
 kong_error:
-  description: Kong's error (method, path, status, code, name, message, fields) when the task failed.
-  returned: on failure
+  description:
+    - The failed Admin API call as Kong answered it, C(method), C(path), C(status), C(code), C(name), C(message)
+      and C(fields). Never holds request headers or credentials.
+    - C(status) is null when Kong was not reached (connection refused, timeout, TLS failure).
+  returned: when the task failed on an Admin API call
   type: dict
+  sample:
+    method: PUT
+    path: /routes/shop
+    status: 400
+    code: 2
+    name: schema violation
+    message: "schema violation (must set one of 'methods', 'hosts', 'headers', 'paths', 'snis' when 'protocols' is 'https')"
+    fields: {"@entity": ["must set one of 'methods', 'hosts', 'headers', 'paths', 'snis' when 'protocols' is 'https'"]}
+status:
+  description:
+    - The HTTP status of the failed Admin API call (the same as C(status) in RV(kong_error)); null when Kong was not
+      reached. Not returned when the task failed before calling Kong (bad input).
+  returned: when the task failed on an Admin API call
+  type: int
+  sample: 400
 """
 
 from ansible_collections.mixedrun.kong.plugins.module_utils._kong_api import KongApiError

@@ -54,8 +54,15 @@ options:
     description:
       - V(present) creates or updates the target; V(absent) deletes it.
       - V(healthy) and V(unhealthy) make sure the target exists (like V(present)) and then set its health in
-        Kong's balancer (C(PUT .../healthy) or C(.../unhealthy)), unless C(/health) already reports that health.
-        With health checks off Kong reports C(HEALTHCHECKS_OFF), so the call is sent on every run.
+        Kong's balancer (C(PUT .../healthy) or C(.../unhealthy)), unless C(/upstreams/{u}/health) already reports
+        that health, so a re-run is not a change.
+      - Kong only keeps a health for a target it health-checks. The task fails before any change, saying so, when
+        the upstream has no health checks enabled (Kong runs no health checker for it, reports every target
+        C(HEALTHCHECKS_OFF) and refuses the call), when the target's weight is 0 (never health-checked), or when
+        the target does not resolve (C(DNS_ERROR)). Enable active or passive checks with
+        M(mixedrun.kong.kong_upstream), or use O(weight=0) to take a target out of the balancer.
+      - Health is per Kong node and is broadcast to the cluster by the node asked. A hybrid-mode control plane has
+        no health endpoints, so point O(admin_url) at a traditional-mode or data-plane node.
     type: str
     choices: [present, absent, healthy, unhealthy]
     default: present
@@ -150,9 +157,27 @@ api_calls:
     - {method: GET, path: "/upstreams/0c2b6b4e-5d5e-4d37-b0a6-0c9f7f4a6a11/targets/10.0.0.5:8080", status: 200}
     - {method: PATCH, path: /upstreams/0c2b6b4e-5d5e-4d37-b0a6-0c9f7f4a6a11/targets/2d2a3a64-5f6d-4b8b-9a77-0e3c1c9b8f10, status: 200}
 kong_error:
-  description: Kong's error (method, path, status, code, name, message, fields) when the task failed.
-  returned: on failure
+  description:
+    - The failed Admin API call as Kong answered it, C(method), C(path), C(status), C(code), C(name), C(message)
+      and C(fields). Never holds request headers or credentials.
+    - C(status) is null when Kong was not reached (connection refused, timeout, TLS failure).
+  returned: when the task failed on an Admin API call
   type: dict
+  sample:
+    method: POST
+    path: /upstreams/0c2b6b4e-5d5e-4d37-b0a6-0c9f7f4a6a11/targets
+    status: 409
+    code: 5
+    name: unique constraint violation
+    message: UNIQUE violation detected on '{target="10.0.0.5:8080",upstream={id="0c2b6b4e-5d5e-4d37-b0a6-0c9f7f4a6a11"}}'
+    fields: {target: "10.0.0.5:8080", upstream: {id: 0c2b6b4e-5d5e-4d37-b0a6-0c9f7f4a6a11}}
+status:
+  description:
+    - The HTTP status of the failed Admin API call (the same as C(status) in RV(kong_error)); null when Kong was not
+      reached. Not returned when the task failed before calling Kong (bad input).
+  returned: when the task failed on an Admin API call
+  type: int
+  sample: 409
 """
 
 from ansible_collections.mixedrun.kong.plugins.module_utils._kong_api import KongApiError

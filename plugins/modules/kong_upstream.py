@@ -187,9 +187,27 @@ api_calls:
     - {method: GET, path: /upstreams/shop.upstream, status: 200}
     - {method: PATCH, path: /upstreams/0c2b6b4e-5d5e-4d37-b0a6-0c9f7f4a6a11, status: 200}
 kong_error:
-  description: Kong's error (method, path, status, code, name, message, fields) when the task failed.
-  returned: on failure
+  description:
+    - The failed Admin API call as Kong answered it, C(method), C(path), C(status), C(code), C(name), C(message)
+      and C(fields). Never holds request headers or credentials.
+    - C(status) is null when Kong was not reached (connection refused, timeout, TLS failure).
+  returned: when the task failed on an Admin API call
   type: dict
+  sample:
+    method: PUT
+    path: /upstreams/shop.upstream
+    status: 405
+    code: 12
+    name: operation unsupported
+    message: cannot create 'upstreams' entities when not using a database
+    fields: null
+status:
+  description:
+    - The HTTP status of the failed Admin API call (the same as C(status) in RV(kong_error)); null when Kong was not
+      reached. Not returned when the task failed before calling Kong (bad input).
+  returned: when the task failed on an Admin API call
+  type: int
+  sample: 405
 """
 
 from ansible_collections.mixedrun.kong.plugins.module_utils._kong_api import KongApiError

@@ -195,6 +195,28 @@ api_calls:
   elements: dict
   sample:
     - {method: GET, path: /upstreams/shop.upstream, status: 200}
+kong_error:
+  description:
+    - The failed Admin API call as Kong answered it, C(method), C(path), C(status), C(code), C(name), C(message)
+      and C(fields). Never holds request headers or credentials.
+    - C(status) is null when Kong was not reached (connection refused, timeout, TLS failure).
+  returned: when the task failed on an Admin API call
+  type: dict
+  sample:
+    method: GET
+    path: /upstreams/0c2b6b4e-5d5e-4d37-b0a6-0c9f7f4a6a11/health
+    status: 401
+    code: null
+    name: null
+    message: Invalid credentials. Token or User credentials required
+    fields: null
+status:
+  description:
+    - The HTTP status of the failed Admin API call (the same as C(status) in RV(kong_error)); null when Kong was not
+      reached. Not returned when the task failed before calling Kong (bad input).
+  returned: when the task failed on an Admin API call
+  type: int
+  sample: 401
 """
 
 from ansible_collections.mixedrun.kong.plugins.module_utils._kong_api import KongApiError

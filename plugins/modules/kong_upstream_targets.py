@@ -181,9 +181,27 @@ api_calls:
     - {method: GET, path: /upstreams/shop.upstream, status: 200}
     - {method: GET, path: /upstreams/0c2b6b4e-5d5e-4d37-b0a6-0c9f7f4a6a11/targets/all, status: 200}
 kong_error:
-  description: Kong's error (method, path, status, code, name, message, fields) of the (first) failed call.
-  returned: on failure
+  description:
+    - The failed Admin API call as Kong answered it, C(method), C(path), C(status), C(code), C(name), C(message)
+      and C(fields) (of the first failed write of a batch). Never holds request headers or credentials.
+    - C(status) is null when Kong was not reached (connection refused, timeout, TLS failure).
+  returned: when the task failed on an Admin API call
   type: dict
+  sample:
+    method: POST
+    path: /upstreams/0c2b6b4e-5d5e-4d37-b0a6-0c9f7f4a6a11/targets
+    status: 409
+    code: 5
+    name: unique constraint violation
+    message: UNIQUE violation detected on '{target="10.0.0.5:8080",upstream={id="0c2b6b4e-5d5e-4d37-b0a6-0c9f7f4a6a11"}}'
+    fields: {target: "10.0.0.5:8080", upstream: {id: 0c2b6b4e-5d5e-4d37-b0a6-0c9f7f4a6a11}}
+status:
+  description:
+    - The HTTP status of the failed Admin API call (the same as C(status) in RV(kong_error)); null when Kong was not
+      reached. Not returned when the task failed before calling Kong (bad input).
+  returned: when the task failed on an Admin API call
+  type: int
+  sample: 409
 """
 
 from ansible_collections.mixedrun.kong.plugins.module_utils._kong_api import KongApiError

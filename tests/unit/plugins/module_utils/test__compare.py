@@ -11,6 +11,7 @@ from ansible_collections.mixedrun.kong.plugins.module_utils._compare import (
     HEALTHCHECKS_DEFAULTS,
     KONG_NULL,
     diff_entity,
+    healthchecks_enabled,
     merge_healthchecks,
     normalize,
     predict_after,
@@ -112,3 +113,22 @@ def test_normalize_keeps_lists_of_dicts_in_order():
     assert normalize([{"a": 2}, {"a": 1}]) == [{"a": 2}, {"a": 1}]
     assert normalize({"h": ["b", "a"]}) == {"h": ["a", "b"]}
     assert normalize([1, True, "1"]) == normalize(["1", True, 1])
+
+
+def test_healthchecks_enabled_follows_kongs_rule():
+    upstream = fixture("upstream")
+    assert healthchecks_enabled(upstream) is False  # Kong's defaults: no checker
+    assert healthchecks_enabled({"healthchecks": merge_healthchecks(None)}) is False
+    assert healthchecks_enabled({}) is False and healthchecks_enabled(None) is False
+    for section, group, field in (("active", "healthy", "interval"), ("active", "unhealthy", "interval"),
+                                  ("passive", "unhealthy", "tcp_failures"), ("passive", "unhealthy", "timeouts"),
+                                  ("passive", "unhealthy", "http_failures")):
+        changed = copy.deepcopy(upstream)
+        changed["healthchecks"][section][group][field] = 2
+        assert healthchecks_enabled(changed) is True, (section, group, field)
+    # thresholds that do not start a checker
+    quiet = copy.deepcopy(upstream)
+    quiet["healthchecks"]["active"]["healthy"]["successes"] = 3
+    quiet["healthchecks"]["passive"]["healthy"]["successes"] = 3
+    quiet["healthchecks"]["threshold"] = 50
+    assert healthchecks_enabled(quiet) is False

@@ -12,7 +12,7 @@ import responses
 from responses import matchers
 
 from ansible_collections.mixedrun.kong.plugins.module_utils import _kong_api
-from ansible_collections.mixedrun.kong.plugins.module_utils._kong_api import KongApiError, KongClient, redact_url
+from ansible_collections.mixedrun.kong.plugins.module_utils._kong_api import KongApiError, KongClient, redact_url, url_password
 
 ADMIN = "http://kong.test:8001"
 TOKEN = "s3cr3t-kong-admin-token-value"
@@ -210,7 +210,26 @@ def test_kong_error_body_is_parsed(mock):
     assert exc.as_dict()["method"] == "POST" and exc.as_dict()["path"] == "/upstreams/u/targets"
     text = str(exc)
     assert text.startswith("POST /upstreams/u/targets -> HTTP 409 (unique constraint violation, code 5): UNIQUE")
-    assert "already exists" in text
+    # the conflicting fields and the way out
+    assert "same unique key (target=10.0.0.5:8080)" in text
+    assert "another run or another tool created it at the same time" in text
+    assert "re-run the task: it reads the entity again and updates it in place" in text
+
+
+def test_409_without_fields_still_says_what_to_do(mock):
+    mock.put(ADMIN + "/routes/r", status=409, json={"message": "already exists"})
+    with pytest.raises(KongApiError) as err:
+        client().put("/routes/r", {})
+    assert "same unique key: most likely another run" in str(err.value)
+
+
+def test_with_hint_replaces_the_explanation_and_keeps_the_error(mock):
+    mock.put(ADMIN + "/upstreams/u/targets/t/healthy", status=404, json={"message": "Not found"})
+    with pytest.raises(KongApiError) as err:
+        client().put("/upstreams/u/targets/t/healthy")
+    again = err.value.with_hint("point admin_url elsewhere")
+    assert again.describe() == "PUT /upstreams/u/targets/t/healthy -> HTTP 404: Not found; point admin_url elsewhere"
+    assert again.as_dict() == err.value.as_dict()
 
 
 def test_schema_violation_names_the_field(mock):
@@ -335,3 +354,76 @@ def test_map_concurrent_attempts_every_item_and_keeps_order(mock, concurrency):
     assert [r["id"] for _i, r, _e in out if r] == [0, 1, 3, 4, 5]
     assert len(c.calls) == 6
     assert c.map_concurrent(lambda i: i, []) == []
+
+
+def test_url_password():
+    assert url_password("http://u:p%2Fw@kong:8001") == "p%2Fw"
+    assert url_password("https://user@kong:8444") is None
+    assert url_password("http://kong:8001") is None
+    assert url_password("not a url with @ sign") is None
+    assert url_password(None) is None and url_password(8001) is None
+
+
+class _SlowServer:
+    """A local HTTP server answering after a short wait, counting the TCP connections it accepted."""
+
+    def __init__(self):
+        import http.server
+        import socketserver
+        import threading
+        ports = set()
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_PATCH(self):  # noqa: N802  (the stdlib's naming)
+                import time as _time
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                ports.add(self.client_address[1])
+                _time.sleep(0.05)
+                body = b'{"id": "t"}'
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        class Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
+            daemon_threads = True
+            request_queue_size = 128
+
+        self.ports = ports
+        self.server = Server(("127.0.0.1", 0), Handler)
+        self.url = "http://127.0.0.1:%d" % self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.mark.parametrize("concurrency", [8, 64])
+def test_pool_holds_a_connection_per_request_in_flight(caplog, concurrency):
+    """The pool is max(16, concurrency): 64 writes in flight reuse 64 connections instead of opening and
+    throwing away new ones ("Connection pool is full, discarding connection")."""
+    import logging
+    server = _SlowServer()
+    try:
+        c = KongClient(server.url, retries=0)
+        assert c.pool_size == 16
+        with caplog.at_level(logging.WARNING, logger="urllib3.connectionpool"):
+            for _round in range(2):
+                out = c.map_concurrent(lambda i: c.patch("/t/%d" % i, {"weight": 1}), range(concurrency * 2),
+                                       concurrency=concurrency)
+                assert [e for _i, _r, e in out if e] == []
+        assert c.pool_size == max(16, concurrency)
+        assert c.session.get_adapter(server.url)._pool_maxsize == max(16, concurrency)
+        assert not [r for r in caplog.records if "Connection pool is full" in r.getMessage()]
+        assert len(server.ports) <= max(16, concurrency)
+        c.close()
+    finally:
+        server.close()

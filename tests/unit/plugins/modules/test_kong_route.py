@@ -84,4 +84,4 @@ def test_dbless_kong_and_conflict_errors(kong, run_module):
                                                       "message": "UNIQUE violation detected on '{name=\"dup\"}'",
                                                       "fields": {"name": "dup"}})
     result = run_module(kong_route, {"name": "dup", "hosts": ["a.example"]})
-    assert "HTTP 409" in result["msg"] and "already exists" in result["msg"]
+    assert "HTTP 409" in result["msg"] and "same unique key (name=dup)" in result["msg"] and "re-run the task" in result["msg"]

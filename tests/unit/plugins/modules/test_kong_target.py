@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import copy
+
 from ansible_collections.mixedrun.kong.plugins.modules import kong_target
 
 from kong_module_helpers import ADMIN, TOKEN, fixture, writes
@@ -13,6 +15,7 @@ T = fixture("target")
 TID = T["id"]
 BASE = "/upstreams/%s/targets" % UID
 NOT_FOUND = {"message": "Not found"}
+HEALTH_PATH = "/upstreams/%s/health" % UID
 
 
 def _upstream(kong):
@@ -97,10 +100,25 @@ def test_absent_deletes_by_id_and_is_idempotent(kong, run_module):
     assert writes(kong) == [("DELETE", BASE + "/" + TID, None)]
 
 
+def _checked_upstream(kong, **checks):
+    """The upstream with health checks on (passive tcp_failures by default)."""
+    up = copy.deepcopy(UP)
+    up["healthchecks"]["passive"]["unhealthy"]["tcp_failures"] = 3
+    for path, value in checks.items():
+        section, group, field = path.split("__")
+        up["healthchecks"][section][group][field] = value
+    kong.get(ADMIN + "/upstreams/shop.upstream", json=up)
+    return up
+
+
+def _health(kong, health=None):
+    kong.get(ADMIN + HEALTH_PATH, json=health or fixture("health"))
+
+
 def test_unhealthy_puts_only_when_health_differs(kong, run_module):
-    _upstream(kong)
+    _checked_upstream(kong)
     kong.get(ADMIN + BASE + "/10.0.0.5:8080", json=T)
-    kong.get(ADMIN + "/upstreams/%s/health" % UID, json=fixture("health"))
+    _health(kong)
     kong.put(ADMIN + BASE + "/10.0.0.5:8080/unhealthy", status=204)
     result = run_module(kong_target, {"upstream": "shop.upstream", "target": "10.0.0.5:8080", "state": "unhealthy"})
     assert result["changed"] is True and result["health_before"] == "HEALTHY"
@@ -109,6 +127,124 @@ def test_unhealthy_puts_only_when_health_differs(kong, run_module):
     kong.get(ADMIN + BASE + "/10.0.1.7:8080", json=dict(T, target="10.0.1.7:8080", id="other"))
     result = run_module(kong_target, {"upstream": "shop.upstream", "target": "10.0.1.7:8080", "state": "unhealthy"})
     assert result["changed"] is False and len(writes(kong)) == 1
+    assert result["health_before"] == "UNHEALTHY"
+
+
+def test_health_settles_with_active_checks_only(kong, run_module):
+    _checked_upstream(kong, passive__unhealthy__tcp_failures=0, active__healthy__interval=5)
+    kong.get(ADMIN + BASE + "/10.0.0.5:8080", json=T)
+    _health(kong)
+    result = run_module(kong_target, {"upstream": "shop.upstream", "target": "10.0.0.5:8080", "state": "healthy"})
+    assert result["changed"] is False and writes(kong) == []
+
+
+def test_health_with_checks_off_fails_before_any_write(kong, run_module):
+    _upstream(kong)  # Kong's defaults: no active interval, no passive threshold
+    kong.get(ADMIN + BASE + "/10.0.0.5:8080", json=T)
+    off = copy.deepcopy(fixture("health"))
+    for item in off["data"]:
+        item["health"] = "HEALTHCHECKS_OFF"
+    _health(kong, off)
+    for state in ("healthy", "unhealthy"):
+        result = run_module(kong_target, {"upstream": "shop.upstream", "target": "10.0.0.5:8080", "weight": 50,
+                                          "state": state})
+        assert result["failed"] is True and result.get("changed") is not True
+        assert "upstream shop.upstream has no health checks enabled" in result["msg"]
+        assert "HEALTHCHECKS_OFF" in result["msg"] and "kong_upstream healthchecks" in result["msg"]
+        assert "weight=0" in result["msg"]
+    assert writes(kong) == []
+
+
+def test_health_of_a_weight_0_target_fails_before_any_write(kong, run_module):
+    _checked_upstream(kong)
+    kong.get(ADMIN + BASE + "/10.0.0.5:8080", json=dict(T, weight=0))
+    _health(kong)
+    result = run_module(kong_target, {"upstream": "shop.upstream", "target": "10.0.0.5:8080", "state": "unhealthy"})
+    assert result["failed"] is True and "has weight 0" in result["msg"] and "weight above 0" in result["msg"]
+    # a weight of 0 asked in the same task is refused too (nothing is PATCHed first)
+    kong.get(ADMIN + BASE + "/10.0.0.6:8080", json=dict(T, target="10.0.0.6:8080", weight=10))
+    result = run_module(kong_target, {"upstream": "shop.upstream", "target": "10.0.0.6:8080", "weight": 0,
+                                      "state": "healthy"})
+    assert result["failed"] is True and "has weight 0" in result["msg"]
+    assert writes(kong) == []
+
+
+def test_reweight_from_0_and_mark_healthy(kong, run_module):
+    _checked_upstream(kong)
+    kong.get(ADMIN + BASE + "/10.0.0.5:8080", json=dict(T, weight=0))
+    off = copy.deepcopy(fixture("health"))
+    off["data"][0]["health"] = "HEALTHCHECKS_OFF"  # Kong's answer for a weight-0 target
+    _health(kong, off)
+    kong.patch(ADMIN + BASE + "/" + TID, json=dict(T, weight=40))
+    kong.put(ADMIN + BASE + "/10.0.0.5:8080/healthy", status=204)
+    result = run_module(kong_target, {"upstream": "shop.upstream", "target": "10.0.0.5:8080", "weight": 40,
+                                      "state": "healthy"})
+    assert result["changed"] is True and result["health_before"] == "HEALTHCHECKS_OFF"
+    assert writes(kong) == [("PATCH", BASE + "/" + TID, {"weight": 40}), ("PUT", BASE + "/10.0.0.5:8080/healthy", None)]
+
+
+def test_health_of_an_unresolved_target_fails(kong, run_module):
+    _checked_upstream(kong)
+    kong.get(ADMIN + BASE + "/10.0.0.5:8080", json=T)
+    dns = copy.deepcopy(fixture("health"))
+    dns["data"][0]["health"] = "DNS_ERROR"
+    _health(kong, dns)
+    result = run_module(kong_target, {"upstream": "shop.upstream", "target": "10.0.0.5:8080", "state": "healthy"})
+    assert result["failed"] is True and "DNS_ERROR" in result["msg"] and writes(kong) == []
+
+
+def test_new_target_is_created_then_marked(kong, run_module):
+    _checked_upstream(kong)
+    kong.get(ADMIN + BASE + "/10.0.0.9:8080", status=404, json=NOT_FOUND)
+    _health(kong)
+    kong.post(ADMIN + BASE, status=201, json=dict(T, target="10.0.0.9:8080", id="new"))
+    kong.put(ADMIN + BASE + "/10.0.0.9:8080/unhealthy", status=204)
+    result = run_module(kong_target, {"upstream": "shop.upstream", "target": "10.0.0.9:8080", "state": "unhealthy"})
+    assert result["changed"] is True and result["health_before"] is None
+    assert writes(kong) == [("POST", BASE, {"target": "10.0.0.9:8080"}), ("PUT", BASE + "/10.0.0.9:8080/unhealthy", None)]
+
+
+def test_hybrid_control_plane_404_is_explained(kong, run_module):
+    _checked_upstream(kong)
+    kong.get(ADMIN + BASE + "/10.0.0.5:8080", json=T)
+    _health(kong)
+    kong.put(ADMIN + BASE + "/10.0.0.5:8080/unhealthy", status=404, json=NOT_FOUND)
+    result = run_module(kong_target, {"upstream": "shop.upstream", "target": "10.0.0.5:8080", "state": "unhealthy"})
+    assert result["failed"] is True and result["status"] == 404
+    assert "not available on a hybrid-mode control plane" in result["msg"]
+    assert "point admin_url at a traditional-mode or data-plane node" in result["msg"]
+    assert result["kong_error"]["path"] == BASE + "/10.0.0.5:8080/unhealthy"
+
+
+def test_hybrid_404_after_a_create_reports_the_create(kong, run_module):
+    _checked_upstream(kong)
+    kong.get(ADMIN + BASE + "/10.0.0.9:8080", status=404, json=NOT_FOUND)
+    _health(kong)
+    kong.post(ADMIN + BASE, status=201, json=dict(T, target="10.0.0.9:8080", id="new"))
+    kong.put(ADMIN + BASE + "/10.0.0.9:8080/healthy", status=404, json=NOT_FOUND)
+    result = run_module(kong_target, {"upstream": "shop.upstream", "target": "10.0.0.9:8080", "state": "healthy"})
+    assert result["failed"] is True and result["changed"] is True and result["target"]["id"] == "new"
+    assert "hybrid-mode control plane" in result["msg"]
+
+
+def test_health_unavailable_on_the_node_fails_before_any_write(kong, no_sleep, run_module):
+    _checked_upstream(kong)
+    kong.get(ADMIN + BASE + "/10.0.0.9:8080", status=404, json=NOT_FOUND)
+    kong.get(ADMIN + HEALTH_PATH, status=500, json={"message": "An unexpected error occurred"})
+    result = run_module(kong_target, {"upstream": "shop.upstream", "target": "10.0.0.9:8080", "state": "healthy"})
+    assert result["failed"] is True and result["status"] == 500 and writes(kong) == []
+    assert "hybrid-mode control plane runs no balancer" in result["msg"]
+
+
+def test_kong_refusing_the_health_call_is_explained(kong, run_module):
+    _checked_upstream(kong)
+    kong.get(ADMIN + BASE + "/10.0.0.5:8080", json=T)
+    _health(kong)
+    kong.put(ADMIN + BASE + "/10.0.0.5:8080/unhealthy", status=400,
+             json={"message": "no healthchecker found for shop.upstream"})
+    result = run_module(kong_target, {"upstream": "shop.upstream", "target": "10.0.0.5:8080", "state": "unhealthy"})
+    assert result["failed"] is True and "no healthchecker found for shop.upstream" in result["msg"]
+    assert "health checks enabled" in result["msg"]
 
 
 def test_duplicate_post_409_is_reported(kong, run_module):
@@ -118,3 +254,5 @@ def test_duplicate_post_409_is_reported(kong, run_module):
     result = run_module(kong_target, {"upstream": "shop.upstream", "target": "10.0.0.5:8080", "admin_token": TOKEN})
     assert result["failed"] is True and "HTTP 409" in result["msg"] and "UNIQUE violation" in result["msg"]
     assert result["kong_error"]["code"] == 5 and TOKEN not in result.raw
+    assert "another run or another tool created it" in result["msg"] and "re-run the task" in result["msg"]
+    assert 'target=10.0.0.5:8080' in result["msg"]

@@ -85,3 +85,42 @@ def test_traffic_shares_pure():
     assert shares["share_by_label"] == {"k": {"a": 33.3333, "b": 66.6667, "c": 0.0}}
     assert traffic_shares([{"weight": 0, "tags": ["a"]}])["share_by_tag"] == {"a": 0.0}
     assert traffic_shares([]) == {"total_weight": 0, "share_by_tag": {}, "share_by_label": {}}
+
+
+def test_credentials_in_admin_urls_never_appear_in_the_result(kong, run_module):
+    """A user:password@ in admin_url/admin_urls is used for the requests but shown nowhere: not in nodes,
+    api_calls, health_by_node (keyed by URL when a node reports no node_id), nor in invocation."""
+    own = "http://admin:Own-Pa55word@kong.test:8001"
+    other = "http://ops:0ther%2FSecret@kong-2.test:8001"
+    kong.get(own + "/upstreams/shop.upstream", json=UP)
+    kong.get(own + "/upstreams/%s/targets/all" % UID, json={"data": TARGETS, "next": None})
+    _kong(kong, own)
+    anonymous = copy.deepcopy(HEALTH)
+    anonymous["node_id"] = None
+    _kong(kong, other, anonymous)
+    result = run_module(kong_upstream_info, {"upstream": "shop.upstream", "admin_url": own, "admin_urls": [other]})
+    assert result.get("failed") is not True, result.get("msg")
+    # the credentials were used (HTTP basic auth) ...
+    assert kong.calls[0].request.headers["Authorization"].startswith("Basic ")
+    assert all("Authorization" in c.request.headers for c in kong.calls)
+    # ... and are shown nowhere
+    for secret in ("Own-Pa55word", "0ther%2FSecret", "0ther/Secret"):
+        assert secret not in result.raw
+    assert [n["admin_url"] for n in result["nodes"]] == ["http://***@kong.test:8001", "http://***@kong-2.test:8001"]
+    first = dict((t["target"], t) for t in result["targets"])["10.0.0.5:8080"]
+    assert first["health_by_node"] == {HEALTH["node_id"]: "HEALTHY", "http://***@kong-2.test:8001": "HEALTHY"}
+    assert set(c.get("admin_url") for c in result["api_calls"]) == {None, "http://***@kong-2.test:8001"}
+
+
+def test_credentials_in_an_unreachable_admin_url_are_not_in_the_error(kong, no_sleep, run_module):
+    import requests
+    other = "http://ops:S3cret-Node2@kong-2.test:8001"
+    kong.get(ADMIN + "/upstreams/shop.upstream", json=UP)
+    kong.get(ADMIN + "/upstreams/%s/targets/all" % UID, json={"data": TARGETS, "next": None})
+    _kong(kong)
+    kong.get(NODE2 + "/upstreams/%s/health" % UID, body=requests.exceptions.ConnectionError(
+        "HTTPConnectionPool(host='kong-2.test', port=8001): Max retries exceeded (%s)" % other))
+    result = run_module(kong_upstream_info, {"upstream": "shop.upstream", "admin_urls": [other]})
+    assert result["failed"] is True and result["status"] is None and result["kong_error"]["status"] is None
+    assert "cannot reach the Kong Admin API at http://***@kong-2.test:8001" in result["msg"]
+    assert "S3cret-Node2" not in result.raw
