@@ -12,7 +12,11 @@
 (e) Prometheus returns no data -> the declared policy (fail / pass / inconclusive) is applied;
 (f) the controller is killed in the middle of a gradual rollback -> the re-run finishes the rollback (and fails)
     instead of resuming the rollout upward;
-(g) real Prometheus data breaches a threshold (containers answer 5xx) -> rollback, the play names the query.
+(g) real Prometheus data breaches a threshold (containers answer 5xx) -> rollback, the play names the query;
+(h) a failure after the last step (the report) fails the play but rolls nothing back; a dead run's tags at 100 %
+    are finished (VM removal) and cleared by the re-run, after which a run has nothing to do;
+(i) Kong nodes that disagree on the weights stop the start before anything is written;
+(j) an approval that is not given stops the rollout at that step (named in the message and the report).
 
 Hold times are 1-2 s. Run:
     PYTHONPATH=.tmp/collections:. .venv/bin/pytest -p tests.lab.pytest_plugin tests/integration/test_rollout_e2e.py
@@ -159,14 +163,14 @@ def env():
 
 def run_playbook(name, variables, timeout=PLAYBOOK_TIMEOUT):
     proc = subprocess.run(command(name, variables), cwd=REPO, env=env(), capture_output=True, text=True,
-                          timeout=timeout, check=False)
+                          timeout=timeout, check=False, stdin=subprocess.DEVNULL)
     # Ansible's YAML output wraps long messages: compare on single-spaced text.
     return proc.returncode, " ".join((proc.stdout + proc.stderr).split())
 
 
 def start_playbook(name, variables):
     return subprocess.Popen(command(name, variables), cwd=REPO, env=env(), stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True, stdin=subprocess.DEVNULL)
 
 
 def steps_of(report, kind="step"):
@@ -490,3 +494,87 @@ def test_g_prometheus_threshold_breach_rolls_back(lab, fresh):
     report = reports(fresh)[-1]
     failing = [s for s in steps_of(report) if s["decision"] == "rollback"][0]["gate"]["failing_gate"]
     assert failing["name"] == "container 5xx ratio" and 0.25 <= failing["value"] <= 0.75, failing
+
+
+def test_h_a_failed_finish_rolls_nothing_back_and_a_rerun_finishes(lab, fresh, tmp_path):
+    blocked = tmp_path / "not-a-directory"
+    blocked.write_text("the report cannot be written below a file")
+    variables = base_vars(lab, fresh, rollout_steps=[50], rollout_hold=0.5)
+    rc, out = run_playbook("rollout.yml", dict(variables, rollout_report_dir=str(blocked / "reports")))
+    assert rc != 0
+    assert "Rollout of shop reached 100.0% (every step passed its gates), but finishing FAILED" in out
+    assert "Nothing was rolled back" in out and "Rolled back" not in out
+    assert share(lab) == 100.0 and rollout_tags(lab) == []          # the report failed after the lock release
+    # A run that died at 100 % before finishing left its (expired) lock and origin tags. The re-run takes the lock,
+    # finishes (here: removes the VM targets after the drain) and clears the tags; one more run has nothing to do.
+    set_tags(lab, ["mixedrun-managed", "mixedrun-lock:dead-job:%d" % (time.time() - 5), "mixedrun-rollout-origin:0"])
+    rc, out = run_playbook("rollout.yml", dict(variables, rollout_remove_vms=True, rollout_vm_drain=1))
+    assert rc == 0, out[-4000:]
+    assert "finished what an earlier run left" in out
+    assert rollout_tags(lab) == [] and weights(lab)["vm"] == 0
+    assert not [t for t in requests.get(admin(lab) + "/upstreams/%s/targets" % SERVICE, timeout=10).json()["data"]
+                if "mixedrun-kind:vm" in (t.get("tags") or [])]
+    assert reports(fresh)[-1]["run"]["outcome"] == "finished" and len(reports(fresh)) == 1
+    rc, out = run_playbook("rollout.yml", variables)
+    assert rc == 0 and "nothing to do" in out and "changed=0" in out and len(reports(fresh)) == 1
+
+
+class SkewedKongNode:
+    """A second 'Kong node' that answers like the lab's Kong but shows one container target at another weight."""
+
+    def __init__(self, lab):
+        upstream_admin = admin(lab)
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):  # noqa: N802
+                resp = requests.get(upstream_admin + self.path, timeout=10)
+                body = resp.json()
+                if self.path.startswith("/upstreams/%s/targets" % SERVICE):
+                    for item in body.get("data") or []:
+                        if "mixedrun-kind:container" in (item.get("tags") or []):
+                            item["weight"] += 1
+                            break
+                data = json.dumps(body).encode()
+                self.send_response(resp.status_code)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *_args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = "http://127.0.0.1:%d" % self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_i_kong_nodes_that_disagree_stop_the_start(lab, fresh):
+    with SkewedKongNode(lab) as skewed:
+        variables = base_vars(lab, fresh, rollout_admin_urls=[admin(lab), skewed.url])
+        rc, out = run_playbook("rollout.yml", variables)
+    assert rc != 0
+    assert "Rollout of shop not started: the Kong nodes" in out and "disagree on the weights of upstream shop" in out
+    assert "changed=0" in out and share(lab) == 0.0 and rollout_tags(lab) == [] and reports(fresh) == []
+
+
+def test_j_an_unanswered_approval_stops_at_that_step_without_rollback(lab, fresh):
+    # rollout_approval_mode=pause with no terminal: the prompt gets no 'yes', so the rollout stops before 25 %
+    variables = base_vars(lab, fresh, rollout_steps=[10, 25, 50], rollout_approval_steps=[25], rollout_hold=0.5)
+    rc, out = run_playbook("rollout.yml", variables)
+    assert rc != 0
+    assert "Rollout of shop FAILED: step 2 (25.0%) was not approved" in out
+    assert "Stopped without rollback: containers keep 10.0%" in out
+    assert share(lab) == 10.0 and rollout_tags(lab) == ["mixedrun-rollout-origin:0"]
+    report = reports(fresh)[-1]
+    assert report["run"]["outcome"] == "frozen"
+    stopped = steps_of(report)[-1]
+    assert (stopped["index"], stopped["planned_share"], stopped["achieved_share"]) == (2, 25, None)
