@@ -14,9 +14,7 @@
 import asyncio
 import json
 import os
-import random
 import secrets
-import socket
 import subprocess
 import sys
 import threading
@@ -45,51 +43,13 @@ def reset(lab_info, node=None):
     requests.post(url, timeout=10).raise_for_status()
 
 
-def _port_free_everywhere(addresses, port):
-    for addr in addresses:
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            try:
-                sock.bind((addr, port))
-            except OSError:
-                return False
-    return True
-
-
 def free_port_overrides(cfg=None, force=False):
     """Config overrides that move node_port and the services' node_port to ports free on every address they use.
 
     Without ``force`` the defaults are kept when they are free. Returns {} when nothing needs to change.
     """
     cfg = cfg or labconfig.load()
-    node_addrs = [n.address for n in cfg.nodes]
-    knode_addrs = [k.address for k in cfg.k8s_nodes]
-    overrides = {}
-    rng = random.Random()
-    if force or not _port_free_everywhere(node_addrs, cfg.node_port):
-        for _attempt in range(200):
-            port = rng.randint(20000, 29999)
-            if _port_free_everywhere(node_addrs, port):
-                overrides["node_port"] = port
-                break
-        else:
-            raise RuntimeError("no free port for the lab nodes on %s" % node_addrs)
-    services = []
-    changed = False
-    for i, svc in enumerate(cfg.raw["services"]):
-        svc = dict(svc)
-        spec = cfg.services[i]
-        if spec.node_port and spec.containers and (force or not _port_free_everywhere(knode_addrs, spec.node_port)):
-            for _attempt in range(200):
-                port = rng.randint(30000, 32767)
-                if _port_free_everywhere(knode_addrs, port) and port not in [s.get("node_port") for s in services]:
-                    svc["node_port"] = port
-                    changed = True
-                    break
-        services.append(svc)
-    if changed:
-        overrides["services"] = services
-    return overrides
+    return labconfig.free_port_overrides(cfg, movable=labconfig.default_port_fields({}), force=force)
 
 
 class FleetHandle:
