@@ -92,3 +92,114 @@ def test_plan_returns_the_way_back_and_what_to_do(run):
     assert result["action"] == "finish_rollback" and result["rollback_path"] == [0.0] and result["remaining"]
     result = run(rollout_plan, {"steps": [1, 5], "current_share": 5, "rollback_to": 1, "rollback_mode": "gradual"})
     assert result["rollback_path"] == [1.0] and result["rollback_target"] == 1.0
+
+
+# -- the AWX workflow example (playbooks/awx/controller_config.yml) -------------------------------------------------
+
+AWX_CONFIG = os.path.join(os.path.dirname(__file__), *([os.pardir] * 4), "playbooks", "awx", "controller_config.yml")
+
+
+def awx_config():
+    """The file as infra.aap_configuration reads it, with its own '{{ var }}' references resolved."""
+    import re
+    from ansible.parsing.utils.yaml import from_yaml
+    with open(AWX_CONFIG) as handle:
+        data = from_yaml(handle.read(), file_name=AWX_CONFIG)
+
+    def resolve(value):
+        if isinstance(value, dict):
+            return dict((k, resolve(v)) for k, v in value.items())
+        if isinstance(value, list):
+            return [resolve(v) for v in value]
+        if isinstance(value, str):
+            # only the file's own mixedrun_awx_* variables; '{{ admin_url }}' and the like are AWX's (!unsafe)
+            whole = re.match(r"^\{\{ (mixedrun_awx_\w+) \}\}$", value)
+            if whole:
+                return resolve(data[whole.group(1)])
+            return re.sub(r"\{\{ (mixedrun_awx_\w+) \}\}", lambda m: str(resolve(data[m.group(1)])), value)
+        return value
+    return resolve(data)
+
+
+def test_awx_workflow_segments_and_approvals_match_the_schedule(run):
+    cfg = awx_config()
+    roll = cfg["mixedrun_awx_rollout_vars"]
+    assert roll["rollout_approval_mode"] == "stop"
+    templates = dict((t["name"], t) for t in cfg["controller_templates"])
+    workflow = cfg["controller_workflows"][0]
+    nodes = dict((n["identifier"], n) for n in workflow["simplified_workflow_nodes"])
+    linked = set(i for n in nodes.values() for key in ("success_nodes", "failure_nodes", "always_nodes")
+                 for i in n.get(key) or [])
+    assert linked <= set(nodes)
+    roots = [i for i in nodes if i not in linked]
+    assert roots == ["segment-1"]
+
+    share, approved_so_far, pending, segments, approvals = 0.0, [], None, [], []
+    node = nodes["segment-1"]
+    while node is not None:
+        nxt = node.get("success_nodes") or []
+        if "approval_node" in node:
+            # it approves exactly the share the previous segment stopped before, and denial/timeout rolls back
+            assert pending is not None and node["approval_node"]["name"].endswith("approve %s %%" % rollout_plan_key(pending))
+            assert node["failure_nodes"] == ["rollback"] and node["approval_node"]["timeout"] > 0
+            approvals.append(pending)
+            approved_so_far.append(pending)
+        else:
+            template = templates[node["unified_job_template"]]
+            assert template["playbook"] == "playbooks/rollout.yml" and template["ask_variables_on_launch"] is True
+            assert not node.get("failure_nodes") and not node.get("always_nodes")   # a failed segment ends the workflow red
+            approved = node["extra_data"]["rollout_approved_shares"]
+            assert sorted(approved) == sorted(approved_so_far)
+            plan = run(rollout_plan, {"steps": roll["rollout_steps"], "approvals": roll["rollout_approval_steps"],
+                                      "hold": roll["rollout_hold"], "holds": roll["rollout_holds"],
+                                      "current_share": share, "approved": approved})
+            applied = []
+            pending = None
+            for step in plan["remaining"]:
+                if step["needs_approval"]:
+                    pending = step["share"]
+                    break
+                applied.append(step["share"])
+            assert applied, "segment %s would apply nothing" % node["identifier"]
+            share = applied[-1]
+            segments.append(applied)
+            if pending is None:
+                assert nxt == [] and share == 100.0
+        node = nodes[nxt[0]] if nxt else None
+        assert len(nxt) <= 1
+    assert segments == [[1.0, 5.0], [25.0, 50.0], [100.0]]
+    assert approvals == [float(s) for s in roll["rollout_approval_steps"]]
+
+    rollback = nodes["rollback"]
+    assert templates[rollback["unified_job_template"]]["playbook"] == "playbooks/rollback.yml"
+    # the deny path must end the workflow failed: the rollback fails on purpose and has nowhere to go on failure
+    assert rollback["extra_data"] == {"rollout_fail_after_rollback": True}
+    assert not any(rollback.get(key) for key in ("success_nodes", "failure_nodes", "always_nodes"))
+
+
+def rollout_plan_key(share):
+    from ansible_collections.mixedrun.kong.plugins.module_utils._rollout import share_key
+    return share_key(share)
+
+
+def test_awx_example_defines_everything_it_references():
+    cfg = awx_config()
+    projects = set(p["name"] for p in cfg["controller_projects"])
+    inventories = set(i["name"] for i in cfg["controller_inventories"])
+    credentials = dict((c["name"], c) for c in cfg["controller_credentials"])
+    types = dict((t["name"], t) for t in cfg["controller_credential_types"])
+    templates = set(t["name"] for t in cfg["controller_templates"])
+    for template in cfg["controller_templates"]:
+        assert template["project"] in projects and template["inventory"] in inventories
+        assert set(template["credentials"]) <= set(credentials)
+    for node in cfg["controller_workflows"][0]["simplified_workflow_nodes"]:
+        assert "approval_node" in node or node["unified_job_template"] in templates
+    assert set(h["inventory"] for h in cfg["controller_hosts"]) <= inventories
+    for credential in credentials.values():
+        kind = types[credential["credential_type"]]
+        fields = dict((f["id"], f) for f in kind["inputs"]["fields"])
+        assert set(credential["inputs"]) <= set(fields) and set(kind["inputs"]["required"]) <= set(credential["inputs"])
+        # the modules read these variables; the token is a secret input, injected as the literal AWX template
+        assert set(kind["injectors"]["env"]) == {"KONG_ADMIN_URL", "KONG_ADMIN_TOKEN"}
+        assert fields["admin_token"]["secret"] is True
+        assert str(kind["injectors"]["env"]["KONG_ADMIN_URL"]) == "{{ admin_url }}"
