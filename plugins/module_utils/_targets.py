@@ -15,6 +15,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import functools
 import re
 
 DEFAULT_TARGET_PORT = 8000
@@ -130,6 +131,14 @@ def normalize_target(value, default_port=DEFAULT_TARGET_PORT):
 def target_key(value):
     """Comparison key of a target. Accepts any spelling Kong would accept (``[::1]:80`` or the expanded
     form Kong returns) and maps equal targets to the same key."""
+    if isinstance(value, str):
+        return _cached_key(value)
+    return normalize_target(value)
+
+
+@functools.lru_cache(maxsize=16384)
+def _cached_key(value):
+    # A reconcile of N targets asks for the same keys several times; the key is a pure function of the string.
     return normalize_target(value)
 
 
