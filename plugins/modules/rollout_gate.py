@@ -28,8 +28,8 @@ description:
     O(max_consecutive_failures) in a row). The step passes when the last evaluation at or after the end of the
     window passes. The task fails with C(decision=rollback) when the budget is spent, with
     C(decision=inconclusive) after O(inconclusive_limit) inconclusive evaluations in a row (hold, ask a human),
-    and with C(decision=lock_lost) when O(lock) is given and another owner holds the rollout lock. The message
-    names the gate, its measured value and its threshold.
+    and with C(decision=lock_lost) when O(lock) is given and another owner holds the rollout lock (checked before
+    the hold and again after a passed one). The message names the gate, its measured value and its threshold.
   - Every gate result is returned with its measured value and threshold, for the rollout report.
   - In check mode the gates are evaluated once, without holding, and the lock is not refreshed.
   - The task never reports a change; refreshing the lock's expiry is bookkeeping of the rollout.
@@ -249,6 +249,8 @@ options:
     description:
       - The rollout lock to verify and refresh before holding (see M(mixedrun.kong.kong_rollout_lock)). When another
         owner holds it, the task fails at once with C(decision=lock_lost) and nothing is evaluated.
+      - After a passed hold the lock is verified and refreshed again (O(lock.ttl) from then), so the next weight
+        change of the rollout follows a fresh check; a lock lost during the hold fails with C(decision=lock_lost).
     type: dict
     suboptions:
       owner:
@@ -776,6 +778,12 @@ def _run(runner, params, budget, hold, check_mode, clock, sleep, result):
     failing = None if window["decision"] == DECISION_PASS else _failing(last)
     result.update(decision=window["decision"], passed=window["decision"] == DECISION_PASS, gates=last["gates"],
                   failing_gate=failing, evaluations=window["evaluations"], budget=window["budget"], held=window["held"])
+    if window["decision"] == DECISION_PASS and params.get("lock") and not check_mode:
+        ok, lock, message = runner.refresh_lock(0)
+        result["lock"] = lock
+        if not ok:
+            result.update(decision=DECISION_LOCK_LOST, passed=False)
+            return False, result, "after the hold at %s: %s" % (params.get("step_label") or "the current step", message)
     if window["decision"] == DECISION_PASS:
         return True, result, None
     return False, result, _message(window["decision"], params.get("step_label"), failing or {}, budget, last, params)

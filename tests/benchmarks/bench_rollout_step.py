@@ -1,14 +1,17 @@
 """Benchmark: a rollout step's own overhead (everything but the hold time) with 100 VM + 100 container targets.
 
 Creates the upstream ``bench-rollout`` in the lab's Kong with 100 VM and 100 container targets (tagged like the
-collection tags them; the container targets are 100 small loopback listeners, so the gates are real: Kong's target health on every Kong
-node and a direct probe of every container node, concurrently; the VM addresses are never contacted), then runs playbooks/rollout.yml with steps
-1 -> 10 -> 50 -> 100 and hold 0, and reads the per-step timings from the run's JSON report:
+collection tags them), a service and a route for the domain ``bench-rollout.lab.test``. Every target is a small
+loopback listener, so every gate is real: Kong's target health on every Kong node, a direct probe of every container
+node (concurrently), a Prometheus query against the lab's Prometheus, and probe traffic (20 requests) through
+HAProxy -> Kong with the domain's Host header. Then it runs playbooks/rollout.yml with steps 1 -> 10 -> 50 -> 100 and
+hold 0, and reads the per-step timings from the run's JSON report:
 
-* split: the weight change, verified on every Kong node (kong_traffic_split);
-* gate: one evaluation of the gates plus the lock refresh (rollout_gate);
+* split: from the step's start to the verified weight change (lock re-check + kong_traffic_split on every Kong node);
+* gate: one evaluation of all the gates (rollout_gate);
 * step: from the start of one step to the start of the next (everything the role does per step: progress
-  message, hooks check, both modules, the record), minus the hold.
+  message, approval and hooks checks, the lock re-check, both modules, the record), minus the hold; for the last
+  step, from its start to the end of the play (the finish, the lock release and the report included).
 
 Fails (exit 1) when a step's overhead reaches 2 s. Run (reuses a running lab, else starts one):
 
@@ -31,11 +34,12 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 sys.path.insert(0, REPO)
 
 UPSTREAM = "bench-rollout"
+DOMAIN = "bench-rollout.lab.test"
 LIMIT = 2.0
 
 
 class FakeNodes:
-    """``count`` container nodes answering 200 on loopback addresses, so the direct probes are real requests."""
+    """``count`` nodes answering 200 on loopback addresses, so the probes and the gateway's traffic are real requests."""
 
     def __init__(self, base, count):
         import asyncio  # pylint: disable=import-outside-toplevel
@@ -47,6 +51,7 @@ class FakeNodes:
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()
         self.servers = []
+        self.handlers = set()
         for _attempt in range(50):
             self.port = random.randint(40000, 49999)
             try:
@@ -60,6 +65,7 @@ class FakeNodes:
         return self.asyncio.run_coroutine_threadsafe(coro, self.loop).result(60)
 
     async def _handle(self, reader, writer):
+        self.handlers.add(self.asyncio.current_task())
         try:
             while True:
                 line = await reader.readline()
@@ -67,12 +73,14 @@ class FakeNodes:
                     break
                 while (await reader.readline()) not in (b"\r\n", b"\n", b""):
                     pass
-                writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Type: text/plain\r\n\r\nok")
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Type: text/plain\r\n"
+                             b"X-Node-Name: bench\r\n\r\nok")
                 await writer.drain()
-        except (ConnectionError, self.asyncio.IncompleteReadError):
+        except (ConnectionError, self.asyncio.IncompleteReadError, self.asyncio.CancelledError):
             pass
         finally:
             writer.close()
+            self.handlers.discard(self.asyncio.current_task())
 
     async def _start(self):
         for address in self.addresses:
@@ -82,6 +90,11 @@ class FakeNodes:
         for server in self.servers:
             server.close()
         self.servers = []
+        # keep-alive connections (Kong's, the probes') still open: end their handlers while the loop runs
+        handlers = list(self.handlers)
+        for task in handlers:
+            task.cancel()
+        await self.asyncio.gather(*handlers, return_exceptions=True)
 
     def close(self):
         self._call(self._stop())
@@ -89,15 +102,24 @@ class FakeNodes:
         self.thread.join(10)
 
 
-def setup_upstream(admin, count, container_port):
+def setup_upstream(admin, count, vm_port, container_port):
     session = requests.Session()
-    session.delete(admin + "/upstreams/" + UPSTREAM, timeout=30)
+    for path in ("/routes/", "/services/", "/upstreams/"):
+        session.delete(admin + path + UPSTREAM, timeout=30)
     session.put(admin + "/upstreams/" + UPSTREAM, json={"tags": ["mixedrun-managed"]}, timeout=30).raise_for_status()
-    for kind, base, weight, port in (("vm", "127.0.150.", 100, 18080), ("container", "127.0.160.", 0, container_port)):
+    for kind, base, weight, port in (("vm", "127.0.150.", 100, vm_port), ("container", "127.0.160.", 0, container_port)):
         for i in range(count):
             body = {"target": "%s%d:%d" % (base, i + 1, port), "weight": weight,
                     "tags": ["mixedrun-managed", "mixedrun-kind:" + kind, "mixedrun-service:" + UPSTREAM]}
             session.post(admin + "/upstreams/%s/targets" % UPSTREAM, json=body, timeout=30).raise_for_status()
+    session.put(admin + "/services/" + UPSTREAM, json={"host": UPSTREAM, "port": 80}, timeout=30).raise_for_status()
+    session.put(admin + "/routes/" + UPSTREAM, json={"hosts": [DOMAIN], "service": {"name": UPSTREAM}},
+                timeout=30).raise_for_status()
+
+
+def teardown_upstream(admin):
+    for path in ("/routes/", "/services/", "/upstreams/"):
+        requests.delete(admin + path + UPSTREAM, timeout=30)
 
 
 def run_rollout(info, report_dir, steps):
@@ -106,6 +128,11 @@ def run_rollout(info, report_dir, steps):
         "rollout_admin_urls": info.get("admin_urls") or [info["admin_url"]],
         "rollout_steps": steps, "rollout_hold": 0, "rollout_gate_interval": 1,
         "rollout_probe": True, "rollout_kong_health": True, "rollout_report_dir": report_dir,
+        "rollout_traffic_url": info["lb_url"], "rollout_traffic_host": DOMAIN, "rollout_traffic_requests": 20,
+        "rollout_prometheus_url": info["prometheus_url"],
+        "rollout_prometheus_queries": [{
+            "name": "5xx per second", "max": 1.0,
+            "query": 'sum(rate(kong_http_requests_total{service="%s",code=~"5.."}[30s])) or vector(0)' % UPSTREAM}],
         "rollout_lock_owner": "bench", "rollout_lock_settle": 0,
     }
     env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(REPO, "ansible.cfg"))
@@ -113,13 +140,14 @@ def run_rollout(info, report_dir, steps):
     cmd = [os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), "-i", "localhost,",
            os.path.join(REPO, "playbooks", "rollout.yml"), "-e", json.dumps(variables)]
     started = time.time()
-    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600, check=False)
-    wall = time.time() - started
+    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600, check=False,
+                          stdin=subprocess.DEVNULL)
+    ended = time.time()
     if proc.returncode != 0:
         raise SystemExit("the rollout failed:\n%s\n%s" % (proc.stdout[-4000:], proc.stderr[-2000:]))
     path = sorted(glob.glob(os.path.join(report_dir, "rollout-*.json")), key=os.path.getmtime)[-1]
     with open(path) as handle:
-        return json.load(handle), wall
+        return json.load(handle), started, ended
 
 
 def main():
@@ -127,6 +155,7 @@ def main():
     parser.add_argument("--targets", type=int, default=100, help="VM targets and container targets, each (default 100)")
     parser.add_argument("--kong-nodes", type=int, default=None, help="Kong nodes when a lab is started here")
     args = parser.parse_args()
+    from tests.lab.lab import wait_routed, wait_scraped  # pylint: disable=import-outside-toplevel
     from tests.lab.pytest_plugin import start_lab, stop_lab  # pylint: disable=import-outside-toplevel
     state_dir = None
     if os.environ.get("MIXEDRUN_LAB_JSON"):
@@ -135,19 +164,24 @@ def main():
     else:
         state_dir = tempfile.mkdtemp(prefix="bench-rollout-lab-")
         info = start_lab(state_dir, kong_nodes=args.kong_nodes)
-    nodes = FakeNodes("127.0.160.", args.targets)
+    vms = FakeNodes("127.0.150.", args.targets)
+    containers = FakeNodes("127.0.160.", args.targets)
     try:
-        setup_upstream(info["admin_url"], args.targets, nodes.port)
+        setup_upstream(info["admin_url"], args.targets, vms.port, containers.port)
+        wait_routed(info, DOMAIN)
+        wait_scraped(info)
         with tempfile.TemporaryDirectory() as report_dir:
-            report, wall = run_rollout(info, report_dir, [1, 10, 50])
+            report, started, ended = run_rollout(info, report_dir, [1, 10, 50])
     finally:
-        requests.delete(info["admin_url"] + "/upstreams/" + UPSTREAM, timeout=30)
-        nodes.close()
+        teardown_upstream(info["admin_url"])
+        vms.close()
+        containers.close()
         if state_dir:
             stop_lab(state_dir)
     steps = [s for s in report["steps"] if s["kind"] == "step"]
-    print("rollout step overhead: %d VM + %d container targets, %d Kong node(s), hold 0" % (
-        args.targets, args.targets, len(info.get("admin_urls") or [1])))
+    gates = sorted(set(g["gate"] for g in steps[0]["gate"]["gates"]))
+    print("rollout step overhead: %d VM + %d container targets, %d Kong node(s), hold 0, gates: %s" % (
+        args.targets, args.targets, len(info.get("admin_urls") or [1]), ", ".join(gates)))
     print("%-6s %-9s %8s %8s %8s" % ("step", "share %", "split s", "gate s", "step s"))
     worst = 0.0
     for pos, step in enumerate(steps):
@@ -157,12 +191,17 @@ def main():
             # hold is 0: everything between two step starts is the step's own overhead
             total = float(steps[pos + 1]["started_at"]) - float(step["started_at"])
         else:
-            total = float(step["finished_at"]) - float(step["started_at"])
+            # the last step: up to the end of the play (finish, lock release, report and summary included)
+            total = ended - float(step["started_at"])
         worst = max(worst, total)
         print("%-6s %-9s %8.2f %8.2f %8.2f" % ("%s/%s" % (step["index"], step["total"]), step["achieved_share"], split,
                                                gate, total))
-    print("whole play (lock, plan, pre-flight, 4 steps, report): %.1f s; worst step overhead %.2f s (limit %.1f s)"
-          % (wall, worst, LIMIT))
+    print("whole play (lock, plan, pre-flight, %d steps, finish, report): %.1f s; worst step overhead %.2f s (limit %.1f s)"
+          % (len(steps), ended - started, worst, LIMIT))
+    missing = {"kong_health", "probes", "prometheus", "traffic"} - set(gates)
+    if missing:
+        print("FAIL: the steps did not evaluate the gates %s" % ", ".join(sorted(missing)))
+        return 1
     if worst >= LIMIT:
         print("FAIL: a step's own overhead reached %.1f s" % LIMIT)
         return 1

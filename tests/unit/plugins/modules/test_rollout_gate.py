@@ -211,8 +211,22 @@ def test_lock_is_refreshed_past_the_hold(kong, run_module):
     result = run_module(rollout_gate, dict(BASE, container_targets=[CT1], hold=30, interval=30, probes={"enabled": True},
                                            lock={"owner": "job-1@ctl", "ttl": 60}))
     assert result["decision"] == "pass" and result["changed"] is False
-    assert writes(kong) == [("PATCH", "/upstreams/shop", {"tags": ["mixedrun-lock:job-1@ctl:%d" % (NOW + 90)]})]
+    # before the hold: 60 s past its end (NOW + 30 + 60); after the passed hold (at NOW + 30) again: 60 s from then
+    assert writes(kong) == [("PATCH", "/upstreams/shop", {"tags": ["mixedrun-lock:job-1@ctl:%d" % (NOW + 90)]})] * 2
     assert result["lock"]["owner"] == "job-1@ctl"
+
+
+def test_a_lock_taken_over_during_the_hold_is_lost_after_it(kong, run_module):
+    kong.get(ADMIN + "/upstreams/shop", json={"name": "shop", "tags": ["mixedrun-lock:job-1@ctl:%d" % (NOW + 10)]})
+    kong.get(ADMIN + "/upstreams/shop", json={"name": "shop", "tags": ["mixedrun-lock:operator@ctl:%d" % (NOW + 999)]})
+    kong.patch(ADMIN + "/upstreams/shop", json={"name": "shop"})
+    kong.get("http://%s/" % CT1, status=200)
+    result = run_module(rollout_gate, dict(BASE, container_targets=[CT1], hold=5, interval=5, probes={"enabled": True},
+                                           step_label="step 2 of 3 (50%)", lock={"owner": "job-1@ctl", "ttl": 60}))
+    assert result["failed"] is True and result["decision"] == "lock_lost" and result["passed"] is False
+    assert "after the hold at step 2 of 3 (50%): the rollout lock was taken over" in result["msg"]
+    assert "locked by 'operator@ctl'" in result["msg"] and len(result["evaluations"]) == 1
+    assert len(writes(kong)) == 1                       # only the refresh before the hold; the operator's lock stays
 
 
 @pytest.mark.parametrize("tags, words", [
