@@ -180,7 +180,7 @@ origin_share:
 action:
   description:
     - What the run must do. V(rollout) (steps remain), V(done) (the target is reached) or V(finish_rollback) (a
-      rollback was under way when its run stopped: finish it, do not resume).
+      rollback was under way when its run stopped, so finish it and do not resume).
   returned: always
   type: str
   sample: rollout

@@ -357,8 +357,8 @@ def test_rollback_tag_is_written_kept_and_released():
     assert [t for t in moved if t.startswith(r.ROLLBACK_PREFIX)] == ["mixedrun-rollout-rollback:0.5"]
     # a finished rollback's release clears it; a release that keeps the origin (nothing done) keeps it too
     assert r.plan_release(tags, "me@h", now=170)[0] == []
-    assert r.plan_release(tags, "me@h", now=170, keep_origin=True)[0] == ["mixedrun-rollout-origin:0",
-                                                                        "mixedrun-rollout-rollback:0"]
+    kept = r.plan_release(tags, "me@h", now=170, keep_origin=True)[0]
+    assert kept == ["mixedrun-rollout-origin:0", "mixedrun-rollout-rollback:0"]
     assert r.parse_rollback_tag(["mixedrun-rollout-rollback:x", "y"]) is None
 
 
