@@ -62,8 +62,14 @@ ok:
   type: int
   returned: always
 failed:
-  description: Requests that failed (connection error, timeout or a status >= 400).
+  description:
+    - Requests that were not answered with a 2xx status - connection errors, timeouts and every other status,
+      3xx included (redirects are not followed, so a redirect counts as a failure, never as a node's answer).
   type: int
+  returned: always
+by_status:
+  description: Answers per HTTP status code (as text); requests without an answer are not counted here.
+  type: dict
   returned: always
 by_kind:
   description: Successful answers per value of O(kind_header) (C(none) when the header was missing).
@@ -106,7 +112,7 @@ def sample(url, host=None, count=400, concurrency=8, timeout=5.0, max_seconds=60
     headers = {"Host": host} if host else {}
     deadline = time.time() + max_seconds
     lock = threading.Lock()
-    result = {"sent": 0, "ok": 0, "failed": 0, "by_kind": {}, "by_node": {}, "errors": []}
+    result = {"sent": 0, "ok": 0, "failed": 0, "by_kind": {}, "by_node": {}, "by_status": {}, "errors": []}
 
     def one(_index):
         if time.time() >= deadline:
@@ -114,10 +120,11 @@ def sample(url, host=None, count=400, concurrency=8, timeout=5.0, max_seconds=60
         session = getattr(local, "session", None)
         if session is None:
             session = local.session = requests.Session()
-        error = kind = node = None
+        error = kind = node = status = None
         try:
-            resp = session.get(url, headers=headers, timeout=timeout)
-            if resp.status_code >= 400:
+            resp = session.get(url, headers=headers, timeout=timeout, allow_redirects=False)
+            status = str(resp.status_code)
+            if not 200 <= resp.status_code < 300:
                 error = "HTTP %d from %s" % (resp.status_code, resp.headers.get("X-Node-Name") or resp.headers.get("Server") or "?")
             kind = resp.headers.get(kind_header) or "none"
             node = resp.headers.get("X-Node-Name") or "none"
@@ -126,6 +133,8 @@ def sample(url, host=None, count=400, concurrency=8, timeout=5.0, max_seconds=60
             error = "%s: %s" % (type(exc).__name__, str(exc)[:160])
         with lock:
             result["sent"] += 1
+            if status is not None:
+                result["by_status"][status] = result["by_status"].get(status, 0) + 1
             if error:
                 result["failed"] += 1
                 if error not in result["errors"] and len(result["errors"]) < 10:

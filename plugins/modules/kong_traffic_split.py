@@ -48,10 +48,11 @@ options:
     required: true
   container_share:
     description:
-      - Percent of the traffic to send to the container targets, from V(0) to V(100); fractions such as V(0.5)
-        are allowed. The VM targets get the rest.
+      - Percent of the traffic to send to the container targets, from V(0) to V(100); decimals such as V(0.5)
+        are allowed, and so is an exact fraction text such as V(100/3) (the share some weights give, free of
+        rounding). The VM targets get the rest.
       - Leave out to only report the current share (read-only; nothing is written).
-    type: float
+    type: raw
   vm_targets:
     description:
       - The VM targets, as target strings (V(10.0.0.5:8080)) or dicts with a C(target) key (or C(address) and
@@ -300,7 +301,7 @@ from ansible_collections.mixedrun.kong.plugins.module_utils._weights import (
 
 ARGUMENT_SPEC = dict(
     upstream=dict(type="str", required=True),
-    container_share=dict(type="float"),
+    container_share=dict(type="raw"),
     vm_targets=dict(type="list", elements="raw"),
     container_targets=dict(type="list", elements="raw"),
     nodes=dict(type="list", elements="dict"),

@@ -53,8 +53,8 @@ class Background:
         session = requests.Session()
         while not self.stop.is_set() and time.time() < self.deadline:
             try:
-                resp = session.get(self.url, headers={"Host": self.host}, timeout=5)
-                error = None if resp.status_code < 400 else "HTTP %d" % resp.status_code
+                resp = session.get(self.url, headers={"Host": self.host}, timeout=5, allow_redirects=False)
+                error = None if 200 <= resp.status_code < 300 else "HTTP %d" % resp.status_code
             except requests.exceptions.RequestException as exc:
                 error = type(exc).__name__
             with self.lock:
