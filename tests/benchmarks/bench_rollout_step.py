@@ -23,6 +23,7 @@ import argparse
 import glob
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -178,6 +179,7 @@ def main():
         containers.close()
         if state_dir:
             stop_lab(state_dir)
+            shutil.rmtree(state_dir, ignore_errors=True)
     steps = [s for s in report["steps"] if s["kind"] == "step"]
     gates = sorted(set(g["gate"] for g in steps[0]["gate"]["gates"]))
     print("rollout step overhead: %d VM + %d container targets, %d Kong node(s), hold 0, gates: %s" % (
