@@ -99,3 +99,34 @@ def test_split_under_continuous_traffic(lab):
     elapsed = time.time() - started
     print(json.dumps({"observed": observed, "background_requests": background.sent, "seconds": round(elapsed, 1)}))
     assert elapsed < 90
+
+
+def shop_with_vms(pattern):
+    """The lab's shop service (inventories/lab/group_vars/all/services.yml) with its VMs narrowed to ``pattern``."""
+    return json.dumps({"mixed_service_services": [{
+        "name": "shop", "domains": ["shop.lab.test"],
+        "vm": {"selector": "app=shop,tier=web", "groups": ["shop_vms"], "hosts_pattern": pattern},
+        "container": {"namespace": "shop", "service": ["shop"], "address_mode": "endpoints"},
+        "healthchecks": {"active": {"path": "/healthz", "interval": 2, "healthy_successes": 1, "unhealthy_failures": 2},
+                         "passive": {"unhealthy_failures": 3}},
+        "initial_container_share": 0, "tags": ["lab"]}]})
+
+
+def test_rebind_replacing_every_vm_drops_no_request(lab):
+    """At 0 % the VMs carry all the traffic. Re-binding from {vm-1} to {vm-2, vm-3} (every VM replaced) creates
+    the new targets before the old one is deleted, so the upstream never has a moment without weight."""
+    service = [s for s in lab["services"] if s["name"] == "shop"][0]
+    playbook(lab, "bind.yml", "-e", "service=shop")
+    playbook(lab, "split.yml", "-e", "service=shop", "-e", "share=0")
+    playbook(lab, "bind.yml", "-e", shop_with_vms("shop-vm-1"))
+    with Background(lab["lb_url"], service["domain"], workers=4) as background:
+        out = playbook(lab, "bind.yml", "-e", shop_with_vms("shop_vms:!shop-vm-1"))
+        assert "containers get 0.0 %" in " ".join(out.split())
+        playbook(lab, "bind.yml", "-e", shop_with_vms("shop-vm-1"))
+    data = requests.get("%s/upstreams/shop/targets" % lab["admin_url"], timeout=10).json()["data"]
+    vms = [t for t in data if "mixedrun-kind:vm" in (t["tags"] or [])]
+    assert len(vms) == 1 and vms[0]["weight"] > 0
+    assert background.sent > 0
+    assert not background.failures, "%d of %d requests failed while every VM was replaced: %s" % (
+        len(background.failures), background.sent, sorted(set(background.failures)))
+    playbook(lab, "bind.yml", "-e", "service=shop")   # back to the inventory's three VMs
