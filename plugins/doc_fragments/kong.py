@@ -15,6 +15,9 @@ options:
     description:
       - URL of the Kong Admin API, for example V(https://kong-admin.example.com:8444) or V(http://127.0.0.1:8001).
       - A path prefix is kept (for an Admin API behind a reverse proxy under a sub-path).
+      - Credentials in the URL (V(https://user:password@kong-admin.example.com:8444)) are sent as HTTP basic
+        authentication (for a proxy in front of the Admin API); the password is masked in everything the task
+        returns, and URLs the task shows have no C(user:password@) part.
       - If not set, the E(KONG_ADMIN_URL) environment variable is used. The task fails with a clear
         message when neither is set.
       - Set it once for every Kong module with C(module_defaults) and the action group

@@ -38,6 +38,8 @@ options:
       - More Kong nodes to ask for health, as Admin API URLs. Health is per Kong node (each node's balancer
         runs its own checks); each node answers for itself with its C(node_id).
       - The node of O(admin_url) is always asked first; the other connection options apply to every node.
+      - A C(user:password@) in a URL is handled as in O(admin_url); RV(nodes[].admin_url), RV(api_calls) and
+        RV(targets[].health_by_node) show the URL as C(scheme://***@host:port).
     type: list
     elements: str
     default: []
@@ -128,7 +130,9 @@ targets:
       type: float
       returned: always
     health_by_node:
-      description: The target's health per Kong node (keyed by C(node_id)); null where a node does not list it.
+      description:
+        - The target's health per Kong node, keyed by C(node_id) (by the node's URL, without credentials, when a
+          node reports no C(node_id)); null where a node does not list it.
       type: dict
       returned: always
     health:
@@ -153,7 +157,7 @@ nodes:
   elements: dict
   contains:
     admin_url:
-      description: The node's Admin API URL.
+      description: The node's Admin API URL, without any C(user:password@) part (shown as C(***@)).
       type: str
       returned: always
     node_id:
