@@ -116,7 +116,7 @@ def label_value(value):
     if isinstance(value, (int, float)):
         return str(value)
     if isinstance(value, str):
-        return value
+        return str(value)       # a plain str (not a tagged str subclass): cheaper for Ansible to carry in results
     raise TypeError("a label value must be a string, number or boolean, not %s" % _type_name(value))
 
 
@@ -128,8 +128,7 @@ def normalize_labels(labels):
         raise TypeError("labels must be a dict of label: value, not %s" % _type_name(labels))
     result = {}
     for key, value in labels.items():
-        if not isinstance(key, str):
-            key = label_value(key)
+        key = label_value(key) if not isinstance(key, str) else str(key)
         try:
             result[key] = label_value(value)
         except TypeError as exc:

@@ -27,7 +27,14 @@ from ansible.utils.collection_loader._collection_finder import _AnsibleCollectio
 from ansible.vars.hostvars import HostVars
 from ansible.vars.manager import VariableManager
 
-from ansible_collections.mixedrun.kong.plugins.action.node_discovery import ActionModule, _BulkHostVars, _TemplateMemo
+from ansible_collections.mixedrun.kong.plugins.action.node_discovery import (
+    ActionModule,
+    _BulkHostVars,
+    _NotSimple,
+    _same,
+    _SimpleTemplates,
+    _TemplateMemo,
+)
 
 try:
     from ansible.template import trust_as_template
@@ -380,3 +387,132 @@ def test_template_memo_shares_only_equal_inputs():
     assert memo.template(shared, variables) == {"app": "shop", "version": "3.0"}
     assert memo.template({"plain": "no template"}, variables) == {"plain": "no template"}
     assert templar.calls == 14
+
+
+# --------------------------------------------------------------------------------------------------------
+# The simple renderer: the same results as Ansible's templating for what it accepts, refusal for the rest
+
+
+SIMPLE_VARS = {"n": None, "i": 5, "s": "7", "b": True, "l": [1, 2], "d": {"a": 1, "items": 3, "x": {"y": "z"}}, "f": 1.5, "e": "",
+               "name": "web-1"}
+SIMPLE = ["{{ 1 }}", "{{ '1' }}", "{{ n }}", "a{{ n }}", "{{ b }}", "x{{ b }}", "{{ l }}", " {{ i }}", "{{ i }}{{ i }}", "{{ s }}",
+          "{{ d.a }}", "{{ d['items'] }}", "{{ d.x.y }}", "{{ f }}", "x{{ f }}", "{{ i // 2 }}", "{{ i / 2 }}", "{{ 'a' if i else 'b' }}",
+          "{{ s ~ i }}", "{{ n ~ 'a' }}", "{{ n is none }}", "{{ i | string }}", "{{ s | int + 1 }}", "{{ l | length }}", "{{ 'A' | lower }}",
+          "{{ ' a ' | trim }}", "{{ e | default('dflt', true) }}", "{{ l | join(',') }}", "x{{ l }}", "{{ d }}", "x{{ d.x }}", "{{ i > 3 }}",
+          "{{ 'web' in name }}", "{{ i is number }}", "{{ [i, s] }}", "{{ {'k': i} }}", "{{ i }}\n", "{{ name | replace('-', '_') }}",
+          "{# a comment #}{{ i }}", "{{ -i }}", "{{ not b }}", "{{ b and i }}", "{{ n or 'x' }}", "{{ i % 3 }}", "{{ name[0] }}",
+          "{{ l | first }}", "{{ l[0] }}", "10.0.{{ i }}.1"]
+NOT_SIMPLE = ["{{ d.items }}", "{% if i %}x{% endif %}", "{{ lookup('env', 'HOME') }}", "{{ i | abs }}", "{{ name.upper() }}",
+              "{{ l[5] }}", "{{ i / 0 }}", "{{ nope }}", "{{ 1 < i < 9 }}", "{{ 'a' if b }}", "{{ range(3) | list }}", "{{ l[0:1] }}"]
+
+
+@pytest.fixture(scope="module")
+def simple_templar():
+    templar = Templar(loader=DataLoader(), variables=SIMPLE_VARS)
+    return templar, _SimpleTemplates(templar.is_possibly_template)
+
+
+@pytest.mark.parametrize("source", SIMPLE)
+def test_simple_templates_render_as_ansible_does(simple_templar, source):
+    templar, simple = simple_templar
+    fast = simple.render(trust_as_template(source), SIMPLE_VARS)
+    slow = templar.template(trust_as_template(source))
+    assert _same(fast, slow), (fast, slow)
+    assert type(fast) in (type(slow), str) or isinstance(fast, type(slow))
+
+
+@pytest.mark.parametrize("source", NOT_SIMPLE)
+def test_other_templates_are_left_to_ansible(simple_templar, source):
+    _templar, simple = simple_templar
+    with pytest.raises(_NotSimple):
+        simple.render(trust_as_template(source), SIMPLE_VARS)
+
+
+def test_simple_render_of_structures_templates_trusted_values_only(simple_templar):
+    templar, simple = simple_templar
+    value = {trust_as_template("{{ s }}"): trust_as_template("{{ i }}"), "plain": "{{ i }}", "list": [trust_as_template("{{ name }}"), 1, None]}
+    assert simple.render(value, SIMPLE_VARS) == templar.template(value) == {"{{ s }}": 5, "plain": "{{ i }}", "list": ["web-1", 1, None]}
+
+
+def test_same_compares_values_and_kinds():
+    assert _same({"a": [1, "x", None]}, {"a": [1, "x", None]})
+    assert not _same(1, True) and not _same(1, 1.0) and not _same("1", 1) and not _same([1], (1, 2)) and not _same({"a": 1}, {"b": 1})
+
+
+class WrongRenderer:
+    """A simple renderer that answers wrongly for one template: the memo must notice on the first host."""
+
+    def __init__(self, real):
+        self.real = real
+        self.calls = 0
+
+    def render(self, value, variables):
+        self.calls += 1
+        if "wrong" in str(value):
+            return "not what Ansible says"
+        return self.real.render(value, variables)
+
+
+def test_memo_uses_the_simple_renderer_only_after_ansible_agreed():
+    play = PlaySetup("shop.yml")
+    bulk = _BulkHostVars(play.variables._hostvars)  # pylint: disable=protected-access
+    templar = CountingTemplar(play.loader)
+    simple = WrongRenderer(_SimpleTemplates(templar.is_possibly_template))
+    memo = _TemplateMemo(templar, simple)
+    right = {"address": trust_as_template("10.9.{{ mixed_port // 100 }}.{{ inventory_hostname | replace('web-', '') }}")}
+    wrong = {"x": trust_as_template("{{ inventory_hostname ~ '-wrong' }}")}
+    rendered = []
+    for name in ("web-1", "web-2", "web-3"):
+        variables = dict(bulk.raw_get(name))
+        templar.set(variables)
+        rendered.append((memo.template(right, variables), memo.template(wrong, variables)))
+    assert [r[0]["address"] for r in rendered] == ["10.9.80.1", "10.9.80.2", "10.9.80.3"]
+    assert [r[1]["x"] for r in rendered] == ["web-1-wrong", "web-2-wrong", "web-3-wrong"]      # Ansible's, every time
+    # right: Ansible once (the check), then the simple renderer; wrong: Ansible for all three hosts
+    assert templar.calls == 1 + 3
+    assert simple.calls == 3 + 1
+
+
+def _bulk_for(directory, with_host_vars):
+    inventory = directory / "hosts.yml"
+    inventory.write_text("all:\n  hosts:\n    h1: {mixed_labels: {app: shop}, mixed_port: 80}\n    h2: {mixed_labels: {app: shop}, mixed_port: 81}\n")
+    if with_host_vars:
+        (directory / "host_vars").mkdir()
+        (directory / "host_vars" / "h2.yml").write_text("mixed_port: 8082\n")
+    context.CLIARGS = ImmutableDict(extra_vars=[], check=False, diff=False)
+    loader = DataLoader()
+    loader.set_basedir(str(directory))
+    manager = InventoryManager(loader=loader, sources=[str(inventory)])
+    variables = VariableManager(loader=loader, inventory=manager)
+    hostvars = HostVars(inventory=manager, variable_manager=variables, loader=loader)
+    return _BulkHostVars(hostvars), hostvars
+
+
+def test_host_vars_plugins_are_asked_only_where_they_can_answer(tmp_path):
+    (tmp_path / "plain").mkdir()
+    (tmp_path / "with").mkdir()
+    bulk, hostvars = _bulk_for(tmp_path / "plain", with_host_vars=False)
+    assert [bulk.raw_get(h) == hostvars.raw_get(h) for h in ("h1", "h2")] == [True, True]
+    assert bulk._host_plugins is False  # pylint: disable=protected-access
+    bulk, hostvars = _bulk_for(tmp_path / "with", with_host_vars=True)
+    assert bulk.raw_get("h2")["mixed_port"] == 8082 == hostvars.raw_get("h2")["mixed_port"]
+    assert bulk._host_plugins is True  # pylint: disable=protected-access
+    assert bulk.raw_get("h1") == hostvars.raw_get("h1")
+
+
+def test_memo_stops_memoizing_per_host_templates_and_stays_right():
+    play = PlaySetup("shop.yml")
+    bulk = _BulkHostVars(play.variables._hostvars)  # pylint: disable=protected-access
+    templar = CountingTemplar(play.loader)
+    memo = _TemplateMemo(templar, _SimpleTemplates(templar.is_possibly_template))
+    per_host = {"host": trust_as_template("{{ inventory_hostname }}-{{ n }}")}
+    base = dict(bulk.raw_get("web-1"))
+    templar.set(base)
+    results = []
+    for i in range(200):
+        variables = dict(base, n=i)
+        templar.set(variables)
+        results.append(memo.template(per_host, variables)["host"])
+    assert results == ["web-1-%d" % i for i in range(200)]
+    assert templar.calls == 1                                   # Ansible once (the check); the simple renderer for the rest
+    assert len(memo._results) == _TemplateMemo._UNSHARED       # pylint: disable=protected-access
