@@ -11,8 +11,8 @@ module: traffic_sample
 short_description: Send a bounded burst of HTTP requests and count which kind of node answered
 description:
   - Sends O(count) GET requests to O(url) with the C(Host) header O(host), O(concurrency) at a time, and counts
-    the answers by the value of the response header O(kind_header) (the lab's nodes answer C(X-Node-Kind: vm)
-    or C(container)).
+    the answers by the value of the response header O(kind_header) (the lab's nodes answer with C(X-Node-Kind)
+    set to V(vm) or V(container)).
   - Bounded in count and in time (O(max_seconds)); it never retries. Used by the demo and the lab playbooks to
     show the share of traffic the containers actually receive.
   - Read-only for the service (GET requests), so it also runs in check mode.

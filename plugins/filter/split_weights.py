@@ -17,7 +17,7 @@ description:
   - Pure arithmetic, no Kong call; use it to create new targets with the right weights in one write, for
     example when binding a service that already has a share.
   - Given the weights the existing targets hold now (O(current_vm), O(current_container)), it picks the pair
-    that meets the plan with the fewest changes to them, like M(mixedrun.kong.kong_traffic_split): the current
+    that meets the plan with the fewest changes to them, like M(mixedrun.kong.kong_traffic_split) - the current
     weights themselves when they already give the share within O(max_error), else a pair that keeps one kind's
     weight, else the smallest readable pair. The result's C(writes) counts the listed targets that change.
 options:

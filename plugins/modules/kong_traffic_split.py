@@ -21,9 +21,9 @@ description:
     traffic. The task fails, saying why and what is possible, when no weights can meet the plan.
   - Applies the plan with the fewest writes. When the current weights (equal within each kind) already give
     the planned share within O(max_error), nothing is written. Otherwise, of all the weight pairs that meet
-    the plan, the one that changes the fewest targets wins: one that keeps a kind's current weight when there
-    is one (7 VMs at 27 and 3 containers at 7, to 50 %: the VMs keep 27, the 3 containers go to 63, 3 writes
-    instead of 10), else the smallest readable pair. Only targets whose weight differs get a C(PATCH).
+    the plan, the one that changes the fewest targets wins, one that keeps a kind's current weight when there
+    is one (7 VMs at 27 and 3 containers at 7, moved to 50 %, keep the VMs at 27 and move the 3 containers to
+    63, 3 writes instead of 10), else the smallest readable pair. Only targets whose weight differs get a C(PATCH).
   - Raises weights before lowering them, so the upstream never has a moment with no weight at all, then reads
     every weight back from the Admin API of every Kong node given and fails if any node does not show the
     plan within O(verify_timeout).

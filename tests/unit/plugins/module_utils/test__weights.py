@@ -258,8 +258,8 @@ def test_replanning_from_the_achieved_share_writes_nothing(m, n, share):
     """The audit's cases: a re-plan from Kong's (rounded) achieved share used to pick another pair
     (3+3 at 0.6 %: 165/1 -> 164/1; 9+20 at 21 %: 92/11 -> 67/8, all 29 rewritten)."""
     first = check_plan(m, n, share)
-    for again_share in (first["achieved_share"], "%d/%d" % (100 * n * first["container_weight"],
-                                                          m * first["vm_weight"] + n * first["container_weight"])):
+    exact = "%d/%d" % (100 * n * first["container_weight"], m * first["vm_weight"] + n * first["container_weight"])
+    for again_share in (first["achieved_share"], exact):
         again = check_replan(m, n, again_share, current_vm=[first["vm_weight"]] * m,
                              current_container=[first["container_weight"]] * n)
         assert (again["vm_weight"], again["container_weight"]) == (first["vm_weight"], first["container_weight"])

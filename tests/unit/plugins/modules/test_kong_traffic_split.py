@@ -458,3 +458,31 @@ def test_credentials_in_urls_never_show(capsys):
 def test_url_secrets():
     assert split.url_secrets(["http://u:longpass@h:1", "https://token@h", "http://h:8001", None]) == {
         "u:longpass", "longpass", "token"}
+
+
+def test_share_as_exact_fraction_text(kong):
+    """What the mixed_service role passes: the exact share some weights give, so max_error 0 still holds."""
+    run(params(container_share=0.6, vm_targets=VMS[:3], container_targets=CONTAINERS, other_targets="zero"))
+    kong.writes[:] = []
+    weights = kong.weights("shop")
+    share = "%d/%d" % (100 * 3 * weights[CONTAINERS[0]], 3 * weights[VMS[0]] + 3 * weights[CONTAINERS[0]])
+    result = run(params(container_share=share, max_error=0, vm_targets=VMS[:3], container_targets=CONTAINERS,
+                        other_targets="zero"))
+    assert result["changed"] is False and not kong.writes and result["error"] == 0.0
+    # the rounded float of the same share cannot be met exactly: it says what is possible
+    with pytest.raises(split.SplitError, match="raise max_error"):
+        run(params(container_share=result["achieved_share"], max_error=0, vm_targets=VMS[:3],
+                   container_targets=CONTAINERS, other_targets="zero"))
+
+
+@pytest.mark.parametrize("value,pattern", [
+    ("abc", "container_share must be a number such as 25 or 0.5, got 'abc'"),
+    ("", "container_share must be a number"),
+    ("1/0", "container_share must be a number"),
+    (True, "container_share must be a number, got True"),
+    ("250/2", "container_share must be between 0 and 100"),
+])
+def test_bad_share_text(kong, value, pattern):
+    with pytest.raises(split.SplitError, match=re.escape(pattern) if "'" in pattern else pattern):
+        run(params(container_share=value))
+    assert not kong.writes
