@@ -167,6 +167,13 @@ def _backoff_delays(retries, base=0.3, cap=5.0):
         yield random.uniform(0, min(cap, base * (2 ** attempt)))
 
 
+# What a TLS alert says when the server refused (or wanted) our client certificate.
+CLIENT_CERT_REFUSED = ("certificate required", "unknown ca", "bad certificate", "certificate unknown",
+                       "handshake failure")
+# nginx's 400 pages for client-certificate trouble (ssl_verify_client on).
+NGINX_CLIENT_CERT_PAGES = ("No required SSL certificate was sent", "The SSL certificate error")
+
+
 class KongClient:
     """A Kong Admin API session. Thread-safe for concurrent requests; the connection pool holds
     ``max(16, pool_size)`` connections per host and grows to the concurrency of ``map_concurrent``."""
@@ -197,12 +204,15 @@ class KongClient:
             self.session.headers.update(dict((str(k), str(v)) for k, v in headers.items()))
         if admin_token:
             self.session.headers[admin_token_header or "Kong-Admin-Token"] = admin_token
-        if ca_path:
-            self.session.verify = ca_path
-        else:
-            self.session.verify = bool(validate_certs)
+        # verify/cert go with every request, not only on the Session: requests lets REQUESTS_CA_BUNDLE and
+        # CURL_CA_BUNDLE replace Session.verify (psf/requests#3829), which would ignore ca_path, or turn
+        # verification back on under validate_certs=false. Without ca_path those variables still apply.
+        self.verify = ca_path if ca_path else bool(validate_certs)
+        self.cert = None
+        self.session.verify = self.verify
         if client_cert:
-            self.session.cert = (client_cert, client_key) if client_key else client_cert
+            self.cert = (client_cert, client_key) if client_key else client_cert
+            self.session.cert = self.cert
         elif client_key:
             raise ValueError("client_key is set without client_cert: give both, or client_cert alone when it "
                              "holds the key too")
@@ -262,7 +272,7 @@ class KongClient:
         while True:
             try:
                 response = self.session.request(method, target_url, data=data, params=params, headers=headers,
-                                                timeout=self.timeout)
+                                                timeout=self.timeout, verify=self.verify, cert=self.cert)
             except requests.exceptions.RequestException as exc:
                 retry = self._retry_after_exception(method, exc)
                 delay = next(delays, None) if retry else None
@@ -312,8 +322,16 @@ class KongClient:
     def _connection_message(self, exc):
         where = redact_url(self.base_url)
         if isinstance(exc, requests.exceptions.SSLError):
-            return ("TLS verification failed for the Kong Admin API at %s: give ca_path (a CA bundle), or "
-                    "validate_certs=false for a lab only (%s)" % (where, type(exc).__name__))
+            text = str(exc).lower()
+            if any(mark in text for mark in CLIENT_CERT_REFUSED):
+                return ("the Kong Admin API at %s (or a proxy before it) refused the TLS client certificate: set "
+                        "client_cert (and client_key) to a certificate it trusts%s"
+                        % (where, "" if self.cert else "; none was given"))
+            if "certificate verify failed" in text or "self signed" in text or "self-signed" in text:
+                return ("TLS verification of the Kong Admin API's certificate failed at %s: give ca_path (the CA "
+                        "bundle that signed it), or validate_certs=false for a lab only" % where)
+            return ("TLS handshake with the Kong Admin API at %s failed (%s): check that admin_url speaks https on "
+                    "that port, and ca_path / client_cert" % (where, type(exc).__name__))
         if isinstance(exc, requests.exceptions.Timeout):
             return ("the Kong Admin API at %s did not answer within %ss (after %d retries): check admin_url, "
                     "or raise timeout" % (where, self.timeout, self.retries))
@@ -336,7 +354,14 @@ class KongClient:
                 fields = payload
             return KongApiError(method, path, response.status_code, message=message, code=payload.get("code"),
                                 name=payload.get("name"), fields=fields, body=payload)
-        return KongApiError(method, path, response.status_code, message=(response.text or "")[:200])
+        text = response.text or ""
+        marks = [mark for mark in NGINX_CLIENT_CERT_PAGES if mark in text]
+        if response.status_code == 400 and marks:
+            # nginx (Kong's admin_listen with ssl_verify_client, or a proxy before it) answers a missing or bad
+            # client certificate with an HTML 400 page, not with a TLS alert.
+            return KongApiError(method, path, 400, message="%s: the Kong Admin API (or a proxy before it) requires a "
+                                "TLS client certificate it trusts; set client_cert (and client_key)" % marks[0])
+        return KongApiError(method, path, response.status_code, message=text[:200])
 
     # -- verbs --------------------------------------------------------------------------------------------
     def get(self, path, params=None):
