@@ -151,6 +151,16 @@ def test_ca_path_is_not_overridden_by_ca_bundle_variables(kong_tls, monkeypatch)
     assert _client(kong_tls.admin_urls[0], ca_path=kong_tls.ca_path).node_info()["node_id"] == kong_tls.node_ids[0]
 
 
+def test_validate_certs_false_is_not_turned_back_on_by_ca_bundle_variables(kong_tls, monkeypatch):
+    bundle = ssl.get_default_verify_paths().openssl_cafile or kong_tls.ca_path
+    if bundle == kong_tls.ca_path or not os.path.exists(bundle):
+        pytest.fail("no system CA bundle to point REQUESTS_CA_BUNDLE at")
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", bundle)
+    assert _client(kong_tls.admin_urls[0], validate_certs=False).node_info()["node_id"] == kong_tls.node_ids[0]
+    with pytest.raises(KongApiError, match="give ca_path"):
+        _client(kong_tls.admin_urls[0]).node_info()
+
+
 def _hold(address, port):
     """Listen on address:port when it is free (an occupied default, as another lab would leave it)."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
