@@ -522,6 +522,10 @@ class AdminApi:  # pylint: disable=too-many-public-methods
             address = segs[4] if len(segs) == 6 else None
             if address is not None and schema.normalize_ip(address) is None:
                 return json_response(400, {"message": "invalid address: %s" % address})
+            if not schema.healthchecks_on(upstream):
+                # Kong keeps no health checker for an upstream whose checks are all off; post_health answers
+                # 400 "no healthchecker found for <name>" (kong/runloop/balancer/healthcheckers.lua).
+                return json_response(400, {"message": "no healthchecker found for %s" % upstream["name"]})
             await self.node.post_health(upstream, target, address, segs[-1] == "healthy")
             return json_response(204)
         if len(segs) != 4:

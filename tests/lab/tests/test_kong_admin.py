@@ -220,6 +220,11 @@ class TestTargets:
     def test_health_endpoints(self, kong_admin, uname):
         path = self._upstream(kong_admin, uname)
         target = kong_admin.post(path, json={"target": "127.0.0.1:80"}).json()
+        # health checks all off (Kong's defaults): no health checker, so Kong refuses to set a health state
+        off = kong_admin.put("%s/%s/healthy" % (path, target["id"]))
+        assert off.status_code == 400 and off.json() == {"message": "no healthchecker found for %s" % uname}
+        assert kong_admin.put("%s/127.0.0.1:99/healthy" % path).status_code == 404, "a missing target is 404 first"
+        kong_admin.patch("/upstreams/" + uname, json={"healthchecks": {"passive": {"unhealthy": {"http_failures": 3}}}})
         for verb in ("healthy", "unhealthy"):
             assert kong_admin.put("%s/%s/%s" % (path, target["id"], verb)).status_code == 204
             assert kong_admin.put("%s/127.0.0.1:80/%s" % (path, verb)).status_code == 204

@@ -203,7 +203,8 @@ def test_dbless(kong_dbless):
         assert resp.status_code == 405, (method, path)
         assert resp.json() == {"code": 12, "name": "operation unsupported",
                                "message": "cannot %s '%s' entities when not using a database" % (verb, entity)}
-    config = {"_format_version": "3.0", "upstreams": [{"name": "shop", "targets": [{"target": "127.0.0.1:9000", "weight": 5}]}],
+    config = {"_format_version": "3.0", "upstreams": [{"name": "shop", "targets": [{"target": "127.0.0.1:9000", "weight": 5}],
+                                                       "healthchecks": {"passive": {"unhealthy": {"http_failures": 2}}}}],
               "services": [{"name": "shop", "host": "shop", "routes": [{"name": "shop", "hosts": ["shop.test"]}]}]}
     assert admin.post("/config", json=config).status_code == 201
     assert admin.get("/upstreams/shop/targets").json()["data"][0]["weight"] == 5
