@@ -90,6 +90,7 @@ sanity: venv
 
 lint: venv collection-link
 	$(BIN)/ansible-lint --offline
+	$(BIN)/antsibull-changelog lint
 
 # Integration: ansible-test targets, pytest end-to-end tests and molecule scenarios, all against one
 # lab started here and stopped at the end whatever happens.

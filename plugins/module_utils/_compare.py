@@ -196,4 +196,4 @@ def healthchecks_enabled(upstream):
     passive_unhealthy = (checks.get("passive") or {}).get("unhealthy") or {}
     values = [(active.get("healthy") or {}).get("interval"), (active.get("unhealthy") or {}).get("interval")]
     values += [passive_unhealthy.get(key) for key in ("tcp_failures", "timeouts", "http_failures")]
-    return any(value not in (None, 0) for value in values)
+    return any(isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0 for value in values)

@@ -25,6 +25,8 @@ __metaclass__ = type
 import math
 import re
 
+from ansible_collections.mixedrun.kong.plugins.module_utils._compare import healthchecks_enabled
+
 LOCK_PREFIX = "mixedrun-lock:"
 ORIGIN_PREFIX = "mixedrun-rollout-origin:"
 ROLLBACK_PREFIX = "mixedrun-rollout-rollback:"
@@ -419,15 +421,8 @@ def judge_values(values, minimum=None, maximum=None, no_data="fail"):
     return STATUS_PASS, worst
 
 
-def healthchecks_configured(upstream):
-    """Whether Kong health-checks the upstream's targets: active healthy/unhealthy interval or a passive
-    tcp_failures / timeouts / http_failures threshold above 0 (Kong's own rule)."""
-    checks = (upstream or {}).get("healthchecks") or {}
-    active = checks.get("active") or {}
-    passive = checks.get("passive") or {}
-    values = [(active.get("healthy") or {}).get("interval"), (active.get("unhealthy") or {}).get("interval")]
-    values += [(passive.get("unhealthy") or {}).get(key) for key in ("tcp_failures", "timeouts", "http_failures")]
-    return any(isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 for v in values)
+# Kong's rule for "this upstream is health-checked", kept in one place.
+healthchecks_configured = healthchecks_enabled
 
 
 def _listed(items, limit=10):
