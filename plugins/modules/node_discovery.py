@@ -30,8 +30,10 @@ options:
   selector:
     description:
       - Label selector for both parts (overridden per part by O(vm.selector) and O(kubernetes.selector)).
-      - "A string in Kubernetes syntax: V(app=shop,tier in (web,api),!canary,version!=1). Operators:
-        C(=), C(==), C(!=), C(in), C(notin), C(key) (the label exists), C(!key) (it does not)."
+      - 'A string in Kubernetes syntax: V(app=shop,tier in (web,api\),!canary,version!=1). Operators:
+        C(=), C(==), C(!=), C(in), C(notin), C(key) (the label exists), C(!key) (it does not).'
+      - Empty values count as in Kubernetes, V(track=) is an empty C(track) label, V(tier in (web,\)) also accepts an
+        empty C(tier) and V(tier in (\)) only an empty one.
       - Or a dict in the Kubernetes C(LabelSelector) form, C(matchLabels) and C(matchExpressions) (operators
         C(In), C(NotIn), C(Exists), C(DoesNotExist)); a plain dict of labels is read as C(matchLabels); a list of
         strings is a list of requirements that must all hold.
