@@ -451,7 +451,7 @@ class Lab:
 
     @staticmethod
     def _node_summary(control_url):
-        """{node name: "ready" | "down" | "unhealthy" | "faulty"} from the control listener."""
+        """{node name: "ready" | "down" | "unhealthy" | "terminating" | "faulty"} from the control listener."""
         try:
             nodes = requests.get(control_url + "/nodes", timeout=2).json()["nodes"]
         except (requests.RequestException, ValueError, KeyError):
@@ -463,6 +463,8 @@ class Lab:
                 out[node["name"]] = "down"
             elif faults["unhealthy"]:
                 out[node["name"]] = "unhealthy"
+            elif faults.get("terminating"):
+                out[node["name"]] = "terminating"
             elif faults["error_rate"] or faults["latency_ms"]:
                 out[node["name"]] = "faulty"
             else:
