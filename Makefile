@@ -13,7 +13,10 @@ TMP         := $(ROOT)/.tmp
 COLL_ROOT   := $(TMP)/collections
 COLL_LINK   := $(COLL_ROOT)/ansible_collections/mixedrun/kong
 # Outside the git work tree: ansible-test lists files through git when it finds a repository around them.
-SANITY_ROOT := /tmp/mixedrun-kong-$(shell printf %s "$(ROOT)" | md5sum | cut -c1-8)/ansible_collections/mixedrun/kong
+ROOT_HASH   := $(shell printf %s "$(ROOT)" | md5sum | cut -c1-8)
+SANITY_ROOT := /tmp/mixedrun-kong-$(ROOT_HASH)/ansible_collections/mixedrun/kong
+# A second copy for ansible-test integration, so sanity and integration can run at the same time.
+INTEG_ROOT  := /tmp/mixedrun-kong-$(ROOT_HASH)-integration/ansible_collections/mixedrun/kong
 TEST_LAB    := $(TMP)/lab-test
 export PATH := $(BIN):$(PATH)
 export ANSIBLE_COLLECTIONS_PATH := $(COLL_ROOT)
@@ -31,7 +34,7 @@ COPY_COLLECTION = rm -rf $(1) && mkdir -p $(1) && tar -C $(ROOT) --exclude=./.gi
 help:
 	@echo "make demo         run the migration demo on the lab (README's first command)"
 	@echo "make test         run every test (unit, lab, sanity, lint, integration, molecule, e2e)"
-	@echo "make units | lab-tests | sanity | lint | integration | molecule | e2e | bench"
+	@echo "make units | lab-tests | sanity | lint | integration | molecule | demo-test | bench"
 	@echo "make lab-up | lab-down | build"
 
 # --- environment --------------------------------------------------------------------------------
@@ -66,14 +69,23 @@ lab-down:
 	$(BIN)/python -m tests.lab down
 
 # --- tests ----------------------------------------------------------------------------------------
-.PHONY: test units lab-tests sanity lint integration molecule e2e bench build
+.PHONY: test units lab-tests sanity lint integration molecule demo-test bench build _static _lab_suites _integration
+# Two streams at once (a test run is mostly one single-threaded ansible-playbook or pytest at a time, and the
+# machine has two cores): the suites that need no lab, plus the demo on a lab of its own, beside the lab's own
+# tests and everything that runs against the integration lab. Each stream's output is printed when it ends.
 test: venv collection-link system-deps
-	$(MAKE) units
-	$(MAKE) lab-tests
-	$(MAKE) sanity
-	$(MAKE) lint
-	$(MAKE) integration
+	$(MAKE) --no-print-directory -j2 --output-sync=recurse _static _lab_suites
 	@echo "make test: all suites passed"
+
+_static:
+	$(MAKE) --no-print-directory units
+	$(MAKE) --no-print-directory sanity
+	$(MAKE) --no-print-directory lint
+	$(MAKE) --no-print-directory demo-test
+
+_lab_suites:
+	$(MAKE) --no-print-directory lab-tests
+	$(MAKE) --no-print-directory integration
 
 units: venv collection-link
 	$(PYTEST) -q -n 2 tests/unit
@@ -102,10 +114,14 @@ integration: venv collection-link system-deps
 	  $(MAKE) --no-print-directory _integration LAB_JSON=$(TEST_LAB)/lab.json
 
 _integration:
-	$(call COPY_COLLECTION,$(SANITY_ROOT))
-	cd $(SANITY_ROOT) && $(BIN)/ansible-test integration --python $$($(BIN)/python -c 'import sys; print("%d.%d" % sys.version_info[:2])') --color no
-	MIXEDRUN_LAB_JSON=$(LAB_JSON) $(PYTEST) -q -p tests.lab.pytest_plugin tests/integration
+	$(call COPY_COLLECTION,$(INTEG_ROOT))
+	cd $(INTEG_ROOT) && $(BIN)/ansible-test integration --python $$($(BIN)/python -c 'import sys; print("%d.%d" % sys.version_info[:2])') --color no
+	MIXEDRUN_LAB_JSON=$(LAB_JSON) $(PYTEST) -q -p tests.lab.pytest_plugin tests/integration --ignore=tests/integration/test_demo.py
 	MIXEDRUN_LAB_JSON=$(LAB_JSON) $(MAKE) --no-print-directory molecule
+
+# The README's first command end to end, on a lab of its own (temporary state dir, free ports).
+demo-test: venv collection-link system-deps
+	$(PYTEST) -q tests/integration/test_demo.py
 
 molecule: venv collection-link
 	@set -e; for scenario in $$(ls extensions/molecule 2>/dev/null | grep -v '^default$$' || true); do \
