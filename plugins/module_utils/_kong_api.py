@@ -18,9 +18,9 @@ import threading
 import time
 
 try:
-    from urllib.parse import quote, urlsplit, urlunsplit, parse_qsl, urlencode
+    from urllib.parse import quote, unquote, urlsplit, urlunsplit, parse_qsl, urlencode
 except ImportError:  # pragma: no cover - Python 2 is not supported by the collection
-    from urllib import quote, urlencode  # type: ignore
+    from urllib import quote, unquote, urlencode  # type: ignore
     from urlparse import urlsplit, urlunsplit, parse_qsl  # type: ignore
 
 try:
@@ -138,6 +138,25 @@ def url_password(value):
         return None
 
 
+def url_secrets(value):
+    """What a URL carries in its user part (``scheme://user:password@host``, or ``scheme://token@host``), to keep
+    out of every output: the whole user part, and the password as written and unquoted. Empty for anything else."""
+    if not isinstance(value, str) or "@" not in value or "://" not in value:
+        return set()
+    try:
+        netloc = urlsplit(value.strip()).netloc
+    except ValueError:
+        return set()
+    found = set()
+    userinfo = netloc.rsplit("@", 1)[0] if "@" in netloc else ""
+    if userinfo:
+        found.add(userinfo)
+    password = url_password(value)
+    if password:
+        found.update((password, unquote(password)))
+    return found
+
+
 def validate_admin_url(url):
     """Return the admin URL without a trailing slash, or raise ValueError that says how to write it."""
     if not url or not isinstance(url, str):
@@ -204,15 +223,13 @@ class KongClient:
             self.session.headers.update(dict((str(k), str(v)) for k, v in headers.items()))
         if admin_token:
             self.session.headers[admin_token_header or "Kong-Admin-Token"] = admin_token
-        # verify/cert go with every request, not only on the Session: requests lets REQUESTS_CA_BUNDLE and
+        # verify/cert go with every request, not on the Session: requests lets REQUESTS_CA_BUNDLE and
         # CURL_CA_BUNDLE replace Session.verify (psf/requests#3829), which would ignore ca_path, or turn
         # verification back on under validate_certs=false. Without ca_path those variables still apply.
         self.verify = ca_path if ca_path else bool(validate_certs)
         self.cert = None
-        self.session.verify = self.verify
         if client_cert:
             self.cert = (client_cert, client_key) if client_key else client_cert
-            self.session.cert = self.cert
         elif client_key:
             raise ValueError("client_key is set without client_cert: give both, or client_cert alone when it "
                              "holds the key too")

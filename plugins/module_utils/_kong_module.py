@@ -14,13 +14,8 @@ from ansible_collections.mixedrun.kong.plugins.module_utils._kong_api import (
     REQUESTS_IMPORT_ERROR,
     KongApiError,
     KongClient,
-    url_password,
+    url_secrets,
 )
-
-try:
-    from urllib.parse import unquote
-except ImportError:  # pragma: no cover - Python 2 is not supported by the collection
-    from urllib import unquote  # type: ignore
 
 KONG_CONNECTION_SPEC = dict(
     admin_url=dict(type="str", fallback=(env_fallback, ["KONG_ADMIN_URL"])),
@@ -53,22 +48,19 @@ class KongModule(AnsibleModule):
         if not HAS_REQUESTS:
             self.fail_json(msg=missing_required_lib("requests"), exception=str(REQUESTS_IMPORT_ERROR))
         self._client = None
-        self._mask_url_passwords(self.params)
+        self._mask_url_secrets(self.params)
 
-    def _mask_url_passwords(self, value):
-        """A password written into a URL option (``https://user:pw@kong:8444``) is masked in everything the
-        module returns, ``invocation`` included, like a ``no_log`` option."""
+    def _mask_url_secrets(self, value):
+        """Credentials written into a URL option (``https://user:pw@kong:8444``, ``https://token@kong``) are
+        masked in everything the module returns, ``invocation`` included, like a ``no_log`` option."""
         if isinstance(value, dict):
             for item in value.values():
-                self._mask_url_passwords(item)
+                self._mask_url_secrets(item)
         elif isinstance(value, (list, tuple)):
             for item in value:
-                self._mask_url_passwords(item)
+                self._mask_url_secrets(item)
         else:
-            secret = url_password(value)
-            if secret:
-                self.no_log_values.add(secret)
-                self.no_log_values.add(unquote(secret))
+            self.no_log_values.update(url_secrets(value))
 
     @property
     def client(self):

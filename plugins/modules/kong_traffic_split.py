@@ -282,11 +282,6 @@ kong_error:
 
 import time
 
-try:
-    from urllib.parse import urlsplit
-except ImportError:  # pragma: no cover - Python 2 is not supported by the collection
-    from urlparse import urlsplit  # type: ignore
-
 from ansible_collections.mixedrun.kong.plugins.module_utils._kong_api import KongApiError, KongClient, redact_url
 from ansible_collections.mixedrun.kong.plugins.module_utils._kong_module import KongModule
 from ansible_collections.mixedrun.kong.plugins.module_utils._targets import TargetError, format_target, target_key
@@ -657,28 +652,8 @@ def _split(client, extra_clients, groups, params, check_mode, diff, result):
                                                 params["verify_timeout"])
 
 
-def url_secrets(urls):
-    """The user-info parts (``user:password``) of URLs, to keep out of every result and error."""
-    found = set()
-    for url in urls:
-        if not isinstance(url, str):
-            continue
-        netloc = urlsplit(url.strip()).netloc
-        if "@" in netloc:
-            userinfo = netloc.rsplit("@", 1)[0]
-            if userinfo:
-                found.add(userinfo)
-                password = userinfo.split(":", 1)[1] if ":" in userinfo else ""
-                if len(password) >= 4:
-                    found.add(password)
-    return found
-
-
 def main():
     module = KongModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
-    # Credentials written into admin_url or verify_admin_urls (https://user:pass@host) never show: not in
-    # the invocation's module_args, not in results or errors (they are shown with redact_url otherwise).
-    module.no_log_values.update(url_secrets([module.params.get("admin_url")] + list(module.params.get("verify_admin_urls") or [])))
     try:
         result = ensure_traffic_split(module.client, module.params, check_mode=module.check_mode, diff=module._diff)
     except (SplitError, KongApiError, ValueError) as exc:

@@ -223,7 +223,24 @@ class Traffic:
             thread.join(10)
 
 
-class Webhooks:
+class LoopbackServer:
+    """An HTTP server on a free loopback port, serving ``handler`` in a thread while used as a context manager."""
+
+    def __init__(self, handler, path=""):
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.url = "http://127.0.0.1:%d%s" % (self.server.server_address[1], path)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class Webhooks(LoopbackServer):
     """A webhook receiver on loopback; runs ``on_event(body)`` for each call."""
 
     def __init__(self, on_event=None):
@@ -242,17 +259,7 @@ class Webhooks:
             def log_message(self, *_args):
                 pass
 
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = "http://127.0.0.1:%d/hook" % self.server.server_address[1]
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.server.shutdown()
-        self.server.server_close()
+        super().__init__(Handler, "/hook")
 
 
 @pytest.fixture
@@ -519,7 +526,7 @@ def test_h_a_failed_finish_rolls_nothing_back_and_a_rerun_finishes(lab, fresh, t
     assert rc == 0 and "nothing to do" in out and "changed=0" in out and len(reports(fresh)) == 1
 
 
-class SkewedKongNode:
+class SkewedKongNode(LoopbackServer):
     """A second 'Kong node' that answers like the lab's Kong but shows one container target at another weight."""
 
     def __init__(self, lab):
@@ -544,17 +551,7 @@ class SkewedKongNode:
             def log_message(self, *_args):
                 pass
 
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = "http://127.0.0.1:%d" % self.server.server_address[1]
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.server.shutdown()
-        self.server.server_close()
+        super().__init__(Handler)
 
 
 def test_i_kong_nodes_that_disagree_stop_the_start(lab, fresh):

@@ -3,6 +3,7 @@
 import itertools
 import json
 import os
+import socket
 import sys
 import threading
 import uuid
@@ -152,3 +153,15 @@ class AdminClient:
 
     def delete(self, path, **kwargs):
         return self.request("DELETE", path, **kwargs)
+
+
+def hold_port(address, port):
+    """Listen on address:port, as another lab would; None when it is taken already (taken either way)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.bind((address, port))
+        sock.listen(1)
+    except OSError:
+        sock.close()
+        return None
+    return sock

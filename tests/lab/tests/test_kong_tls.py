@@ -17,6 +17,8 @@ from tests.lab.kong_sim.tls import make_pki
 from tests.lab.lab import bind_minimal, wait_routed
 from tests.lab.pytest_plugin import _run_lab
 
+from .conftest import hold_port
+
 CA_BUNDLE_VARIABLES = ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")
 
 
@@ -161,24 +163,12 @@ def test_validate_certs_false_is_not_turned_back_on_by_ca_bundle_variables(kong_
         _client(kong_tls.admin_urls[0]).node_info()
 
 
-def _hold(address, port):
-    """Listen on address:port when it is free (an occupied default, as another lab would leave it)."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    try:
-        sock.bind((address, port))
-        sock.listen(1)
-    except OSError:
-        sock.close()
-        return None
-    return sock
-
-
 def test_lab_up_with_mutual_tls_and_a_taken_default_node_port(tmp_path):
     """`up` with kong.tls: mutual, while the default node_port is taken: free ports, TLS wired through lab.json,
     status, Prometheus (Status API) and bind_minimal; `down` leaves no private key."""
     default_port = yaml.safe_load(open(os.path.join(os.path.dirname(os.path.dirname(__file__)), "default.yml"),  # pylint: disable=consider-using-with
                                        encoding="utf-8"))["node_port"]
-    held = _hold("127.0.10.1", default_port)
+    held = hold_port("127.0.10.1", default_port)
     config = tmp_path / "tls.yml"
     config.write_text(yaml.safe_dump({"kong": {"tls": "mutual"}}))
     state_dir = str(tmp_path / "lab")

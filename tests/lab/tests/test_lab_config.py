@@ -1,7 +1,6 @@
 """Lab configuration: defaults, merging, validation messages, extra-object files, lab.json pieces."""
 
 import os
-import socket
 
 import pytest
 import yaml
@@ -11,6 +10,8 @@ from tests.lab import config as labconfig
 from tests.lab import haproxy as lab_haproxy
 from tests.lab import prometheus as lab_prometheus
 from tests.lab.lab import Lab, LabError, load_extra_objects
+
+from .conftest import hold_port
 
 
 def test_default_config_matches_the_contract():
@@ -102,24 +103,12 @@ def test_lab_json_pieces():
 # ---------------------------------------------------------------------------------------------------------------
 # ports picked at `up`, TLS option, missing binaries
 
-def _hold(address, port):
-    """Listen on address:port (as another lab would); None when it is taken already (taken either way)."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    try:
-        sock.bind((address, port))
-        sock.listen(1)
-    except OSError:
-        sock.close()
-        return None
-    return sock
-
-
 def _free_everywhere(addresses, port):
     return all(_hold_and_release(a, port) for a in addresses)
 
 
 def _hold_and_release(address, port):
-    sock = _hold(address, port)
+    sock = hold_port(address, port)
     if sock is None:
         return False
     sock.close()
@@ -141,7 +130,7 @@ def test_auto_ports_are_picked_free():
 
 def test_a_taken_default_node_port_moves_but_an_explicit_one_does_not():
     cfg = labconfig.load()
-    held = _hold(cfg.nodes[0].address, cfg.node_port)
+    held = hold_port(cfg.nodes[0].address, cfg.node_port)
     try:
         moved = labconfig.resolve_ports(cfg, labconfig.load_user())
         assert moved.node_port != cfg.node_port and _free_everywhere([n.address for n in moved.nodes], moved.node_port)

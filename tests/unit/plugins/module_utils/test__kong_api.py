@@ -12,7 +12,7 @@ import responses
 from responses import matchers
 
 from ansible_collections.mixedrun.kong.plugins.module_utils import _kong_api
-from ansible_collections.mixedrun.kong.plugins.module_utils._kong_api import KongApiError, KongClient, redact_url, url_password
+from ansible_collections.mixedrun.kong.plugins.module_utils._kong_api import KongApiError, KongClient, redact_url, url_password, url_secrets
 
 ADMIN = "http://kong.test:8001"
 TOKEN = "s3cr3t-kong-admin-token-value"
@@ -354,6 +354,14 @@ def test_map_concurrent_attempts_every_item_and_keeps_order(mock, concurrency):
     assert [r["id"] for _i, r, _e in out if r] == [0, 1, 3, 4, 5]
     assert len(c.calls) == 6
     assert c.map_concurrent(lambda i: i, []) == []
+
+
+def test_url_secrets():
+    found = set()
+    for url in ["http://u:longpass@h:1", "https://token@h", "http://h:8001", None]:
+        found |= url_secrets(url)
+    assert found == {"u:longpass", "longpass", "token"}
+    assert url_secrets("http://u:p%2Fw@kong:8001") == {"u:p%2Fw", "p%2Fw", "p/w"}
 
 
 def test_url_password():

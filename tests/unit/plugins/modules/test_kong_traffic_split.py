@@ -455,11 +455,6 @@ def test_credentials_in_urls_never_show(capsys):
         assert "127.0.0.9" in out["msg"]
 
 
-def test_url_secrets():
-    assert split.url_secrets(["http://u:longpass@h:1", "https://token@h", "http://h:8001", None]) == {
-        "u:longpass", "longpass", "token"}
-
-
 def test_share_as_exact_fraction_text(kong):
     """What the mixed_service role passes: the exact share some weights give, so max_error 0 still holds."""
     run(params(container_share=0.6, vm_targets=VMS[:3], container_targets=CONTAINERS, other_targets="zero"))
