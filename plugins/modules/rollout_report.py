@@ -38,6 +38,7 @@ options:
   run:
     description:
       - The run's facts, for example C(upstream), C(owner), C(started_at) and C(finished_at) (epoch seconds),
+        C(finish_started_at) (when the phase after the last step began: VM removal, lock release, this report),
         C(origin_share), C(final_share), C(outcome) (V(finished), V(rolled_back), V(frozen), V(stopped), V(paused)),
         C(message).
     type: dict
@@ -152,6 +153,9 @@ def build_table(run, steps):
     out.append(line(header))
     out.append("-+-".join("-" * w for w in widths))
     out.extend(line(r) for r in rows)
+    if run.get("finish_started_at") is not None and run.get("finished_at") is not None:
+        out.append("finish (VM targets, lock release, report): %s s"
+                   % _num(float(run["finished_at"]) - float(run["finish_started_at"]), 1))
     if run.get("message"):
         out.append(str(run["message"]))
     return out

@@ -79,6 +79,14 @@ def test_report_writes_json_html_and_a_table(run, tmp_path):
     assert any(line.startswith("-   | rollback") for line in table) and table[-1] == "gate failed"
 
 
+def test_report_times_the_finish_apart_from_the_steps(run, tmp_path):
+    result = run(rollout_report, {"dest": str(tmp_path), "service": "shop", "steps": steps_fixture()[:1], "run": {
+        "outcome": "finished", "started_at": 1000.0, "finish_started_at": 1002.5, "finished_at": 1003.75}})
+    assert "finish (VM targets, lock release, report): 1.2 s" in result["table"]
+    without = run(rollout_report, {"dest": str(tmp_path), "service": "shop", "steps": [], "run": {"outcome": "finished"}})
+    assert not any(line.startswith("finish") for line in without["table"])
+
+
 def test_report_check_mode_writes_nothing(run, tmp_path):
     result = run(rollout_report, {"dest": str(tmp_path / "r"), "service": "shop", "run": {"outcome": "finished"},
                                   "steps": []}, check_mode=True)
