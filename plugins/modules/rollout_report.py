@@ -38,7 +38,8 @@ options:
   run:
     description:
       - The run's facts, for example C(upstream), C(owner), C(started_at) and C(finished_at) (epoch seconds),
-        C(finish_started_at) (when the phase after the last step began: VM removal, lock release, this report),
+        C(finish_started_at) (when the phase after the last step began, that is VM removal, lock release and
+        this report),
         C(origin_share), C(final_share), C(outcome) (V(finished), V(rolled_back), V(frozen), V(stopped), V(paused)),
         C(message).
     type: dict
