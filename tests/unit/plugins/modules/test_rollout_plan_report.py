@@ -81,7 +81,7 @@ def test_report_writes_json_html_and_a_table(run, tmp_path):
 
 def test_report_times_the_finish_apart_from_the_steps(run, tmp_path):
     result = run(rollout_report, {"dest": str(tmp_path), "service": "shop", "steps": steps_fixture()[:1], "run": {
-        "outcome": "finished", "started_at": 1000.0, "finish_started_at": 1002.5, "finished_at": 1003.75}})
+        "outcome": "finished", "started_at": 1000.0, "finish_started_at": 1002.5, "finished_at": 1003.7}})
     assert "finish (VM targets, lock release, report): 1.2 s" in result["table"]
     without = run(rollout_report, {"dest": str(tmp_path), "service": "shop", "steps": [], "run": {"outcome": "finished"}})
     assert not any(line.startswith("finish") for line in without["table"])
