@@ -20,7 +20,7 @@ try:
 except ImportError:  # pragma: no cover
     from urlparse import urlsplit  # type: ignore
 
-from ansible_collections.mixedrun.kong.plugins.module_utils._kong_api import KongApiError, KongClient, redact_url
+from ansible_collections.mixedrun.kong.plugins.module_utils._kong_api import KongApiError, KongClient, redact_url, validate_admin_url
 from ansible_collections.mixedrun.kong.plugins.module_utils._compare import (
     KONG_NULL,
     diff_entity,
@@ -84,8 +84,9 @@ def validate_entity_name(value, field="name"):
 
 def validate_upstream_name(value, field="name"):
     """An upstream name is a hostname (what a Service's ``host`` names): no IP address, no port."""
-    if not isinstance(value, str) or not value:
-        raise ValueError("%s is required: the upstream's hostname, e.g. shop.upstream" % field)
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError("%s %r is empty: set it to the upstream's name (a hostname such as shop.upstream) or its id"
+                         % (field, value))
     if _UUID_RE.match(value):
         return value
     try:
@@ -99,6 +100,44 @@ def validate_upstream_name(value, field="name"):
     if port is not None:
         raise ValueError("%s %r carries a port; an upstream name is a hostname without a port (the Service "
                          "sets the port), e.g. %s" % (field, value, host))
+    return value
+
+
+# Kong's ranges of the healthchecks numbers (kong/db/schema/entities/upstreams.lua).
+HEALTHCHECK_RANGES = {
+    "timeout": (0, 65535), "interval": (0, 65535), "concurrency": (1, 2 ** 31), "successes": (0, 255),
+    "tcp_failures": (0, 255), "timeouts": (0, 255), "http_failures": (0, 255), "threshold": (0, 100),
+}
+
+
+def check_healthchecks(record, path="healthchecks"):
+    """Refuse, naming the sub-option and the value, a healthchecks number outside Kong's range (pure)."""
+    for key, value in sorted((record or {}).items()):
+        where = "%s.%s" % (path, key)
+        if value is None:
+            continue
+        if isinstance(value, dict) and key != "headers":
+            check_healthchecks(value, where)
+        elif key in HEALTHCHECK_RANGES:
+            low, high = HEALTHCHECK_RANGES[key]
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
+                raise ValueError("%s must be a number from %s to %s (Kong's range), got %r" % (where, low, high, value))
+        elif key == "http_statuses":
+            bad = [code for code in value if isinstance(code, bool) or not isinstance(code, int) or not 100 <= code <= 999]
+            if bad:
+                raise ValueError("%s must list HTTP statuses from 100 to 999, got %s" % (where, ", ".join(repr(b) for b in bad)))
+        elif key == "http_path" and not str(value).startswith("/"):
+            raise ValueError("%s must start with '/', got %r" % (where, value))
+
+
+def whole_numbers(value):
+    """A copy with floats that are whole numbers as ints (``5.0`` -> ``5``), as Kong answers them."""
+    if isinstance(value, dict):
+        return dict((k, whole_numbers(v)) for k, v in value.items())
+    if isinstance(value, list):
+        return [whole_numbers(v) for v in value]
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
     return value
 
 
@@ -234,7 +273,8 @@ def ensure_upstream(client, params):
         if typos:
             raise ValueError("unknown healthchecks option(s) %s: see Kong's upstream healthchecks fields"
                              % ", ".join(sorted(typos)))
-        desired["healthchecks"] = merge_healthchecks(desired["healthchecks"])
+        check_healthchecks(desired["healthchecks"])
+        desired["healthchecks"] = merge_healthchecks(whole_numbers(desired["healthchecks"]))
     if desired.get("client_certificate") is not None:
         desired["client_certificate"] = {"id": desired["client_certificate"]}
     return ensure_entity(client, "upstreams", params["name"], desired, params["state"])
@@ -516,12 +556,11 @@ def upstream_info(client, params):
     ``params["admin_urls"]`` names more Kong nodes to ask for health (same connection options otherwise);
     their calls are added to ``client.calls`` with their ``admin_url``. URLs are shown without any
     ``user:password@`` part."""
+    for index, url in enumerate(params.get("admin_urls") or []):
+        validate_admin_url(url, "admin_urls[%d]" % index)
     extra_clients = []
     for url in params.get("admin_urls") or []:
-        try:
-            extra_clients.append(KongClient.from_params(params, check_mode=client.check_mode, admin_url=url))
-        except ValueError as exc:
-            raise ValueError("admin_urls: %s" % exc)
+        extra_clients.append(KongClient.from_params(params, check_mode=client.check_mode, admin_url=url))
     try:
         return _upstream_info(client, params, extra_clients)
     finally:

@@ -14,6 +14,7 @@ __metaclass__ = type
 
 import json
 import random
+import re
 import threading
 import time
 
@@ -157,21 +158,50 @@ def url_secrets(value):
     return found
 
 
-def validate_admin_url(url):
-    """Return the admin URL without a trailing slash, or raise ValueError that says how to write it."""
-    if not url or not isinstance(url, str):
-        raise ValueError("admin_url is required: set admin_url (or the KONG_ADMIN_URL environment variable, or "
-                         "module_defaults for group/mixedrun.kong.kong), e.g. https://kong-admin.example.com:8444")
-    parts = urlsplit(url.strip())
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError("admin_url %r is not an http(s) URL: write it as http://host:8001 or https://host:8444"
-                         % redact_url(url))
-    if parts.query or parts.fragment:
-        raise ValueError("admin_url must not carry a query or fragment; got %r" % redact_url(url))
+def _shown_url(value):
+    """``value`` for a message: without any user:password@ part, even when it does not parse as a URL."""
+    try:
+        return redact_url(value)
+    except ValueError:
+        return re.sub(r"//[^/@]*@", "//***@", value)
+
+
+def check_http_url(value, field, example="https://host:port"):
+    """Return ``value`` (stripped) when it is an http(s) URL with a host, else raise ValueError that names ``field``,
+    shows the value (credentials masked) and says how to write it. Pure; used for every URL option before any request."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        raise ValueError("%s is empty: set it to an http(s) URL, e.g. %s" % (field, example))
+    if not isinstance(value, str):
+        raise ValueError("%s must be an http(s) URL such as %s, got %r" % (field, example, value))
+    text = value.strip()
+    shown = _shown_url(text)
+    if "://" not in text:
+        raise ValueError("%s %r is not an http(s) URL, it has no scheme: write it with one, e.g. http://%s or https://%s"
+                         % (field, shown, shown.lstrip("/"), shown.lstrip("/")))
+    try:
+        parts = urlsplit(text)
+    except ValueError as exc:
+        raise ValueError("%s %r is not a valid URL (%s): write it as %s" % (field, shown, exc, example))
     try:
         parts.port  # pylint: disable=pointless-statement
     except ValueError:
-        raise ValueError("admin_url %r has an invalid port" % redact_url(url))
+        raise ValueError("%s %r has an invalid port (ports go from 1 to 65535): write it as %s" % (field, shown, example))
+    if parts.scheme.lower() not in ("http", "https"):
+        raise ValueError("%s %r is not an http(s) URL (scheme %r): write it as %s" % (field, shown, parts.scheme, example))
+    if not parts.hostname or re.search(r"\s", parts.netloc):
+        raise ValueError("%s %r is not an http(s) URL, it has no valid host: write it as %s" % (field, shown, example))
+    return text
+
+
+def validate_admin_url(url, field="admin_url"):
+    """Return the admin URL without a trailing slash, or raise ValueError that says how to write it."""
+    if not url or not isinstance(url, str) or not url.strip():
+        raise ValueError("%s is required: set %s (or the KONG_ADMIN_URL environment variable, or module_defaults for "
+                         "group/mixedrun.kong.kong), e.g. https://kong-admin.example.com:8444" % (field, field))
+    text = check_http_url(url, field, "http://host:8001 or https://host:8444")
+    parts = urlsplit(text)
+    if parts.query or parts.fragment:
+        raise ValueError("%s must not carry a query or fragment; got %r" % (field, redact_url(text)))
     return urlunsplit((parts.scheme, parts.netloc, parts.path.rstrip("/"), "", ""))
 
 

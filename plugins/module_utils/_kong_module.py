@@ -16,6 +16,7 @@ from ansible_collections.mixedrun.kong.plugins.module_utils._kong_api import (
     KongClient,
     url_secrets,
 )
+from ansible_collections.mixedrun.kong.plugins.module_utils._entities import validate_upstream_name
 
 KONG_CONNECTION_SPEC = dict(
     admin_url=dict(type="str", fallback=(env_fallback, ["KONG_ADMIN_URL"])),
@@ -41,14 +42,29 @@ def kong_argument_spec(**extra):
 
 
 class KongModule(AnsibleModule):
-    """AnsibleModule + the Kong connection options + ``self.client`` + ``fail_json_kong``."""
+    """AnsibleModule + the Kong connection options + ``self.client`` + ``fail_json_kong``.
 
-    def __init__(self, argument_spec=None, **kwargs):
+    ``prepare_params``: a function that may rewrite the raw options before Ansible validates and converts them (for
+    a shorthand such as a target given as a ``host:port`` string where the spec wants a dict).
+    Every module with an ``upstream`` option gets it checked (a valid upstream name or id) before any request."""
+
+    def __init__(self, argument_spec=None, prepare_params=None, **kwargs):
+        self._prepare_params = prepare_params
         super(KongModule, self).__init__(argument_spec=kong_argument_spec(**(argument_spec or {})), **kwargs)
         if not HAS_REQUESTS:
             self.fail_json(msg=missing_required_lib("requests"), exception=str(REQUESTS_IMPORT_ERROR))
         self._client = None
         self._mask_url_secrets(self.params)
+        if "upstream" in self.argument_spec and self.params.get("upstream") is not None:
+            try:
+                validate_upstream_name(self.params["upstream"], "upstream")
+            except ValueError as exc:
+                self.fail_json(msg="%s; nothing was changed" % exc, api_calls=[])
+
+    def _load_params(self):
+        super(KongModule, self)._load_params()
+        if self._prepare_params is not None and isinstance(self.params, dict):
+            self._prepare_params(self.params)
 
     def _mask_url_secrets(self, value):
         """Credentials written into a URL option (``https://user:pw@kong:8444``, ``https://token@kong``) are

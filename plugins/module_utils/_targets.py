@@ -103,11 +103,28 @@ def _check_hostname(value):
     return name, port
 
 
+_URL_RE = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]*)://([^/?#]*)")
+
+
+def _refuse_url(value):
+    """A URL (``http://10.0.0.5:8080/``) is not a target: say so, and show the target it holds, before the host part
+    is classified (its colons would make it read as a broken IPv6 address)."""
+    match = _URL_RE.match(value)
+    if match:
+        host = match.group(2).rsplit("@", 1)[-1]
+        if host:
+            fix = "write it as host:port without the scheme, e.g. '%s'" % host
+        else:
+            fix = "write it as host:port, e.g. '10.0.0.5:8080'"
+        raise TargetError("target '%s' is a URL, not a target: %s" % (value, fix))
+
+
 def split_target(value):
     """Validate ``value`` as Kong does and return ``(kind, host, port_or_None)``; raise TargetError."""
     if not isinstance(value, str) or not value.strip():
         raise TargetError("a target must be a non-empty string such as '10.0.0.5:8080' or 'app.example.com:80'")
     value = value.strip()
+    _refuse_url(value)
     kind = _hostname_type(value)
     if kind == "ipv4":
         host, port = _normalize_ipv4(value)

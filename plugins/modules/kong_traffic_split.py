@@ -282,7 +282,7 @@ kong_error:
 
 import time
 
-from ansible_collections.mixedrun.kong.plugins.module_utils._kong_api import KongApiError, KongClient, redact_url
+from ansible_collections.mixedrun.kong.plugins.module_utils._kong_api import KongApiError, KongClient, redact_url, validate_admin_url
 from ansible_collections.mixedrun.kong.plugins.module_utils._kong_module import KongModule
 from ansible_collections.mixedrun.kong.plugins.module_utils._targets import TargetError, format_target, target_key
 from ansible_collections.mixedrun.kong.plugins.module_utils._weights import (
@@ -378,6 +378,11 @@ def check_params(params):
         raise SplitError("concurrency must be between 1 and 64, got %d" % params["concurrency"])
     if params["verify_timeout"] < 0:
         raise SplitError("verify_timeout must be 0 seconds or more, got %s" % params["verify_timeout"])
+    for index, url in enumerate(params.get("verify_admin_urls") or []):
+        try:
+            validate_admin_url(url, "verify_admin_urls[%d]" % index)
+        except ValueError as exc:
+            raise SplitError(str(exc))
     for field in ("vm_tag", "container_tag"):
         if not params.get(field):
             raise SplitError("%s must be a non-empty tag" % field)

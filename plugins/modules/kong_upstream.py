@@ -96,11 +96,116 @@ options:
       - Kong's C(healthchecks) record, with the keys C(active), C(passive) and C(threshold) as in Kong's upstream object.
       - The whole record is declared here; the parts you leave out take Kong's defaults (health checking off),
         so a partial record is compared with Kong's full answer correctly and a re-run reports no change.
-      - Unknown keys fail the task before any request, naming the key.
+        Sub-options left out are never sent as null; they take Kong's default.
+      - Every sub-option is typed, so numbers and booleans given as strings (C(-e), AWX surveys, templated values on
+        ansible-core before 2.19) are converted before they are sent; a value that cannot be converted, an unknown key
+        or a value outside Kong's range fails the task before any request, naming the sub-option and the value.
       - Health checking is on when any of C(active.healthy.interval), C(active.unhealthy.interval),
         C(passive.unhealthy.tcp_failures), C(timeouts) or C(http_failures) is non-zero.
       - Leave out to keep what Kong has.
     type: dict
+    suboptions:
+      active:
+        description: Active health checks (Kong probes each target). Kong's defaults in brackets.
+        type: dict
+        suboptions:
+          type:
+            description: Protocol of the probes [V(http)]. V(tcp) probes do not run for HTTP upstreams (Kong sets
+              their intervals to 0).
+            type: str
+            choices: [tcp, http, https, grpc, grpcs]
+          timeout:
+            description: Seconds a probe may take, 0 to 65535 [V(1)].
+            type: float
+          concurrency:
+            description: Number of targets probed at once, 1 to 2147483648 [V(10)].
+            type: int
+          http_path:
+            description: Path of the HTTP probes [V(/)].
+            type: str
+          https_sni:
+            description: SNI of HTTPS probes [none, the target's host].
+            type: str
+          https_verify_certificate:
+            description: Verify the target's certificate with HTTPS probes [V(true)].
+            type: bool
+          headers:
+            description: Extra headers of the probes, a header name to a list of values [none].
+            type: dict
+          healthy:
+            description: When a target counts as healthy again.
+            type: dict
+            suboptions:
+              interval:
+                description: Seconds between probes of healthy targets, 0 to 65535; V(0) turns them off [V(0)].
+                type: float
+              http_statuses:
+                description: Statuses (100 to 999) that count as a success [V([200, 302])].
+                type: list
+                elements: int
+              successes:
+                description: Successes (0 to 255) that mark a target healthy; V(0) turns this off [V(0)].
+                type: int
+          unhealthy:
+            description: When a target counts as unhealthy.
+            type: dict
+            suboptions:
+              interval:
+                description: Seconds between probes of unhealthy targets, 0 to 65535; V(0) turns them off [V(0)].
+                type: float
+              http_statuses:
+                description: Statuses (100 to 999) that count as a failure [V([429, 404, 500, 501, 502, 503, 504, 505])].
+                type: list
+                elements: int
+              tcp_failures:
+                description: TCP failures (0 to 255) that mark a target unhealthy [V(0)].
+                type: int
+              timeouts:
+                description: Timeouts (0 to 255) that mark a target unhealthy [V(0)].
+                type: int
+              http_failures:
+                description: HTTP failures (0 to 255) that mark a target unhealthy [V(0)].
+                type: int
+      passive:
+        description: Passive health checks (circuit breaker on the proxied traffic). Kong's defaults in brackets.
+        type: dict
+        suboptions:
+          type:
+            description: Protocol of the proxied traffic [V(http)].
+            type: str
+            choices: [tcp, http, https, grpc, grpcs]
+          healthy:
+            description: When a target counts as healthy again.
+            type: dict
+            suboptions:
+              http_statuses:
+                description: Statuses (100 to 999) that count as a success [every 2xx and 3xx status].
+                type: list
+                elements: int
+              successes:
+                description: Successes (0 to 255) that mark a target healthy; V(0) turns this off [V(0)].
+                type: int
+          unhealthy:
+            description: When a target counts as unhealthy.
+            type: dict
+            suboptions:
+              http_statuses:
+                description: Statuses (100 to 999) that count as a failure [V([429, 500, 503])].
+                type: list
+                elements: int
+              tcp_failures:
+                description: TCP failures (0 to 255) that mark a target unhealthy [V(0)].
+                type: int
+              timeouts:
+                description: Timeouts (0 to 255) that mark a target unhealthy [V(0)].
+                type: int
+              http_failures:
+                description: HTTP failures (0 to 255) that mark a target unhealthy [V(0)].
+                type: int
+      threshold:
+        description: Percentage (0 to 100) of healthy target weight below which the whole upstream counts as
+          unhealthy [V(0)].
+        type: float
   tags:
     description: Tags of the upstream. Compared without order; V([]) removes all tags; leave out to keep Kong's.
     type: list
@@ -214,6 +319,7 @@ from ansible_collections.mixedrun.kong.plugins.module_utils._kong_api import Kon
 from ansible_collections.mixedrun.kong.plugins.module_utils._kong_module import KongModule
 from ansible_collections.mixedrun.kong.plugins.module_utils._entities import ensure_upstream
 
+CHECK_TYPES = ["tcp", "http", "https", "grpc", "grpcs"]
 HASH_CHOICES = ["none", "consumer", "ip", "header", "cookie", "path", "query_arg", "uri_capture"]
 ARGUMENT_SPEC = dict(
     name=dict(type="str", required=True),
@@ -233,7 +339,43 @@ ARGUMENT_SPEC = dict(
     host_header=dict(type="str"),
     client_certificate=dict(type="str"),
     use_srv_name=dict(type="bool"),
-    healthchecks=dict(type="dict"),
+    healthchecks=dict(type="dict", options=dict(
+        active=dict(type="dict", options=dict(
+            type=dict(type="str", choices=CHECK_TYPES),
+            timeout=dict(type="float"),
+            concurrency=dict(type="int"),
+            http_path=dict(type="str"),
+            https_sni=dict(type="str"),
+            https_verify_certificate=dict(type="bool"),
+            headers=dict(type="dict"),
+            healthy=dict(type="dict", options=dict(
+                interval=dict(type="float"),
+                http_statuses=dict(type="list", elements="int"),
+                successes=dict(type="int"),
+            )),
+            unhealthy=dict(type="dict", options=dict(
+                interval=dict(type="float"),
+                http_statuses=dict(type="list", elements="int"),
+                tcp_failures=dict(type="int"),
+                timeouts=dict(type="int"),
+                http_failures=dict(type="int"),
+            )),
+        )),
+        passive=dict(type="dict", options=dict(
+            type=dict(type="str", choices=CHECK_TYPES),
+            healthy=dict(type="dict", options=dict(
+                http_statuses=dict(type="list", elements="int"),
+                successes=dict(type="int"),
+            )),
+            unhealthy=dict(type="dict", options=dict(
+                http_statuses=dict(type="list", elements="int"),
+                tcp_failures=dict(type="int"),
+                timeouts=dict(type="int"),
+                http_failures=dict(type="int"),
+            )),
+        )),
+        threshold=dict(type="float"),
+    )),
     tags=dict(type="list", elements="str"),
 )
 

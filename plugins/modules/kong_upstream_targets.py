@@ -40,12 +40,16 @@ options:
   targets:
     description:
       - The targets the upstream should have. Each target may be listed once.
+      - An entry may also be a plain C(host:port) string, the same as a dict with only O(targets[].target) (as
+        M(mixedrun.kong.kong_traffic_split) accepts them).
     type: list
     elements: dict
     default: []
     suboptions:
       target:
-        description: The target, C(host[:port]); without a port Kong uses 8000.
+        description:
+          - The target, C(host[:port]); without a port Kong uses 8000. IPv6 addresses in brackets, C([2001:db8::7]:8080).
+          - Not a URL; V(http://10.0.0.5:8080) is refused before any request, naming the target and the fix.
         type: str
         required: true
       weight:
@@ -112,7 +116,7 @@ EXAMPLES = r"""
     concurrency: 8
     targets:
       - target: 10.0.0.5:8080
-      - target: 10.0.0.6:8080
+      - 10.0.0.6:8080                   # a plain string is the same as {target: 10.0.0.6:8080}
       - target: "[2001:db8::7]:8080"
   check_mode: true
   register: shop_plan
@@ -225,8 +229,15 @@ ARGUMENT_SPEC = dict(
 )
 
 
+def targets_shorthand(params):
+    """``targets`` entries given as ``host:port`` strings become ``{target: host:port}`` before Ansible checks them."""
+    targets = params.get("targets")
+    if isinstance(targets, list):
+        params["targets"] = [{"target": item} if isinstance(item, str) else item for item in targets]
+
+
 def main():
-    module = KongModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
+    module = KongModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True, prepare_params=targets_shorthand)
     try:
         result = ensure_upstream_targets(module.client, module.params)
     except (KongApiError, ValueError) as exc:

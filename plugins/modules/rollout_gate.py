@@ -400,7 +400,13 @@ try:
 except ImportError:  # pragma: no cover - KongModule reports the missing library
     requests = None
 
-from ansible_collections.mixedrun.kong.plugins.module_utils._kong_api import KongApiError, KongClient, redact_url
+from ansible_collections.mixedrun.kong.plugins.module_utils._kong_api import (
+    KongApiError,
+    KongClient,
+    check_http_url,
+    redact_url,
+    validate_admin_url,
+)
 from ansible_collections.mixedrun.kong.plugins.module_utils._kong_module import KongModule
 from ansible_collections.mixedrun.kong.plugins.module_utils._rollout import (
     DECISION_LOCK_LOST,
@@ -469,26 +475,21 @@ class GateRunner:
         self.warnings = []
 
     # -- setup ------------------------------------------------------------------------------------------
-    def setup(self):
+    def check_inputs(self):
+        """Every check that needs no request, before the first one (and before the lock is touched)."""
         params = self.params
-        upstream = params["upstream"]
-        if params.get("container_targets"):
+        for index, url in enumerate((params.get("kong_health") or {}).get("admin_urls") or []):
             try:
-                self.container_targets = sorted(set(target_key(t) for t in params["container_targets"]))
-            except TargetError as exc:
-                raise GateSetupError("container_targets: %s" % exc)
-        elif self._needs_targets():
-            items = self.client.list("/upstreams/%s/targets" % self.client.quote(upstream))
-            tag = params["container_tag"]
-            self.container_targets = sorted(set(target_key(t["target"]) for t in items if tag in (t.get("tags") or [])))
-            if not self.container_targets:
-                raise GateSetupError("upstream '%s' has no target tagged '%s': bind the container nodes first (the "
-                                     "mixed_service role), or list them in container_targets" % (upstream, tag))
-        if (params.get("kong_health") or {}).get("enabled"):
-            entity = self.client.get("/upstreams/%s" % self.client.quote(upstream))
-            if entity is None:
-                raise GateSetupError("upstream '%s' not found: bind the service first (the mixed_service role)" % upstream)
-            self.healthchecks_on = healthchecks_configured(entity)
+                validate_admin_url(url, "kong_health.admin_urls[%d]" % index)
+            except ValueError as exc:
+                raise GateSetupError(str(exc))
+        for field, example in (("prometheus", "http://prometheus.example.com:9090"),
+                               ("traffic", "https://gateway.example.com")):
+            if params.get(field):
+                try:
+                    check_http_url(params[field].get("url"), "%s.url" % field, example)
+                except ValueError as exc:
+                    raise GateSetupError("%s; nothing was probed or changed" % exc)
         prom = params.get("prometheus")
         if prom:
             for pos, query in enumerate(prom["queries"], 1):
@@ -510,8 +511,30 @@ class GateRunner:
         probes = params.get("probes")
         if probes and probes["enabled"] and probes["concurrency"] < 1:
             raise GateSetupError("probes.concurrency must be at least 1, got %d" % probes["concurrency"])
+        if params.get("container_targets"):
+            try:
+                self.container_targets = sorted(set(target_key(t) for t in params["container_targets"]))
+            except TargetError as exc:
+                raise GateSetupError("container_targets: %s" % exc)
         if not self.checks():
             raise GateSetupError("no gate is enabled: enable kong_health, probes, prometheus or traffic")
+
+    def setup(self):
+        params = self.params
+        upstream = params["upstream"]
+        self.check_inputs()
+        if not params.get("container_targets") and self._needs_targets():
+            items = self.client.list("/upstreams/%s/targets" % self.client.quote(upstream))
+            tag = params["container_tag"]
+            self.container_targets = sorted(set(target_key(t["target"]) for t in items if tag in (t.get("tags") or [])))
+            if not self.container_targets:
+                raise GateSetupError("upstream '%s' has no target tagged '%s': bind the container nodes first (the "
+                                     "mixed_service role), or list them in container_targets" % (upstream, tag))
+        if (params.get("kong_health") or {}).get("enabled"):
+            entity = self.client.get("/upstreams/%s" % self.client.quote(upstream))
+            if entity is None:
+                raise GateSetupError("upstream '%s' not found: bind the service first (the mixed_service role)" % upstream)
+            self.healthchecks_on = healthchecks_configured(entity)
 
     def _needs_targets(self):
         probes = self.params.get("probes") or {}

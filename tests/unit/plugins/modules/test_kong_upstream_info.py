@@ -74,7 +74,7 @@ def test_every_node_answers_for_itself(kong, run_module):
 
 def test_bad_extra_admin_url_fails_before_any_call(kong, run_module):
     result = run_module(kong_upstream_info, {"upstream": "u", "admin_urls": ["kong-2:8001"]})
-    assert result["failed"] is True and result["msg"].startswith("Failed to read upstream u: admin_urls: admin_url")
+    assert result["failed"] is True and result["msg"].startswith("Failed to read upstream u: admin_urls[0] 'kong-2:8001' is not")
     assert len(kong.calls) == 0
 
 
