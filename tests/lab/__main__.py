@@ -16,7 +16,11 @@ def main(argv=None):
     sub = parser.add_subparsers(dest="command", required=True)
     p_up = sub.add_parser("up", help="start the lab in the background and print its JSON description")
     p_up.add_argument("--config", help="YAML file merged over tests/lab/default.yml")
-    p_up.add_argument("--kong-nodes", type=int, help="number of Kong simulator nodes (overrides kong.nodes)")
+    p_up.add_argument("--kong-nodes", type=int, help="number of Kong proxy nodes; hybrid: data planes (overrides kong.nodes)")
+    p_up.add_argument("--kong-engine", choices=("auto", "real", "simulator"),
+                      help="real Kong from the kit (../shared/realkong or $MIXEDRUN_REALKONG_KIT), the simulator, or auto: real where "
+                           "the kit is present (overrides kong.engine)")
+    p_up.add_argument("--kong-mode", choices=("traditional", "hybrid", "dbless"), help="Kong's deployment mode (overrides kong.mode)")
     p_up.add_argument("--restart", action="store_true", help="stop a running lab first, even when it is healthy")
     sub.add_parser("down", help="stop everything the lab started")
     sub.add_parser("status", help="report each component (JSON); exit 0 up, 1 degraded, 3 down")
@@ -33,9 +37,13 @@ def main(argv=None):
             if args.kong_nodes is not None and not 1 <= args.kong_nodes <= 16:
                 raise LabConfigError("--kong-nodes: must be between 1 and 16, got %d" % args.kong_nodes)
             with lab.locked():
-                info = lab.up(args.config, kong_nodes=args.kong_nodes, restart=args.restart)
+                info = lab.up(args.config, kong_nodes=args.kong_nodes, restart=args.restart, kong_engine=args.kong_engine,
+                              kong_mode=args.kong_mode)
             if info.get("already_running"):
                 print("lab already running in %s; reporting it (use --restart to start it again)" % lab.state_dir, file=sys.stderr)
+            print("lab up: Kong engine %s (%s mode, %s)" % (info.get("kong_engine"), info.get("kong_mode"),
+                                                          ", ".join("%s %s" % (n["name"], n["role"]) for n in info.get("kong_nodes") or [])),
+                  file=sys.stderr)
             print(json.dumps(info, indent=2))
             return 0
         if args.command == "down":

@@ -28,6 +28,28 @@ _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9
 _DURATION = re.compile(r"^[0-9]+(ms|s|m|h)$")
 AUTO = "auto"                   # node_port / services[].node_port: a free port is picked at `up`
 KONG_TLS = {False: "off", True: "on", "off": "off", "on": "on", "mutual": "mutual"}
+KONG_ENGINES = ("auto", "real", "simulator")
+KONG_MODES = ("traditional", "hybrid", "dbless")
+KONG_ENGINE_ENV = "MIXEDRUN_LAB_KONG_ENGINE"    # overrides kong.engine: auto (the default) for every lab started
+REALKONG_KIT_ENV = "MIXEDRUN_REALKONG_KIT"      # the real Kong kit's directory (default: ../shared/realkong)
+
+
+def realkong_kit():
+    """The real Kong kit's directory (``$MIXEDRUN_REALKONG_KIT``, else ``<repo>/../shared/realkong``) when it holds
+    ``kong-cluster.sh``, else None."""
+    path = os.environ.get(REALKONG_KIT_ENV) or os.path.join(os.path.dirname(REPO_ROOT), "shared", "realkong")
+    return os.path.abspath(path) if os.path.isfile(os.path.join(path, "kong-cluster.sh")) else None
+
+
+def resolve_engine(engine):
+    """``auto`` -> ``real`` where the kit is present, else ``simulator``; ``real`` without a kit is an error."""
+    if engine == "auto":
+        return "real" if realkong_kit() else "simulator"
+    if engine == "real" and not realkong_kit():
+        raise LabConfigError("kong.engine: real needs the real Kong kit (kong-cluster.sh), found neither in $%s nor in "
+                             "%s; set %s to the kit's directory or use kong.engine: simulator"
+                             % (REALKONG_KIT_ENV, os.path.join(os.path.dirname(REPO_ROOT), "shared", "realkong"), REALKONG_KIT_ENV))
+    return engine
 
 
 class LabConfigError(ValueError):
@@ -114,7 +136,9 @@ class LabConfig:
 
     def fingerprint(self):
         """A stable hash of the configuration (to tell whether a running lab uses the same one)."""
-        return hashlib.sha256(yaml.safe_dump(self.raw, sort_keys=True).encode()).hexdigest()[:16]
+        # the resolved Kong engine too: `auto` means another engine once the kit appears or MIXEDRUN_LAB_KONG_ENGINE is set
+        data = {"raw": self.raw, "kong_engine": self.kong["engine"], "kong_mode": self.kong["mode"]}
+        return hashlib.sha256(yaml.safe_dump(data, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def default_state_dir():
@@ -236,6 +260,27 @@ def validate(raw):
           "must be false (plain HTTP Admin API), true (HTTPS with a throwaway CA) or mutual (HTTPS that also requires "
           "a client certificate), got %r" % (tls,))
     kong["tls"] = KONG_TLS[tls]
+    engine = os.environ.get(KONG_ENGINE_ENV) or kong.get("engine", "auto")
+    _need(engine in KONG_ENGINES, "kong.engine" if not os.environ.get(KONG_ENGINE_ENV) else "$" + KONG_ENGINE_ENV,
+          "must be auto (real Kong where the kit is present, else the simulator), real or simulator, got %r" % (engine,))
+    kong["engine"] = resolve_engine(engine)
+    mode = kong.get("mode") or ("dbless" if kong["dbless"] else "traditional")
+    _need(mode in KONG_MODES, "kong.mode", "must be traditional, hybrid or dbless, got %r" % (mode,))
+    _need(not (kong["dbless"] and mode != "dbless"), "kong.dbless", "true contradicts kong.mode: %s; drop kong.dbless (kong.mode: dbless says it)" % mode)
+    kong["mode"], kong["dbless"] = mode, mode == "dbless"
+    freq = kong.get("db_update_frequency")
+    _need(freq is None or (isinstance(freq, (int, float)) and not isinstance(freq, bool) and 0.1 <= freq <= 60), "kong.db_update_frequency",
+          "must be null (Kong's default, 5 s) or a number of seconds between 0.1 and 60, got %r" % (freq,))
+    kong["db_update_frequency"] = freq
+    _need(isinstance(kong.get("prometheus_plugin", True), bool), "kong.prometheus_plugin", "must be true or false")
+    kong["prometheus_plugin"] = kong.get("prometheus_plugin", True)
+    if kong["engine"] == "real":
+        _need(not kong["rbac_token"], "kong.rbac_token", "RBAC is Kong Enterprise; the real Kong kit is the open-source edition: "
+              "use kong.engine: simulator for RBAC tests")
+        _need(kong["tls"] == "off", "kong.tls", "the real Kong kit's Admin API is plain HTTP; use kong.engine: simulator for TLS tests")
+    else:
+        _need(mode != "hybrid", "kong.mode", "hybrid (control plane + data planes) needs real Kong: use kong.engine: real (the kit "
+              "in ../shared/realkong or $%s)" % REALKONG_KIT_ENV)
 
     haproxy = _listener(raw, "haproxy", ("stats_port",))
     haproxy["stats_port"] = _int(haproxy.get("stats_port", 0), "haproxy.stats_port", 0, 65535)

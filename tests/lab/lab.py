@@ -198,9 +198,12 @@ class Lab:
                 fcntl.flock(fh, fcntl.LOCK_UN)
 
     # -- up ------------------------------------------------------------------------------------------------
-    def up(self, config_path=None, kong_nodes=None, restart=False):
+    def up(self, config_path=None, kong_nodes=None, restart=False, kong_engine=None, kong_mode=None):
         """Start the lab (or report the running one); returns the lab.json dict."""
-        overrides = {"kong": {"nodes": kong_nodes}} if kong_nodes else None
+        kong_over = {key: value for key, value in (("nodes", kong_nodes), ("engine", kong_engine), ("mode", kong_mode)) if value}
+        if kong_mode and kong_mode != "dbless":
+            kong_over["dbless"] = False
+        overrides = {"kong": kong_over} if kong_over else None
         user_raw = labconfig.load_user(config_path, overrides)
         cfg = labconfig.load(config_path, overrides)
         # what was asked for, before ports are picked: the same request finds the running lab again
@@ -276,18 +279,9 @@ class Lab:
                            env=self._env(), cwd=labconfig.REPO_ROOT)
         fleet = self._wait_file(proc, "fleet", self.path(FLEET_READY), 30)
 
-        # 2. Kong simulator
-        try:
-            from tests.lab.kong_sim.launcher import KongCluster  # pylint: disable=import-outside-toplevel
-        except ImportError as exc:
-            raise LabError("the Kong simulator (tests/lab/kong_sim) cannot be imported: %s" % exc) from None
-        kong = KongCluster(self.path(KONG_DIR), nodes=cfg.kong["nodes"], host=cfg.kong["host"], rbac_token=cfg.kong["rbac_token"],
-                           dbless=cfg.kong["dbless"], tls=cfg.kong["tls"])
-        try:
-            kong.start(detach=True)
-        except Exception as exc:
-            raise LabError("the Kong simulator did not start: %s" % exc) from None
-        kong_names = list(getattr(kong, "node_names", None) or ["kong-%d" % (i + 1) for i in range(len(kong.admin_urls))])
+        # 2. Kong: the real one from the kit, or the simulator
+        kong = self._start_kong(cfg)
+        kong_names = list(kong.node_names)
 
         # 3. HAProxy
         hcfg = cfg.haproxy
@@ -310,10 +304,13 @@ class Lab:
         pcfg = cfg.prometheus
         prom_port = pcfg["port"] or _free_port(pcfg["host"])
         prom_listen = "%s:%d" % (pcfg["host"], prom_port)
-        protected = cfg.kong["rbac_token"] or cfg.kong["tls"] != "off"
-        kong_metrics = kong.status_urls if protected and getattr(kong, "status_urls", None) else kong.admin_urls
+        if cfg.kong["engine"] == "real":
+            kong_metrics_targets = kong.metrics_targets         # each proxying node's Status API (the plugin's /metrics)
+        else:
+            protected = cfg.kong["rbac_token"] or cfg.kong["tls"] != "off"
+            kong_metrics_targets = list(zip(kong_names, kong.status_urls if protected and kong.status_urls else kong.admin_urls))
         ppath = self.path("prometheus.yml")
-        _write(ppath, lab_prometheus.render_config(pcfg["scrape_interval"], list(zip(kong_names, kong_metrics)), cfg.nodes,
+        _write(ppath, lab_prometheus.render_config(pcfg["scrape_interval"], kong_metrics_targets, cfg.nodes,
                                                    "%s:%d" % (hcfg["host"], stats_port), prom_listen))
         data_dir = self.path(PROM_DATA)
         os.makedirs(data_dir, exist_ok=True)
@@ -337,8 +334,11 @@ class Lab:
             "admin_url": kong.admin_urls[0], "admin_urls": list(kong.admin_urls),
             "proxy_url": kong.proxy_urls[0], "proxy_urls": list(kong.proxy_urls),
             "status_urls": list(getattr(kong, "status_urls", []) or []),
-            "kong_nodes": [{"name": n, "node_id": i, "admin_url": a, "proxy_url": p}
-                           for n, i, a, p in zip(kong_names, kong.node_ids, kong.admin_urls, kong.proxy_urls)],
+            "kong_nodes": self._kong_nodes(cfg, kong),
+            "kong_engine": cfg.kong["engine"], "kong_mode": cfg.kong["mode"], "kong_version": getattr(kong, "version", None),
+            # hybrid: every write goes here; the data planes (kong_nodes[].role == data_plane) have no Admin API
+            "kong_control_plane_url": kong.control_plane_admin_url if cfg.kong["engine"] == "real" else None,
+            "kong_metrics_urls": [url for _name, url in kong_metrics_targets],
             "kong_rbac": bool(cfg.kong["rbac_token"]), "kong_dbless": cfg.kong["dbless"],
             # TLS Admin API: the CA to verify it (ca_path) and, for mutual TLS, a client certificate and key (paths)
             "kong_tls": cfg.kong["tls"], "kong_ca_path": kong.ca_path,
@@ -356,6 +356,43 @@ class Lab:
         }
         _write(self.path(LAB_JSON), json.dumps(info, indent=2) + "\n")
         return info
+
+    def _start_kong(self, cfg):
+        """Start the configured Kong engine in <state>/kong; returns the cluster object (admin_urls, proxy_urls, ...)."""
+        kcfg = cfg.kong
+        if kcfg["engine"] == "real":
+            from tests.lab.realkong import RealKongCluster, RealKongError  # pylint: disable=import-outside-toplevel
+            kong = RealKongCluster(self.path(KONG_DIR), labconfig.realkong_kit(), mode=kcfg["mode"], nodes=kcfg["nodes"],
+                                   db_update_frequency=kcfg["db_update_frequency"], prometheus_plugin=kcfg["prometheus_plugin"])
+            try:
+                return kong.start()
+            except RealKongError as exc:
+                raise LabError("real Kong (%s mode, kit %s) did not start: %s" % (kcfg["mode"], kong.kit, exc)) from None
+        try:
+            from tests.lab.kong_sim.launcher import KongCluster  # pylint: disable=import-outside-toplevel
+        except ImportError as exc:
+            raise LabError("the Kong simulator (tests/lab/kong_sim) cannot be imported: %s" % exc) from None
+        kong = KongCluster(self.path(KONG_DIR), nodes=kcfg["nodes"], host=kcfg["host"], rbac_token=kcfg["rbac_token"],
+                           dbless=kcfg["dbless"], tls=kcfg["tls"])
+        try:
+            kong.start(detach=True)
+        except Exception as exc:
+            raise LabError("the Kong simulator did not start: %s" % exc) from None
+        if not getattr(kong, "node_names", None):
+            kong.node_names = ["kong-%d" % (i + 1) for i in range(len(kong.admin_urls))]
+        return kong
+
+    @staticmethod
+    def _kong_nodes(cfg, kong):
+        """lab.json's kong_nodes: per node its name, role, node id and URLs (None where the node has no such API)."""
+        if cfg.kong["engine"] == "real":
+            return [{"name": n["name"], "role": n["role"], "database": n.get("database"), "node_id": n.get("node_id"),
+                     "admin_url": n.get("admin_url"), "proxy_url": n.get("proxy_url"), "status_url": n.get("status_url"),
+                     "pid": n.get("pid")} for n in kong.nodes]
+        status = list(kong.status_urls or []) + [None] * len(kong.admin_urls)
+        return [{"name": n, "role": "traditional", "database": "off" if cfg.kong["dbless"] else "postgres", "node_id": i,
+                 "admin_url": a, "proxy_url": p, "status_url": s}
+                for n, i, a, p, s in zip(kong.node_names, kong.node_ids, kong.admin_urls, kong.proxy_urls, status)]
 
     def _make_cert(self, host):
         cert, key = self.path("k8s-ca.crt"), self.path("k8s.key")
@@ -429,6 +466,13 @@ class Lab:
         kong_dir = self.path(KONG_DIR)
         if not os.path.isdir(kong_dir):
             return []
+        from tests.lab.realkong import RealKongCluster, RealKongError  # pylint: disable=import-outside-toplevel
+        if RealKongCluster.engine_record(kong_dir):
+            try:
+                pids = RealKongCluster.stop_from_state_dir(kong_dir)
+            except RealKongError as exc:
+                raise LabError(str(exc)) from None
+            return [{"component": "kong", "pid": pid} for pid in pids]
         try:
             from tests.lab.kong_sim.launcher import KongCluster  # pylint: disable=import-outside-toplevel
         except ImportError:
@@ -471,6 +515,25 @@ class Lab:
                 out[node["name"]] = "ready"
         return out
 
+    def _kong_status(self, comps):
+        """Kong's components: a real cluster's nodes and PostgreSQL (kong-cluster.sh status, put in ``comps`` here,
+        each marked with its engine), or the simulator's pidfiles (returned for the caller to check)."""
+        from tests.lab.realkong import RealKongCluster  # pylint: disable=import-outside-toplevel
+        kong_dir = self.path(KONG_DIR)
+        if not RealKongCluster.engine_record(kong_dir):
+            try:
+                from tests.lab.kong_sim.launcher import KongCluster  # pylint: disable=import-outside-toplevel
+            except ImportError:
+                return []
+            return KongCluster.read_state_dir(kong_dir)
+        out = []
+        for kinfo in RealKongCluster.status_from_state_dir(kong_dir):
+            ready_url = kinfo.get("status_url") and kinfo["status_url"] + "/status"
+            comps[kinfo["name"]] = {"pid": kinfo["pid"], "running": kinfo["running"], "url": kinfo.get("url"), "role": kinfo.get("role"),
+                                    "engine": "real", "healthy": kinfo["running"] and (not ready_url or _http_ok(ready_url))}
+            out.append(dict(kinfo, engine="real"))
+        return out
+
     # -- status --------------------------------------------------------------------------------------------
     def status(self):
         """Each component up/down, and the lab's overall state: up | degraded | down."""
@@ -497,12 +560,10 @@ class Lab:
             else:
                 entry["healthy"] = entry["running"]
             comps[component] = entry
-        try:
-            from tests.lab.kong_sim.launcher import KongCluster  # pylint: disable=import-outside-toplevel
-            kong_infos = KongCluster.read_state_dir(self.path(KONG_DIR))
-        except ImportError:
-            kong_infos = []
+        kong_infos = self._kong_status(comps)
         for kinfo in kong_infos:
+            if "engine" in kinfo:
+                continue                    # a real Kong component, already reported
             pid = int(kinfo.get("pid") or 0)
             running = bool(pid) and _running(pid)
             comps[kinfo.get("name") or "kong"] = {"pid": pid, "running": running, "url": kinfo.get("admin_url"),
@@ -677,7 +738,7 @@ def wait_routed(info, domain, path="/", timeout=15.0):
 def wait_scraped(info, timeout=15.0):
     """Wait until Prometheus has scraped every lab target at least once (its discovery publishes targets only
     about 5 s after start). Returns {job: number of targets}; raises LabError on timeout."""
-    expected = len(info["admin_urls"]) + len(info["nodes"]) + 2
+    expected = len(info.get("kong_metrics_urls") or info["admin_urls"]) + len(info["nodes"]) + 2
     started = time.monotonic()
     while True:
         try:

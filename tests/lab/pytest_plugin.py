@@ -26,6 +26,9 @@ import yaml
 from tests.lab import config as labconfig
 
 LAB_JSON_ENV = "MIXEDRUN_LAB_JSON"
+# Cases that need real Kong: skipped, with this reason in the run's summary, where the kit is absent.
+needs_realkong = pytest.mark.skipif(not labconfig.realkong_kit(), reason="no real Kong kit (../shared/realkong or $%s): "
+                                    "this real-Kong case cannot run here" % labconfig.REALKONG_KIT_ENV)
 
 
 def control(lab_info, node, **faults):
@@ -144,8 +147,11 @@ def _run_lab(args, state_dir, timeout=120):
                           timeout=timeout, check=False)
 
 
-def start_lab(state_dir, extra_config=None, kong_nodes=None):
-    """Start a lab in ``state_dir`` (free ports when the defaults are taken); returns the lab.json dict."""
+def start_lab(state_dir, extra_config=None, kong_nodes=None, kong_engine=None, kong_mode=None):
+    """Start a lab in ``state_dir`` (free ports when the defaults are taken); returns the lab.json dict.
+
+    ``kong_engine``/``kong_mode``: as ``--kong-engine``/``--kong-mode`` (default: the config's, i.e. real Kong where the
+    kit is present)."""
     os.makedirs(state_dir, exist_ok=True)
     overrides = labconfig.deep_merge(free_port_overrides(), extra_config or {})
     args = ["up"]
@@ -154,9 +160,10 @@ def start_lab(state_dir, extra_config=None, kong_nodes=None):
         with open(path, "w", encoding="utf-8") as fh:
             yaml.safe_dump(overrides, fh)
         args += ["--config", path]
-    if kong_nodes:
-        args += ["--kong-nodes", str(kong_nodes)]
-    proc = _run_lab(args, state_dir)
+    for flag, value in (("--kong-nodes", kong_nodes), ("--kong-engine", kong_engine), ("--kong-mode", kong_mode)):
+        if value:
+            args += [flag, str(value)]
+    proc = _run_lab(args, state_dir, timeout=1800)     # real Kong: the first `up` on a machine builds the kit
     if proc.returncode != 0:
         _run_lab(["down"], state_dir)
         raise RuntimeError("python -m tests.lab up failed (%d): %s" % (proc.returncode, proc.stderr.strip()[-3000:]))

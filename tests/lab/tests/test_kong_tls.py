@@ -170,7 +170,7 @@ def test_lab_up_with_mutual_tls_and_a_taken_default_node_port(tmp_path):
                                        encoding="utf-8"))["node_port"]
     held = hold_port("127.0.10.1", default_port)
     config = tmp_path / "tls.yml"
-    config.write_text(yaml.safe_dump({"kong": {"tls": "mutual"}}))
+    config.write_text(yaml.safe_dump({"kong": {"tls": "mutual", "engine": "simulator"}}))   # TLS Admin API: the simulator only
     state_dir = str(tmp_path / "lab")
     try:
         proc = _run_lab(["up", "--config", str(config)], state_dir)

@@ -167,7 +167,45 @@ def test_port_and_tls_values_name_the_field(override, message):
 
 def test_kong_tls_values():
     assert labconfig.load().kong["tls"] == "off"
-    assert [labconfig.load(overrides={"kong": {"tls": v}}).kong["tls"] for v in (False, True, "on", "mutual")] == ["off", "on", "on", "mutual"]
+    assert [labconfig.load(overrides={"kong": {"tls": v, "engine": "simulator"}}).kong["tls"]
+            for v in (False, True, "on", "mutual")] == ["off", "on", "on", "mutual"]
+
+
+def test_kong_engine_follows_the_kit(tmp_path, monkeypatch):
+    monkeypatch.delenv(labconfig.KONG_ENGINE_ENV, raising=False)
+    kit = tmp_path / "kit"
+    kit.mkdir()
+    monkeypatch.setenv(labconfig.REALKONG_KIT_ENV, str(kit))                 # no kong-cluster.sh: no kit
+    assert labconfig.realkong_kit() is None
+    assert labconfig.load().kong["engine"] == "simulator"
+    with pytest.raises(labconfig.LabConfigError, match=r"kong.engine: real needs the real Kong kit .*MIXEDRUN_REALKONG_KIT"):
+        labconfig.load(overrides={"kong": {"engine": "real"}})
+    (kit / "kong-cluster.sh").write_text("#!/bin/sh\n")
+    assert labconfig.realkong_kit() == str(kit)
+    cfg = labconfig.load()
+    assert (cfg.kong["engine"], cfg.kong["mode"], cfg.kong["dbless"]) == ("real", "traditional", False)
+    assert labconfig.load(overrides={"kong": {"mode": "dbless"}}).kong["dbless"] is True
+    assert labconfig.load(overrides={"kong": {"dbless": True}}).kong["mode"] == "dbless"
+    # the environment overrides the file; a lab asked for with another engine is another lab (fingerprint)
+    monkeypatch.setenv(labconfig.KONG_ENGINE_ENV, "simulator")
+    assert labconfig.load().kong["engine"] == "simulator"
+    assert labconfig.load().fingerprint() != cfg.fingerprint()
+    monkeypatch.setenv(labconfig.KONG_ENGINE_ENV, "podman")
+    with pytest.raises(labconfig.LabConfigError, match=r"\$MIXEDRUN_LAB_KONG_ENGINE: must be auto"):
+        labconfig.load()
+
+
+@pytest.mark.parametrize("override, message", [
+    ({"kong": {"engine": "real", "rbac_token": "t0ken"}}, "kong.rbac_token: RBAC is Kong Enterprise"),
+    ({"kong": {"engine": "real", "tls": True}}, "kong.tls: the real Kong kit's Admin API is plain HTTP"),
+])
+def test_real_engine_refuses_what_only_the_simulator_does(tmp_path, monkeypatch, override, message):
+    monkeypatch.delenv(labconfig.KONG_ENGINE_ENV, raising=False)
+    (tmp_path / "kong-cluster.sh").write_text("#!/bin/sh\n")
+    monkeypatch.setenv(labconfig.REALKONG_KIT_ENV, str(tmp_path))
+    with pytest.raises(labconfig.LabConfigError) as info:
+        labconfig.load(overrides=override)
+    assert message in str(info.value)
 
 
 @pytest.mark.parametrize("missing", [("haproxy",), ("prometheus",), ("haproxy", "prometheus")])
