@@ -14,6 +14,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import re
+import time
 
 try:
     from urllib.parse import urlsplit
@@ -319,6 +320,13 @@ def _health_of(client, upstream, key):
     return None
 
 
+def node_role(client):
+    """Kong's ``role`` of the node behind the client (traditional, control_plane, data_plane), from ``GET /``;
+    None when the node does not say."""
+    info = client.node_info() or {}
+    return (info.get("configuration") or {}).get("role")
+
+
 def _check_health_settable(upstream, key, weight):
     """Refuse, before any write, a health that Kong would never report back (so the task would never settle)."""
     name = upstream.get("name") or upstream["id"]
@@ -362,6 +370,10 @@ def ensure_target(client, params):
         # Everything that would make the health call fail or never settle is checked before any write.
         effective = weight if weight is not None else (current or {}).get("weight", 100)
         _check_health_settable(upstream, key, effective)
+        if node_role(client) == "control_plane":
+            # Kong 3.9: a control plane lists the targets without health and answers 404 to the health calls
+            raise ValueError("admin_url is a hybrid-mode control plane, which runs no balancer: " + HYBRID_HINT
+                             + "; nothing was changed")
         # Asked even for a new target: it also finds out early when this node cannot report health.
         health = _health_of(client, upstream, key)
         if health == "DNS_ERROR":
@@ -385,12 +397,61 @@ def ensure_target(client, params):
             result["changed"] = True
     result.update(target=after, diff={"before": before, "after": _target_view(after)})
     if set_health and (current is None or health != state.upper()):
-        try:
+        if client.check_mode:
             client.write("PUT", "%s/%s/%s" % (base, client.quote(key), state))
-        except KongApiError as exc:
-            raise _health_error(exc, upstream, key, result)
+        else:
+            result["health_settle_seconds"] = _set_health_settled(client, upstream, key, state, after, result)
         result["changed"] = True
     return result
+
+
+# How long a health write waits for this node's balancer to follow the change before it (Kong rebuilds an upstream's
+# balancer asynchronously after every upstream or target write; another node's change arrives within
+# db_update_frequency, 5 s by default) and to keep the health it was given.
+HEALTH_SETTLE_TIMEOUT = 20.0
+HEALTH_SETTLE_STEP = 0.25
+
+
+def _balancer_view(client, upstream, key):
+    """(health, weight) of target ``key`` in this node's balancer (``/upstreams/{u}/health``). The item's own
+    ``weight`` is the database's; the balancer's is ``data.nodeWeight``. Both are None while the node has no balancer
+    for the upstream, or its balancer does not hold the target yet (Kong lists it without ``health``/``data`` then)."""
+    for page in client.pages("/upstreams/%s/health" % client.quote(upstream["id"])):
+        for item in page.get("data") or []:
+            if target_key(item.get("target", "")) == key:
+                return item.get("health"), (item.get("data") or {}).get("nodeWeight")
+    return None, None
+
+
+def _set_health_settled(client, upstream, key, state, after, result):
+    """``PUT .../healthy|unhealthy`` once this node's balancer holds the target with its written weight, then read it
+    back until the balancer reports that health; a balancer rebuilt in between (which starts a new health checker
+    and forgets the health) or not built yet (400 "has no balancer") is waited for and the call repeated, bounded by
+    HEALTH_SETTLE_TIMEOUT. Returns the seconds it took."""
+    started = time.monotonic()
+    deadline = started + HEALTH_SETTLE_TIMEOUT
+    path = "/upstreams/%s/targets/%s/%s" % (client.quote(upstream["id"]), client.quote(key), state)
+    want_weight = (after or {}).get("weight")
+    seen = None
+    while True:
+        seen = _balancer_view(client, upstream, key)
+        balancer_ready = seen[0] not in (None, "HEALTHCHECKS_OFF") and (want_weight is None or seen[1] == want_weight)
+        if seen[0] == state.upper() and balancer_ready:
+            return round(time.monotonic() - started, 2)
+        if balancer_ready:
+            try:
+                client.write("PUT", path)
+            except KongApiError as exc:
+                if not (exc.status == 400 and "no balancer" in exc.message) or time.monotonic() > deadline:
+                    raise _health_error(exc, upstream, key, result)
+        if time.monotonic() > deadline:
+            raise KongApiError("GET", "/upstreams/%s/health" % upstream["id"], message=(
+                "target %s of upstream %s: this Kong node's balancer did not settle within %.0f s (it reports "
+                               "health %s, weight %s; wanted %s with weight %s): Kong rebuilds an upstream's balancer after "
+                               "every write; retry, and check the node's error.log if it persists"
+                               % (key, upstream.get("name"), HEALTH_SETTLE_TIMEOUT, seen[0] or "none (no balancer yet)", seen[1],
+                                  state.upper(), want_weight)))
+        time.sleep(HEALTH_SETTLE_STEP)
 
 
 def _health_error(exc, upstream, key, result):
