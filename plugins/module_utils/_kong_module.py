@@ -7,6 +7,9 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import copy
+import re
+
 from ansible.module_utils.basic import AnsibleModule, env_fallback, missing_required_lib
 
 from ansible_collections.mixedrun.kong.plugins.module_utils._kong_api import (
@@ -32,6 +35,10 @@ KONG_CONNECTION_SPEC = dict(
     timeout=dict(type="float", default=10.0),
     retries=dict(type="int", default=3),
 )
+
+
+# "argument 'interval' is of type str found in 'healthchecks -> active -> healthy'. and we were unable to convert ..."
+_TYPE_ERROR_RE = re.compile(r"^argument '([^']+)' is of type \S+(?: found in '([^']+)')?\.? and we were unable to convert")
 
 
 def kong_argument_spec(**extra):
@@ -65,6 +72,28 @@ class KongModule(AnsibleModule):
         super(KongModule, self)._load_params()
         if self._prepare_params is not None and isinstance(self.params, dict):
             self._prepare_params(self.params)
+        self._raw_params = copy.deepcopy(self.params) if isinstance(self.params, dict) else {}
+
+    def fail_json(self, msg=None, **kwargs):  # pylint: disable=arguments-differ
+        if getattr(self, "_client", False) is False and isinstance(msg, str):
+            # Ansible's own type check (during __init__) names the option but not the value: add it.
+            msg = self._with_rejected_value(msg)
+        super(KongModule, self).fail_json(msg=msg, **kwargs)
+
+    def _with_rejected_value(self, msg):
+        match = _TYPE_ERROR_RE.match(msg)
+        if not match:
+            return msg
+        path = [p for p in (match.group(2) or "").split(" -> ") if p] + [match.group(1)]
+        value, spec = getattr(self, "_raw_params", {}), self.argument_spec
+        for name in path:
+            if not isinstance(value, dict) or name not in value or not isinstance(spec, dict) or name not in spec:
+                return msg
+            value, entry = value[name], spec[name]
+            if entry.get("no_log"):
+                return msg
+            spec = entry.get("options")
+        return "%s; got %r (option %s)" % (msg.rstrip(". "), value, ".".join(path))
 
     def _mask_url_secrets(self, value):
         """Credentials written into a URL option (``https://user:pw@kong:8444``, ``https://token@kong``) are

@@ -149,3 +149,16 @@ def test_traffic_split_targets_strings_stay_accepted(kong, run_module):
     result = run_module(kong_traffic_split, {"upstream": "shop.upstream", "container_share": 10,
                                              "vm_targets": ["10.0.0.5:8080"], "container_targets": ["10.0.0.5:8080"]})
     assert_clean_failure(result, kong, "10.0.0.5:8080", "in both the VM and the container group")
+
+
+def test_a_value_ansible_cannot_convert_is_named_with_the_option(kong, run_module):
+    result = run_module(kong_upstream, {"name": "shop.upstream", "slots": "many"})
+    assert_clean_failure(result, kong, "'slots'", "got 'many'")
+    result = run_module(kong_upstream_targets, {"upstream": "shop.upstream", "concurrency": "eight"})
+    assert_clean_failure(result, kong, "'concurrency'", "got 'eight'")
+
+
+def test_a_secret_option_that_cannot_be_converted_is_not_shown(kong, run_module):
+    result = run_module(kong_upstream, {"name": "shop.upstream", "headers": "X-Secret-Value-123"})
+    assert_clean_failure(result, kong, "'headers'")
+    assert "X-Secret-Value-123" not in result.raw

@@ -118,8 +118,8 @@ def test_healthchecks_bad_values_name_the_sub_option_and_change_nothing(kong, ru
         ({"active": {"concurrency": 0}}, "healthchecks.active.concurrency", "0"),
         ({"active": {"http_path": "healthz"}}, "healthchecks.active.http_path", "'healthz'"),
         ({"active": {"unhealthy": {"http_statuses": [500, 1000]}}}, "healthchecks.active.unhealthy.http_statuses", "1000"),
-        # Ansible's own type check names the sub-option and where it is
-        ({"active": {"healthy": {"interval": "five"}}}, "'interval'", "healthchecks -> active -> healthy"),
+        # Ansible's own type check, with the value added by KongModule
+        ({"active": {"healthy": {"interval": "five"}}}, "healthchecks.active.healthy.interval", "'five'"),
         ({"active": {"type": "udp"}}, "type", "udp"),
     ]
     for checks, where, value in cases:
