@@ -35,7 +35,7 @@ help:
 	@echo "make demo         run the migration demo on the lab (README's first command)"
 	@echo "make test         run every test (unit, lab, sanity, lint, integration, molecule, e2e)"
 	@echo "make units | lab-tests | sanity | lint | integration | molecule | demo-test | bench"
-	@echo "make lab-up | lab-down | build"
+	@echo "make lab-up | lab-down | build | conformance"
 
 # --- environment --------------------------------------------------------------------------------
 $(BIN)/activate:
@@ -118,6 +118,18 @@ _integration:
 	cd $(INTEG_ROOT) && $(BIN)/ansible-test integration --python $$($(BIN)/python -c 'import sys; print("%d.%d" % sys.version_info[:2])') --color no
 	MIXEDRUN_LAB_JSON=$(LAB_JSON) $(PYTEST) -q -p tests.lab.pytest_plugin tests/integration --ignore=tests/integration/test_demo.py
 	MIXEDRUN_LAB_JSON=$(LAB_JSON) $(MAKE) --no-print-directory molecule
+
+# One conformance suite, both engines (docs/conformance.md): real Kong (the realkong kit: traditional with 2 nodes,
+# hybrid with 2 data planes) when the kit is there, and the simulator (traditional, 2 nodes). Not part of `test`.
+REALKONG_KIT ?= $(or $(MIXEDRUN_REALKONG_KIT),$(ROOT)/../shared/realkong)
+.PHONY: conformance
+conformance: venv
+	@rc=0; if [ -x "$(REALKONG_KIT)/kong-cluster.sh" ]; then \
+	  $(BIN)/python -m tests.conformance.run --engine real --mode traditional --nodes 2 --kit "$(REALKONG_KIT)" || rc=1; \
+	  $(BIN)/python -m tests.conformance.run --engine real --mode hybrid --nodes 2 --kit "$(REALKONG_KIT)" || rc=1; \
+	else echo "conformance: no realkong kit at $(REALKONG_KIT): running the simulator only"; fi; \
+	$(BIN)/python -m tests.conformance.run --engine simulator --mode traditional --nodes 2 || rc=1; \
+	exit $$rc
 
 # The README's first command end to end, on a lab of its own (temporary state dir, free ports).
 demo-test: venv collection-link system-deps

@@ -117,7 +117,7 @@ def test_invalid_size(admin, size):
     assert resp.json() == {"code": 9, "name": "invalid size", "message": "size must be an integer between 1 and 1000"}
 
 
-@pytest.mark.modes(*ALL)
+@pytest.mark.modes(*WRITES)      # real DB-less Kong answers 200 to ?offset=garbage (its LMDB pager does not check it)
 def test_invalid_offset(admin):
     resp = admin.get("/upstreams", params={"offset": "garbage"})
     assert resp.status_code == 400
@@ -175,8 +175,8 @@ def test_targets_endpoints(admin, uname):  # pylint: disable=too-many-statements
     admin.post(base, json={"target": "127.0.0.3:80"})
     listed = admin.get(base).json()
     assert [t["target"] for t in listed["data"]] == ["127.0.0.3:80", "127.0.0.1:8000"]      # newest first
-    # /targets/all lists the other way round: oldest first
-    assert [t["target"] for t in admin.get(base + "/all").json()["data"]] == ["127.0.0.1:8000", "127.0.0.3:80"]
+    # /targets/all has no defined order (real Kong answered both orders)
+    assert sorted(t["target"] for t in admin.get(base + "/all").json()["data"]) == ["127.0.0.1:8000", "127.0.0.3:80"]
     assert admin.delete(base + "/127.0.0.1:8000").status_code == 204
     assert [t["target"] for t in admin.get(base).json()["data"]] == ["127.0.0.3:80"]
 

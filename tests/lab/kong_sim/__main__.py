@@ -32,6 +32,12 @@ def parse_args(argv=None):
     parser.add_argument("--admin-ssl-cert", help="serve the Admin API over TLS with this certificate (PEM; Kong's admin_ssl_cert)")
     parser.add_argument("--admin-ssl-key", help="the private key of --admin-ssl-cert (PEM; Kong's admin_ssl_cert_key)")
     parser.add_argument("--admin-client-ca", help="require client certificates signed by this CA (PEM) on the Admin API: mutual TLS")
+    parser.add_argument("--db-update-frequency", type=float, default=5.0,
+                        help="seconds between polls for other nodes' changes (Kong's db_update_frequency, default 5)")
+    parser.add_argument("--balancer-build-delay", type=float, default=1.0,
+                        help="seconds before a node answers for a new upstream's balancer (Kong: about 1 s)")
+    parser.add_argument("--prometheus-metrics", choices=["all", "plugin"], default="plugin",
+                        help="all: every prometheus metric on, as if a global plugin enabled them; plugin: as prometheus plugin entities say")
     parser.add_argument("--log-file", help="log file (default: stderr)")
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     args = parser.parse_args(argv)
@@ -52,7 +58,9 @@ def main(argv=None):
     options = Options(state_db=args.state_db, node_name=args.node_name, admin_listen=args.admin_listen, proxy_listen=args.proxy_listen,
                       status_listen=args.status_listen, rbac_token=args.rbac_token, rbac_header=args.rbac_header, dbless=args.dbless,
                       workspaces=args.workspace, log_file=args.log_file, admin_ssl_cert=args.admin_ssl_cert,
-                      admin_ssl_key=args.admin_ssl_key, admin_client_ca=args.admin_client_ca)
+                      admin_ssl_key=args.admin_ssl_key, admin_client_ca=args.admin_client_ca,
+                      db_update_frequency=args.db_update_frequency, balancer_build_delay=args.balancer_build_delay,
+                      prometheus_metrics="all" if args.prometheus_metrics == "all" else None)
 
     async def run():
         node = Node(options)

@@ -23,6 +23,20 @@ WRITE_VERBS = {"POST": "create", "PUT": "create or update", "PATCH": "update", "
 DEFAULT_PAGE = 100
 MAX_PAGE = 1000
 RBAC_MESSAGE = "Invalid credentials. Token or User credentials required"
+PROMETHEUS_OPTIONS = ("per_consumer", "status_code_metrics", "ai_metrics", "latency_metrics", "bandwidth_metrics", "upstream_health_metrics")
+PLUGIN_FIELDS = [
+    ("name", {"type": "string", "default": None, "required": True}),
+    ("instance_name", {"type": "string", "default": None, "required": False}),
+    ("config", {"type": "record", "required": True, "default_record": True,
+                "fields": [(option, {"type": "boolean", "default": False, "required": True}) for option in PROMETHEUS_OPTIONS]}),
+    ("enabled", {"type": "boolean", "default": True, "required": True}),
+    ("protocols", {"type": "set", "elements": {"type": "string", "one_of": ["grpc", "grpcs", "http", "https"]},
+                   "default": ["grpc", "grpcs", "http", "https"], "required": True}),
+    ("service", {"type": "map", "default": None, "required": False}),
+    ("route", {"type": "map", "default": None, "required": False}),
+    ("consumer", {"type": "map", "default": None, "required": False}),
+    ("tags", schema.TAGS),
+]
 
 
 def dumps(value):
@@ -91,6 +105,9 @@ class AdminApi:  # pylint: disable=too-many-public-methods
                 response = json_response(401, {"message": RBAC_MESSAGE})
             else:
                 response = await self.dispatch(request)
+                if request.method in WRITE_VERBS and response.status < 400:
+                    # this node applies its own writes at once (Kong: local worker events); others at their next poll
+                    await self.node.refresh_if_changed()
         except ApiError as exc:
             response = json_response(exc.status, exc.body)
         except Exception:  # pylint: disable=broad-exception-caught  # Kong answers 500 on any internal error
@@ -158,10 +175,12 @@ class AdminApi:  # pylint: disable=too-many-public-methods
         if head == "metrics" and len(segs) == 1:
             if method != "GET":
                 raise errors.method_not_allowed()
-            await self.node.refresh_if_changed()
             return web.Response(text=self.node.metrics.render(self.node), content_type="text/plain", charset="utf-8")
         if head == "config" and len(segs) == 1:
             return await self.declarative_config(request)
+        if head == "plugins" and len(segs) <= 2:
+            body = await self._read_body(request, PLUGIN_FIELDS)
+            return self.plugins(Request(method, ws, segs, request.rel_url.query, body, raw_path))
         if head not in TOP_LEVEL:
             raise errors.not_found()
         fields = schema.TARGET if head == "upstreams" and len(segs) >= 3 else schema.SCHEMAS[head]
@@ -234,6 +253,18 @@ class AdminApi:  # pylint: disable=too-many-public-methods
                 raise errors.not_found()
             return json_response(200, service)
         raise errors.not_found()
+
+    @staticmethod
+    def _dbless_entity_write(method, kind, key, current):
+        """DB-less answers for writes on /{entities}/{key}: Kong looks the entity up first (PATCH 404, DELETE 204)."""
+        by = "id" if schema.is_uuid(key) else "name"
+        if method == "PATCH" and current is None:
+            raise ApiError(404, {"code": 6, "name": "not found", "message": "could not find the entity with '{%s=\"%s\"}'" % (by, key),
+                                 "fields": {by: key}})
+        if method == "DELETE" and current is None:
+            return
+        verb = {"PUT": "create or update", "PATCH": "update", "DELETE": "remove"}[method]
+        raise errors.operation_unsupported("cannot %s '%s' entities by '%s' when not using a database" % (verb, kind, by))
 
     def _dbless_guard(self, method, kind):
         if self.node.options.dbless:
@@ -326,6 +357,8 @@ class AdminApi:  # pylint: disable=too-many-public-methods
             nxt = "%s%s?offset=%s" % (self._prefix(req), path, quote(token, safe=""))
             if tags is not None:
                 nxt += "&tags=" + quote(tags, safe="")
+            if req.query.get("size") is not None:
+                nxt += "&size=%d" % size
             result["offset"] = token
             result["next"] = nxt
         return json_response(200, result)
@@ -371,6 +404,8 @@ class AdminApi:  # pylint: disable=too-many-public-methods
         errs = schema.validate_fields(fields, entity, skip=("id", "created_at", "updated_at", "ws"))
         if kind == "routes" and not errs:
             errs = schema.route_entity_checks(entity)
+        if kind == "upstreams" and not errs:
+            errs = schema.upstream_entity_checks(entity)
         if errs:
             raise errors.schema_violation(errs)
         if kind == "targets":
@@ -456,9 +491,9 @@ class AdminApi:  # pylint: disable=too-many-public-methods
         method = req.method
         if method not in ("GET", "PATCH", "PUT", "DELETE"):
             raise errors.method_not_allowed()
-        if method != "GET":
-            self._dbless_guard(method, kind)
         current = self.find(kind, req.ws, key)
+        if method != "GET" and self.node.options.dbless:
+            self._dbless_entity_write(method, kind, key, current)
         if method == "GET":
             if current is None:
                 raise errors.not_found()
@@ -522,6 +557,9 @@ class AdminApi:  # pylint: disable=too-many-public-methods
             address = segs[4] if len(segs) == 6 else None
             if address is not None and schema.normalize_ip(address) is None:
                 return json_response(400, {"message": "invalid address: %s" % address})
+            if self.node.balancer_for(upstream["id"]) is None:
+                # Kong answers this until the node has built the upstream's balancer (kong/runloop/balancer/healthcheckers.lua)
+                return json_response(400, {"message": "Upstream %s has no balancer" % upstream["name"]})
             if not schema.healthchecks_on(upstream):
                 # Kong keeps no health checker for an upstream whose checks are all off; post_health answers
                 # 400 "no healthchecker found for <name>" (kong/runloop/balancer/healthcheckers.lua).
@@ -557,22 +595,22 @@ class AdminApi:  # pylint: disable=too-many-public-methods
     # -- health ----------------------------------------------------------------------------------------------
 
     async def health(self, req, upstream):
-        await self.node.refresh_if_changed()
         node_id = self.node.node_id
         balancer = self.node.balancer_for(upstream["id"])
         if str(req.query.get("balancer_health")) == "1":
             if balancer is None:
-                data = {"id": upstream["id"], "health": "HEALTHCHECKS_OFF" if not schema.healthchecks_on(upstream) else "UNHEALTHY",
-                        "balancer_health": "UNHEALTHY",
-                        "details": {"healthy": False, "weight": {"total": 0, "available": 0, "unavailable": 0}}}
-            else:
-                data = balancer.balancer_health()
-            return json_response(200, {"data": data, "next": None, "node_id": node_id})
+                # no balancer on this node (yet): Kong answers without `data`
+                return json_response(200, {"next": None, "node_id": node_id})
+            return json_response(200, {"data": balancer.balancer_health(), "next": None, "node_id": node_id})
         items, token = self.page_targets(req, upstream)
         data = []
         for target in items:
             entry = self.public(target)
-            known = balancer.target_by_name.get(target["target"]) if balancer is not None else None
+            if balancer is None:
+                # no balancer on this node yet: the target as stored, without `health` and `data` (Kong 3.9)
+                data.append(entry)
+                continue
+            known = balancer.target_by_name.get(target["target"])
             if known is None:
                 entry["health"] = "HEALTHCHECKS_OFF" if not schema.healthchecks_on(upstream) else "DNS_ERROR"
                 entry["data"] = {"host": None, "port": None, "dns": None, "nodeWeight": target["weight"], "addresses": [],
@@ -616,6 +654,79 @@ class AdminApi:  # pylint: disable=too-many-public-methods
                 self.store.delete("workspaces", "*", current["id"])
             return json_response(204)
         raise errors.method_not_allowed()
+
+    # -- plugins: the prometheus plugin only (global instances) ---------------------------------------------------
+
+    def plugins(self, req):  # pylint: disable=too-many-return-statements
+        """``/plugins`` and ``/plugins/{id}`` for global prometheus plugin instances (what the lab models of plugins)."""
+        segs, method = req.segs, req.method
+        if len(segs) == 1:
+            if method == "GET":
+                return self.list_top(req, "plugins")
+            if method != "POST":
+                raise errors.method_not_allowed()
+            self._dbless_guard(method, "plugins")
+            return json_response(201, self.create_plugin(req.ws, req.body))
+        current = self.store.get_by_id("plugins", req.ws, segs[1].lower()) if schema.is_uuid(segs[1]) else None
+        if method == "GET":
+            if current is None:
+                raise errors.not_found()
+            return json_response(200, self.public(current))
+        if method not in ("PATCH", "PUT", "DELETE"):
+            raise errors.method_not_allowed()
+        if self.node.options.dbless:
+            self._dbless_entity_write(method, "plugins", segs[1], current)
+        if method == "DELETE":
+            if current is not None:
+                with self.store.transaction():
+                    self.store.delete("plugins", req.ws, current["id"])
+            return json_response(204)
+        if current is None:
+            if method == "PATCH":
+                raise errors.not_found()
+            return json_response(200, self.create_plugin(req.ws, dict(req.body, id=segs[1].lower())))
+        body = dict(req.body)
+        if method == "PATCH":
+            base = {k: v for k, v in current.items() if k not in ("id", "created_at", "updated_at", "ws")}
+            body = schema.merge(PLUGIN_FIELDS, base, body)
+        entity = self._prepare_plugin(body)
+        entity["id"] = current["id"]
+        self._stamp("plugins", entity, created=current["created_at"])
+        with self.store.transaction():
+            self.store.update("plugins", req.ws, dict(entity, ws=req.ws), None, None)
+        return json_response(200, self.public(entity))
+
+    @staticmethod
+    def _prepare_plugin(body):
+        body = {k: v for k, v in body.items() if k not in ("id", "created_at", "updated_at", "ws")}
+        name = body.get("name")
+        if name is None:
+            raise errors.schema_violation({"name": "required field missing"})
+        if name != "prometheus":
+            raise errors.schema_violation({"name": "plugin '%s' not enabled; add it to the 'plugins' configuration property" % name})
+        entity = schema.fill_defaults(PLUGIN_FIELDS, body)
+        errs = schema.validate_fields(PLUGIN_FIELDS, entity)
+        for scope in ("service", "route", "consumer"):
+            if entity.get(scope) is not None and scope not in errs:
+                errs[scope] = "the lab's simulator models global prometheus plugins only"
+        if errs:
+            raise errors.schema_violation(errs)
+        return entity
+
+    def create_plugin(self, ws, body):
+        """Validate and store a (global prometheus) plugin."""
+        given_id = body.get("id")
+        if given_id is not None and not schema.is_uuid(given_id):
+            raise errors.schema_violation({"id": "expected a valid UUID"})
+        entity = self._prepare_plugin(body)
+        entity["id"] = given_id.lower() if given_id else str(uuid.uuid4())
+        self._stamp("plugins", entity)
+        with self.store.transaction():
+            try:
+                self.store.insert("plugins", ws, dict(entity, ws=ws), "prometheus", None)
+            except UniqueConflict as exc:
+                raise errors.unique_violation({"name": "prometheus", "route": None, "service": None, "consumer": None}) from exc
+        return self.public(entity)
 
     # -- DB-less declarative config ----------------------------------------------------------------------------
 
@@ -696,7 +807,8 @@ class AdminApi:  # pylint: disable=too-many-public-methods
             "lua_version": "LuaJIT 2.1.0-20231117",
             "pids": {"master": self.node.pid, "workers": [self.node.pid]},
             "timers": {"running": 0, "pending": 0},
-            "plugins": {"available_on_server": {"prometheus": {"version": VERSION, "priority": 13}}, "enabled_in_cluster": ["prometheus"]},
+            "plugins": {"available_on_server": {"prometheus": {"version": VERSION, "priority": 13}},
+                        "enabled_in_cluster": ["prometheus"] if self.node.prometheus_options() else []},
             "configuration": {
                 "database": "off" if opts.dbless else "postgres",
                 "role": "traditional",
@@ -704,7 +816,7 @@ class AdminApi:  # pylint: disable=too-many-public-methods
                 "admin_ssl_enabled": opts.admin_tls != "off",
                 "proxy_listen": ["%s:%d" % opts.proxy_listen],
                 "status_listen": ["%s:%d" % opts.status_listen] if opts.status_listen else [],
-                "db_update_frequency": 1,
+                "db_update_frequency": self.node.options.db_update_frequency,
                 "db_update_propagation": 0,
                 "enforce_rbac": "on" if opts.rbac_token is not None else "off",
                 "rbac_auth_header": opts.rbac_header,

@@ -134,6 +134,7 @@ class Balancer:
         self.passive = checks.get("passive") or {}
         self.threshold = checks.get("threshold") or 0
         self.checks_on = healthchecks_on(upstream)
+        self.seen_at = 0.0          # when this node first saw the upstream (node.balancer_for)
 
     # -- picking -------------------------------------------------------------------------------------------
 
@@ -219,5 +220,12 @@ class Balancer:
             "id": self.upstream["id"],
             "health": (HEALTHY if healthy else UNHEALTHY) if self.checks_on else HEALTHCHECKS_OFF,
             "balancer_health": HEALTHY if healthy else UNHEALTHY,
-            "details": {"healthy": healthy, "weight": {"total": total, "available": available, "unavailable": total - available}},
+            "details": {"healthy": healthy, "weight": {"total": total, "available": available, "unavailable": total - available},
+                        "hosts": [self._host_details(t) for t in self.targets]},
         }
+
+    def _host_details(self, target):
+        _state, data = self.target_health(target)
+        addresses = [{"ip": a.ip, "port": a.port, "weight": a.weight, "healthy": a.health.healthy} for a in target.addresses]
+        return {"host": data["host"], "port": data["port"], "dns": data["dns"], "nodeWeight": data["nodeWeight"],
+                "weight": data["weight"], "addresses": addresses}

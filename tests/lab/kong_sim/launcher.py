@@ -2,7 +2,8 @@
 
 Contract (used by ``python -m tests.lab up``)::
 
-    c = KongCluster(state_dir, nodes=2, host="127.0.0.1", rbac_token=None, dbless=False, tls="off")
+    c = KongCluster(state_dir, nodes=2, host="127.0.0.1", rbac_token=None, dbless=False, tls="off",
+                    db_update_frequency=None, balancer_build_delay=1.0, prometheus_metrics="all")
     c.start(detach=True)
     c.admin_urls, c.proxy_urls, c.status_urls, c.node_ids, c.pids
     c.ca_path, c.client_cert, c.client_key          # with tls="on" / "mutual"
@@ -17,6 +18,12 @@ half-way or the starting process was killed.
 ``tls``: "off" (plain HTTP Admin API), "on" (HTTPS with a throwaway CA in ``<state_dir>/tls``: ``ca_path``) or
 "mutual" (HTTPS that also requires a client certificate: ``client_cert`` / ``client_key``). The proxy and the
 Status API stay plain HTTP.
+
+``db_update_frequency``: seconds between a node's polls for the other nodes' changes, like Kong's setting (a node
+applies its own writes at once); None takes ``KONG_SIM_DB_UPDATE_FREQUENCY`` from the environment, else Kong's 5 s.
+``balancer_build_delay``: seconds before a node answers for a new upstream's balancer (Kong: about 1 s).
+``prometheus_metrics``: "all" (the lab's default) makes every node behave as if a global prometheus plugin had all
+its metric options on; None behaves like Kong: /metrics shows what prometheus plugin entities (``/plugins``) enable.
 """
 
 import atexit
@@ -36,6 +43,7 @@ from .tls import client_kwargs, make_pki
 STATE_DB = "kong.db"
 PIDFILE_PATTERN = "kong-%d.json"
 TLS_DIR = "tls"
+DEFAULT_DB_UPDATE_FREQUENCY = 5.0
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
 
@@ -135,7 +143,8 @@ class KongCluster:
     """A set of simulator processes sharing ``<state_dir>/kong.db``."""
 
     def __init__(self, state_dir, nodes=2, host="127.0.0.1", rbac_token=None, dbless=False,
-                 rbac_header="Kong-Admin-Token", workspaces=None, python=None, start_timeout=20.0, tls="off"):
+                 rbac_header="Kong-Admin-Token", workspaces=None, python=None, start_timeout=20.0, tls="off",
+                 db_update_frequency=None, balancer_build_delay=1.0, prometheus_metrics="all"):
         if nodes < 1:
             raise ValueError("nodes must be >= 1")
         self.state_dir = os.path.abspath(state_dir)
@@ -148,6 +157,15 @@ class KongCluster:
         self.python = python or sys.executable
         self.start_timeout = start_timeout
         self.tls = _tls_mode(tls)
+        if db_update_frequency is None:
+            db_update_frequency = float(os.environ.get("KONG_SIM_DB_UPDATE_FREQUENCY") or DEFAULT_DB_UPDATE_FREQUENCY)
+        if db_update_frequency <= 0 or balancer_build_delay < 0:
+            raise ValueError("db_update_frequency must be > 0 and balancer_build_delay >= 0")
+        if prometheus_metrics not in ("all", None):
+            raise ValueError("prometheus_metrics must be 'all' or None, got %r" % (prometheus_metrics,))
+        self.db_update_frequency = float(db_update_frequency)
+        self.balancer_build_delay = float(balancer_build_delay)
+        self.prometheus_metrics = prometheus_metrics
         self.ca_path = self.client_cert = self.client_key = None
         self._server_cert = self._server_key = None
         self.admin_urls = []
@@ -189,6 +207,8 @@ class KongCluster:
             cmd += ["--admin-ssl-cert", self._server_cert, "--admin-ssl-key", self._server_key]
             if self.tls == "mutual":
                 cmd += ["--admin-client-ca", self.ca_path]
+        cmd += ["--db-update-frequency", repr(self.db_update_frequency), "--balancer-build-delay", repr(self.balancer_build_delay),
+                "--prometheus-metrics", "all" if self.prometheus_metrics == "all" else "plugin"]
         if self.dbless:
             cmd.append("--dbless")
         for workspace in self.workspaces:

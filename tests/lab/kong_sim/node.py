@@ -22,7 +22,8 @@ from .store import Store
 
 LOG = logging.getLogger("kong_sim.node")
 
-POLL_INTERVAL = 0.5          # config version polling (Kong's db_update_frequency is 1 s)
+DB_UPDATE_FREQUENCY = 5.0    # Kong's db_update_frequency: how often a node polls for other nodes' changes
+BALANCER_BUILD_DELAY = 1.0   # Kong builds a new upstream's balancer from a queue worked off every second
 CHECK_TICK = 0.05            # active health check scheduler resolution
 HOP_BY_HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailers", "transfer-encoding",
               "upgrade", "content-length", "host"}
@@ -38,7 +39,8 @@ class Options:  # pylint: disable=too-few-public-methods,too-many-instance-attri
 
     def __init__(self, state_db, node_name, admin_listen, proxy_listen, status_listen=None, rbac_token=None,
                  rbac_header="Kong-Admin-Token", dbless=False, workspaces=(), log_file=None, admin_ssl_cert=None,
-                 admin_ssl_key=None, admin_client_ca=None):
+                 admin_ssl_key=None, admin_client_ca=None, db_update_frequency=DB_UPDATE_FREQUENCY,
+                 balancer_build_delay=BALANCER_BUILD_DELAY, prometheus_metrics=None):
         self.state_db = state_db
         self.node_name = node_name
         self.admin_listen = admin_listen
@@ -53,6 +55,13 @@ class Options:  # pylint: disable=too-few-public-methods,too-many-instance-attri
         self.admin_ssl_cert = admin_ssl_cert
         self.admin_ssl_key = admin_ssl_key
         self.admin_client_ca = admin_client_ca
+        # seconds between polls for the other nodes' changes (Kong's db_update_frequency; this node's own writes apply at once)
+        self.db_update_frequency = db_update_frequency
+        # seconds from seeing a new upstream to answering for its balancer (/health with `health`, manual health)
+        self.balancer_build_delay = balancer_build_delay
+        # "all": act as if a global prometheus plugin had every metric option on (the lab's default);
+        # None: only what prometheus plugin entities (POST /plugins) turn on, like Kong
+        self.prometheus_metrics = prometheus_metrics
 
     @property
     def admin_tls(self):
@@ -136,6 +145,7 @@ class Config:  # pylint: disable=too-few-public-methods
         self.upstream_by_id = {}
         self.targets = {}
         routes = []
+        self.plugins = []
         for kind, ws, entity in entities:
             if kind == "services":
                 services[entity["id"]] = entity
@@ -146,6 +156,8 @@ class Config:  # pylint: disable=too-few-public-methods
                 self.targets.setdefault(entity["upstream"]["id"], []).append(entity)
             elif kind == "routes":
                 routes.append((ws, entity))
+            elif kind == "plugins":
+                self.plugins.append(entity)
         self.services = services
         compiled = []
         for ws, route in routes:
@@ -192,7 +204,7 @@ class Node:  # pylint: disable=too-many-instance-attributes
         self.node_id = self.store.node_id(options.node_name)
         self.pid = os.getpid()
         self.faults = Faults()
-        self.metrics = Metrics()
+        self.metrics = Metrics(self.prometheus_options)
         self.config = Config(0, [])
         self.balancers = {}
         self.health = {}                       # (upstream_id, target, ip, port) -> AddressHealth
@@ -205,6 +217,15 @@ class Node:  # pylint: disable=too-many-instance-attributes
         self.session = None
         self.check_session = None
         self._ensure_workspaces()
+
+    def prometheus_options(self):
+        """None without a prometheus plugin; else the set of its metric options that are on (any enabled instance)."""
+        if self.options.prometheus_metrics == "all":
+            return {"status_code_metrics", "latency_metrics", "upstream_health_metrics", "bandwidth_metrics"}
+        plugins = [p for p in self.config.plugins if p.get("name") == "prometheus" and p.get("enabled", True)]
+        if not plugins:
+            return None
+        return {option for p in plugins for option, on in (p.get("config") or {}).items() if on is True}
 
     def _ensure_workspaces(self):
         for name in ["default"] + self.options.workspaces:
@@ -252,6 +273,7 @@ class Node:  # pylint: disable=too-many-instance-attributes
         return result
 
     async def _build_balancers(self, config):
+        now = time.monotonic()
         balancers = {}
         cache = {}
         live = set()
@@ -269,14 +291,25 @@ class Node:  # pylint: disable=too-many-instance-attributes
                     live.add(key)
                     target.addresses.append(Address(ip, port, entity["weight"], target, health))
                 targets.append(target)
-            balancers[upstream_id] = Balancer(upstream, targets)
+            balancer = Balancer(upstream, targets)
+            previous = self.balancers.get(upstream_id)
+            balancer.seen_at = previous.seen_at if previous is not None else now
+            balancers[upstream_id] = balancer
         for key in list(self.health):
             if key not in live:
                 del self.health[key]
         return balancers
 
     def balancer_for(self, upstream_id):
-        return self.balancers.get(upstream_id)
+        """The balancer this node answers for: None until ``balancer_build_delay`` after it first saw the upstream."""
+        balancer = self.balancers.get(upstream_id)
+        if balancer is None or time.monotonic() - balancer.seen_at < self.options.balancer_build_delay:
+            return None
+        return balancer
+
+    def built_balancers(self):
+        """The balancers ``balancer_for`` answers for."""
+        return [b for b in self.balancers.values() if self.balancer_for(b.upstream["id"]) is not None]
 
     def _apply_events(self):
         for seq, channel, body in self.store.events_after(self.event_seq):
@@ -311,7 +344,7 @@ class Node:  # pylint: disable=too-many-instance-attributes
                     self._apply_events()        # cluster events (manual health) arrive without a config change
             except Exception:  # pylint: disable=broad-exception-caught  # keep polling whatever happens
                 LOG.exception("config refresh failed")
-            await asyncio.sleep(POLL_INTERVAL)
+            await asyncio.sleep(self.options.db_update_frequency)
 
     # -- active health checks -------------------------------------------------------------------------------
 
@@ -515,7 +548,6 @@ class Node:  # pylint: disable=too-many-instance-attributes
                 return json_response(200, self.faults.state())
             return json_response(405, {"message": "Method not allowed"})
         if path == "/_lab/info" and request.method == "GET":
-            await self.refresh_if_changed()
             return json_response(200, {"node_id": self.node_id, "node_name": self.options.node_name, "pid": self.pid,
                                        "config_version": self.config.version, "proxy_requests": self.proxy_requests,
                                        "upstreams": len(self.balancers), "routes": len(self.config.routes)})
@@ -523,10 +555,13 @@ class Node:  # pylint: disable=too-many-instance-attributes
 
     async def status_app_handler(self, request):
         if request.rel_url.path == "/metrics" and request.method == "GET":
-            await self.refresh_if_changed()
             return web.Response(text=self.metrics.render(self), content_type="text/plain", charset="utf-8")
         if request.rel_url.path == "/status" and request.method == "GET":
             return json_response(200, self.admin.status_info())
+        if request.rel_url.path == "/status/ready" and request.method == "GET":
+            if self.options.dbless and not any(kind != "workspaces" for kind, _ws, _e in self.store.all_entities()):
+                return json_response(503, {"message": "no configuration available (empty configuration present)"})
+            return json_response(200, {"message": "ready"})
         return json_response(404, {"message": "Not found"})
 
     # -- run --------------------------------------------------------------------------------------------------

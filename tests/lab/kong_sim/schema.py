@@ -201,7 +201,7 @@ HEALTHCHECKS = _record([
         ("timeout", dict(SECONDS, default=1)),
         ("concurrency", _int(10, (1, 2147483648), required=True)),
         ("http_path", _str("/", required=True, custom=_service_path)),
-        ("headers", {"type": "map", "default": None, "required": False}),
+        ("headers", {"type": "map", "default": None, "required": False, "values": "array"}),
         ("https_sni", _str(custom=_host)),
         ("https_verify_certificate", _bool(True, required=True)),
         ("healthy", _record([
@@ -378,7 +378,11 @@ def _check_value(spec, value):
     elif kind == "boolean":
         return None if isinstance(value, bool) else "expected a boolean"
     elif kind == "map":
-        return None if isinstance(value, dict) else "expected a map"
+        if not isinstance(value, dict):
+            return "expected a map"
+        if spec.get("values") == "array" and any(not isinstance(v, list) for v in value.values()):
+            return "expected an array"
+        return None
     elif kind in ("array", "set"):
         if not isinstance(value, list):
             return "expected a set" if kind == "set" else "expected an array"
@@ -437,6 +441,45 @@ def normalise_numbers(fields, entity):
 
 # ---------------------------------------------------------------------------------------------------------------
 # entity specific checks and transformations (return errors dict)
+
+
+# hash_on value -> what hash_fallback may be (Kong 3.9's upstream entity_checks; the orders are Kong's messages')
+_FALLBACK_ONE_OF = {
+    "none": ["none"],
+    "cookie": ["none"],
+    "ip": ["none", "consumer", "header", "cookie", "path", "query_arg", "uri_capture"],
+    "consumer": ["none", "ip", "header", "cookie", "path", "query_arg", "uri_capture"],
+    "path": ["none", "consumer", "header", "cookie", "query_arg", "ip", "uri_capture"],
+}
+# hash_on / hash_fallback value -> the field it needs
+_HASH_ON_NEEDS = {"header": "hash_on_header", "cookie": "hash_on_cookie", "query_arg": "hash_on_query_arg", "uri_capture": "hash_on_uri_capture"}
+_FALLBACK_NEEDS = {"header": "hash_fallback_header", "cookie": "hash_on_cookie", "query_arg": "hash_fallback_query_arg",
+                   "uri_capture": "hash_fallback_uri_capture"}
+_DISTINCT = (("hash_on_header", "hash_fallback_header"), ("hash_on_query_arg", "hash_fallback_query_arg"),
+             ("hash_on_uri_capture", "hash_fallback_uri_capture"))
+
+
+def upstream_entity_checks(upstream):
+    """The upstream schema's cross-field rules (conditional hash_on / hash_fallback, distinct hash keys); errors dict."""
+    errors = {}
+    hash_on, fallback = upstream.get("hash_on") or "none", upstream.get("hash_fallback") or "none"
+    needed = _HASH_ON_NEEDS.get(hash_on)
+    allowed = _FALLBACK_ONE_OF.get(hash_on)
+    if needed and upstream.get(needed) is None:
+        errors[needed] = "required field missing"
+        errors["@entity"] = ["failed conditional validation given value of field 'hash_on'"]
+    elif allowed is not None and fallback not in allowed:
+        errors["hash_fallback"] = "expected one of: %s" % ", ".join(allowed)
+        errors["@entity"] = ["failed conditional validation given value of field 'hash_on'"]
+    if errors:
+        return errors
+    needed = _FALLBACK_NEEDS.get(fallback)
+    if needed and upstream.get(needed) is None:
+        return {needed: "required field missing", "@entity": ["failed conditional validation given value of field 'hash_fallback'"]}
+    for first, second in _DISTINCT:
+        if upstream.get(first) is not None and upstream.get(first) == upstream.get(second):
+            return {"@entity": ["values of these fields must be distinct: '%s', '%s'" % (first, second)]}
+    return errors
 
 
 def route_entity_checks(route):

@@ -20,6 +20,9 @@ if _REPO not in sys.path:
 from tests.lab.kong_sim.launcher import KongCluster  # noqa: E402  pylint: disable=wrong-import-position
 
 RBAC_TOKEN = "lab-test-token-" + uuid.uuid4().hex[:8]
+# The lab's own tests expect a change to reach every node's proxy and balancer within about a second: a short
+# db_update_frequency (Kong's default, and the simulator's, is 5 s) and balancers answered for at once.
+FAST = {"db_update_frequency": 0.5, "balancer_build_delay": 0.0}
 _ADDRESSES = itertools.count(1)
 
 
@@ -92,7 +95,7 @@ def kong_backend():
 @pytest.fixture(scope="session")
 def kong(tmp_path_factory):
     """A 2-node simulator cluster shared by the Kong tests (each test uses its own entity names)."""
-    cluster = KongCluster(str(tmp_path_factory.mktemp("kong")), nodes=2)
+    cluster = KongCluster(str(tmp_path_factory.mktemp("kong")), nodes=2, **FAST)
     cluster.start(detach=False)
     yield cluster
     cluster.stop()
@@ -100,7 +103,7 @@ def kong(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def kong_rbac(tmp_path_factory):
-    cluster = KongCluster(str(tmp_path_factory.mktemp("kong-rbac")), nodes=1, rbac_token=RBAC_TOKEN, rbac_header="X-Lab-Token")
+    cluster = KongCluster(str(tmp_path_factory.mktemp("kong-rbac")), nodes=1, rbac_token=RBAC_TOKEN, rbac_header="X-Lab-Token", **FAST)
     cluster.start(detach=False)
     yield cluster
     cluster.stop()
@@ -108,7 +111,7 @@ def kong_rbac(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def kong_dbless(tmp_path_factory):
-    cluster = KongCluster(str(tmp_path_factory.mktemp("kong-dbless")), nodes=1, dbless=True)
+    cluster = KongCluster(str(tmp_path_factory.mktemp("kong-dbless")), nodes=1, dbless=True, **FAST)
     cluster.start(detach=False)
     yield cluster
     cluster.stop()
