@@ -25,8 +25,9 @@ description:
     is one (7 VMs at 27 and 3 containers at 7, moved to 50 %, keep the VMs at 27 and move the 3 containers to
     63, 3 writes instead of 10), else the smallest readable pair. Only targets whose weight differs get a C(PATCH).
   - Raises weights before lowering them, so the upstream never has a moment with no weight at all, then reads
-    every weight back from the Admin API of every Kong node given and fails if any node does not show the
-    plan within O(verify_timeout).
+    every weight back from the Admin API of every Kong node given, and waits until every node's balancer routes
+    with the plan (O(verify_balancer_urls)); it fails, naming each node still behind and what it routes with,
+    when that takes longer than O(verify_timeout).
   - The current share is always derived from the weights Kong holds; there is no state anywhere else, so a
     re-run resumes from what Kong shows.
   - The targets of both groups must already exist in the upstream (bind them with the
@@ -107,10 +108,26 @@ options:
     type: list
     elements: str
     default: []
+  verify_balancer_urls:
+    description:
+      - URLs where each Kong proxy node's own balancer can be read (its C(/upstreams/{upstream}/health), which
+        reports the weight the node routes with, C(data.nodeWeight)): a traditional-mode node's Admin API, a data
+        plane's Status API (C(status_listen)) in hybrid mode.
+      - After the writes the task waits, up to O(verify_timeout), until every one of these balancers routes with
+        the planned weights, and reports how long each took (RV(balancers), RV(converged_seconds)). The Admin API of
+        every traditional node shows a write at once (they read one database), but each node's balancer follows
+        only at its next cluster-event poll (C(db_update_frequency), 5 s by default); a data plane follows when it
+        receives the new configuration from the control plane.
+      - Empty (the default) means O(admin_url) plus every URL of O(verify_admin_urls). When O(admin_url) is a
+        hybrid-mode control plane, which runs no balancer, the task refuses to run until the data planes are
+        given here, and also when the control plane lists more connected data planes than given.
+    type: list
+    elements: str
+    default: []
   verify_timeout:
-    description: Seconds to wait for every node to show the planned weights before the task fails.
+    description: Seconds to wait for every node to show the planned weights (Admin API and balancer) before the task fails.
     type: float
-    default: 10
+    default: 30
   concurrency:
     description: How many target writes are sent at once (1 to 64).
     type: int
@@ -233,6 +250,21 @@ targets:
   returned: always
   type: dict
   sample: {"vm": ["127.0.10.1:18080"], "container": ["127.0.20.1:18080"], "other": []}
+balancers:
+  description:
+    - Per balancer URL of O(verify_balancer_urls) (credentials removed), the node's C(node_id) and C(seconds), the
+      time from the end of the writes until that node's balancer routed with the planned weights.
+    - In read-only mode, per node C(node_id), C(follows) (its balancer routes with the weights the database holds)
+      and C(lagging) (target -> the weight it routes with, V(null) when the balancer does not hold it).
+    - Empty in check mode.
+  returned: always
+  type: dict
+  sample: {"http://127.0.0.1:8001": {"node_id": "6f4a5ec6-8d8f-4c41-9a0d-b0b2f9f0fbf3", "seconds": 3.75}}
+converged_seconds:
+  description: Seconds from the end of the writes until every balancer routed with the plan (the slowest node); V(0) when nothing was written.
+  returned: when weights were written and verified
+  type: float
+  sample: 3.75
 verified_nodes:
   description:
     - The Kong node id (C(node_id) of C(GET /)) of each Admin API URL that was read back and shows the plan,
@@ -282,6 +314,12 @@ kong_error:
 
 import time
 
+from ansible_collections.mixedrun.kong.plugins.module_utils._balancer import (
+    BalancerError,
+    connected_data_planes,
+    snapshot_balancers,
+    wait_balancers,
+)
 from ansible_collections.mixedrun.kong.plugins.module_utils._kong_api import KongApiError, KongClient, redact_url, validate_admin_url
 from ansible_collections.mixedrun.kong.plugins.module_utils._kong_module import KongModule
 from ansible_collections.mixedrun.kong.plugins.module_utils._targets import TargetError, format_target, target_key
@@ -305,7 +343,8 @@ ARGUMENT_SPEC = dict(
     other_targets=dict(type="str", default="fail", choices=["fail", "zero", "ignore"]),
     max_error=dict(type="float", default=0.05),
     verify_admin_urls=dict(type="list", elements="str", default=[]),
-    verify_timeout=dict(type="float", default=10.0),
+    verify_balancer_urls=dict(type="list", elements="str", default=[]),
+    verify_timeout=dict(type="float", default=30.0),
     concurrency=dict(type="int", default=8),
 )
 
@@ -378,11 +417,12 @@ def check_params(params):
         raise SplitError("concurrency must be between 1 and 64, got %d" % params["concurrency"])
     if params["verify_timeout"] < 0:
         raise SplitError("verify_timeout must be 0 seconds or more, got %s" % params["verify_timeout"])
-    for index, url in enumerate(params.get("verify_admin_urls") or []):
-        try:
-            validate_admin_url(url, "verify_admin_urls[%d]" % index)
-        except ValueError as exc:
-            raise SplitError(str(exc))
+    for field in ("verify_admin_urls", "verify_balancer_urls"):
+        for index, url in enumerate(params.get(field) or []):
+            try:
+                validate_admin_url(url, "%s[%d]" % (field, index))
+            except ValueError as exc:
+                raise SplitError(str(exc))
     for field in ("vm_tag", "container_tag"):
         if not params.get(field):
             raise SplitError("%s must be a non-empty tag" % field)
@@ -573,9 +613,61 @@ def _other_clients(params, check_mode):
     return clients
 
 
-def _all_calls(client, extra_clients):
+def _balancer_clients(params, client, extra_clients, check_mode):
+    """[(url, client)] whose /upstreams/{u}/health shows each node's balancer: verify_balancer_urls (Status API
+    clients carry no admin token), else the Admin API clients themselves."""
+    admin_clients = [(redact_url(client.base_url), client)] + list(extra_clients)
+    if not params.get("verify_balancer_urls"):
+        return admin_clients
+    known = dict((url.rstrip("/"), (url, other)) for url, other in admin_clients)
+    out = []
+    for url in params["verify_balancer_urls"]:
+        if redact_url(url).rstrip("/") in known:            # a traditional node's Admin API: its own client
+            out.append(known[redact_url(url).rstrip("/")])
+            continue
+        try:
+            out.append((redact_url(url), KongClient.from_params(params, check_mode=check_mode, admin_url=url, admin_token=None,
+                                                                workspace=None)))
+        except ValueError as exc:
+            raise SplitError("verify_balancer_urls: %s" % exc)
+    return out
+
+
+def check_cluster(client, params, result):
+    """Refuse, before any write, a verification that would only read a hybrid control plane (it runs no balancer),
+    or that leaves out data planes the control plane lists as connected."""
+    try:
+        info = client.node_info() or {}
+    except KongApiError:
+        return
+    role = (info.get("configuration") or {}).get("role")
+    result["kong_role"] = role
+    if role != "control_plane":
+        return
+    if not params.get("verify_balancer_urls"):
+        raise SplitError("admin_url is a hybrid-mode control plane: it runs no balancer, so it cannot show what the data "
+                         "planes route with; give verify_balancer_urls: the Status API URL (status_listen) of every data "
+                         "plane, e.g. [http://dp-1:8100, http://dp-2:8100]. Nothing was changed")
+    try:
+        planes = client.list("/clustering/data-planes")
+    except KongApiError:
+        return
+    connected = connected_data_planes(planes, time.time())
+    result["data_planes"] = len(connected)
+    if len(connected) > len(params["verify_balancer_urls"]):
+        raise SplitError("the control plane lists %d connected data planes (%s) but verify_balancer_urls names %d: every "
+                         "data plane's Status API must be verified, or a node could keep routing with the old weights. "
+                         "Nothing was changed" % (len(connected), ", ".join(sorted(p.get("id", "?") for p in connected)),
+                                                  len(params["verify_balancer_urls"])))
+
+
+def _all_calls(client, extra_clients, balancer_clients=()):
     calls = list(client.calls)
-    for url, other in extra_clients:
+    seen = {id(client)}
+    for url, other in list(extra_clients) + list(balancer_clients):
+        if id(other) in seen:
+            continue
+        seen.add(id(other))
         calls.extend(dict(call, node=url) for call in other.calls)
     return calls
 
@@ -584,23 +676,27 @@ def ensure_traffic_split(client, params, check_mode=False, diff=False):
     """Report or set the split. Returns the result dict; raises SplitError or KongApiError with ``result``."""
     groups = check_params(params)
     extra_clients = _other_clients(params, check_mode)
+    balancer_clients = _balancer_clients(params, client, extra_clients, check_mode)
     result = {"changed": False, "planned_share": None, "error": None, "verified_nodes": {}, "consistent": True,
-              "writes": 0}
+              "writes": 0, "balancers": {}}
     try:
-        _split(client, extra_clients, groups, params, check_mode, diff, result)
-    except (SplitError, KongApiError) as exc:
+        _split(client, extra_clients, balancer_clients, groups, params, check_mode, diff, result)
+    except (SplitError, KongApiError, BalancerError) as exc:
         details = dict(result)
         details.update(getattr(exc, "result", None) or {})
-        details["api_calls"] = _all_calls(client, extra_clients)
+        details["api_calls"] = _all_calls(client, extra_clients, balancer_clients)
+        if isinstance(exc, BalancerError):
+            exc = SplitError(str(exc), details)
         exc.result = details
-        raise
-    result["api_calls"] = _all_calls(client, extra_clients)
+        raise exc
+    result["api_calls"] = _all_calls(client, extra_clients, balancer_clients)
     return result
 
 
-def _split(client, extra_clients, groups, params, check_mode, diff, result):
+def _split(client, extra_clients, balancer_clients, groups, params, check_mode, diff, result):
     upstream = params["upstream"]
     own_url = redact_url(client.base_url)
+    check_cluster(client, params, result)
     if client.get("/upstreams/%s" % client.quote(upstream)) is None:
         raise SplitError("upstream %s does not exist: bind the service first (the mixedrun.kong.mixed_service role, "
                          "or mixedrun.kong.kong_upstream and kong_upstream_targets)" % upstream)
@@ -630,6 +726,10 @@ def _split(client, extra_clients, groups, params, check_mode, diff, result):
             result["verified_nodes"][url] = _node_id(other)
             if seen != before:
                 result["consistent"] = False
+        # ... and as every node's balancer routes with it (a node that has not followed a change yet is not consistent)
+        result["balancers"] = snapshot_balancers(balancer_clients, upstream, before)
+        if not all(node["follows"] for node in result["balancers"].values()):
+            result["consistent"] = False
         return
 
     try:
@@ -650,11 +750,16 @@ def _split(client, extra_clients, groups, params, check_mode, diff, result):
         result["diff"] = {"before": {"container_share": result["previous_share"], "weights": before},
                           "after": {"container_share": result["achieved_share"], "weights": after}}
     changes, _applied = apply_weights(client, upstream, current, desired, params["concurrency"])
+    written_at = time.monotonic()
     result["changed"] = bool(changes)
     result["writes"] = len(changes)
     if not check_mode:
         result["verified_nodes"] = verify_nodes([(own_url, client)] + extra_clients, upstream, desired,
                                                 params["verify_timeout"])
+        # what the database holds is not yet what the nodes route with: wait for every node's balancer
+        remaining = max(0.0, params["verify_timeout"] - (time.monotonic() - written_at))
+        result["balancers"] = wait_balancers(balancer_clients, upstream, after, remaining, started=written_at)
+        result["converged_seconds"] = max([node["seconds"] for node in result["balancers"].values()] or [0.0])
 
 
 def main():

@@ -15,6 +15,7 @@ import responses
 
 from ansible.module_utils.testing import patch_module_args
 
+from ansible_collections.mixedrun.kong.plugins.module_utils import _balancer as split_balancer
 from ansible_collections.mixedrun.kong.plugins.module_utils._kong_api import KongClient
 from ansible_collections.mixedrun.kong.plugins.modules import kong_traffic_split as split
 
@@ -34,7 +35,13 @@ class FakeKong:
         self.writes = []
         self.seen = []          # (method, path, headers) of every request received
         self.fail_patch = {}    # target -> (status, body): Kong refuses that PATCH
+        self.role = "traditional"
+        # This node's balancer: {upstream: {target: weight}} it routes with. None: it follows the database at once;
+        # ``lag_reads`` /health reads after a write still show the weights from before it.
+        self.balancer = None
+        self.lag_reads = 0
         host = re.escape(base)
+        rsps.add_callback(responses.GET, re.compile(host + r"/upstreams/([^/?]+)/health(\?.*)?$"), self.health)
         rsps.add_callback(responses.GET, re.compile(host + r"/upstreams/([^/?]+)/targets(\?.*)?$"), self.list_targets)
         rsps.add_callback(responses.PATCH, re.compile(host + r"/upstreams/([^/]+)/targets/([^/]+)$"), self.patch_target)
         rsps.add_callback(responses.GET, re.compile(host + r"/upstreams/([^/?]+)$"), self.get_upstream)
@@ -61,7 +68,35 @@ class FakeKong:
 
     def root(self, request):
         self._saw(request)
-        return self._json(200, {"node_id": self.node_id, "version": "3.9.0"})
+        return self._json(200, {"node_id": self.node_id, "version": "3.9.0", "configuration": {"role": self.role}})
+
+    def health(self, request):
+        """/upstreams/{u}/health: the database's targets with this node's balancer weight (data.nodeWeight)."""
+        self._saw(request)
+        name = request.path_url.split("?")[0].split("/")[2]
+        upstream = self.upstreams.get(name)
+        if upstream is None:
+            return self._json(404, {"message": "Not found"})
+        if self.lag_reads > 0:
+            self.lag_reads -= 1
+        else:
+            self.balancer = None
+        routed = (self.balancer or {}).get(name) or dict((t["target"], t["weight"]) for t in upstream["targets"])
+        data = []
+        for target in upstream["targets"]:
+            item = dict(target, health="HEALTHCHECKS_OFF")
+            weight = routed.get(target["target"])
+            if weight is None:
+                del item["health"]
+            else:
+                item["data"] = {"nodeWeight": weight, "addresses": [{"weight": weight}]}
+            data.append(item)
+        return self._json(200, {"data": data, "next": None, "node_id": self.node_id})
+
+    def freeze_balancer(self, reads):
+        """The balancer keeps routing with today's weights for the next ``reads`` /health reads."""
+        self.balancer = dict((name, self.weights(name)) for name in self.upstreams)
+        self.lag_reads = reads
 
     def get_upstream(self, request):
         self._saw(request)
@@ -481,3 +516,99 @@ def test_bad_share_text(kong, value, pattern):
     with pytest.raises(split.SplitError, match=re.escape(pattern) if "'" in pattern else pattern):
         run(params(container_share=value))
     assert not kong.writes
+
+
+# -- balancers: what each node routes with, not what the database holds ------------------------------------------
+DP1 = "http://127.0.0.3:8100"
+DP2 = "http://127.0.0.4:8100"
+
+
+def test_waits_until_a_lagging_balancer_follows_and_reports_the_time():
+    """Real Kong 3.9, 2 traditional nodes: both Admin APIs show the write at once (one database), the second
+    node's balancer follows at its next cluster-event poll."""
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
+        one = FakeKong(rsps)
+        one.add_upstream("shop", tagged(VMS, "vm", 1) + tagged(CONTAINERS, "container", 0))
+        two = FakeKong(rsps, base=ADMIN2, upstreams=one.upstreams)
+        two.freeze_balancer(reads=3)
+        result = run(params(container_share=50, verify_admin_urls=[ADMIN2], verify_timeout=5.0))
+        assert set(result["balancers"]) == {ADMIN, ADMIN2}
+        assert result["balancers"][ADMIN2]["node_id"] == two.node_id
+        assert result["balancers"][ADMIN2]["seconds"] >= 3 * split_balancer.POLL_INTERVAL * 0.9
+        assert result["converged_seconds"] == result["balancers"][ADMIN2]["seconds"]
+        assert len([s for s in two.seen if "/health" in s[1]]) == 4
+
+
+def test_a_balancer_that_never_follows_fails_naming_the_node_and_its_weights():
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
+        one = FakeKong(rsps)
+        one.add_upstream("shop", tagged(VMS, "vm", 1) + tagged(CONTAINERS, "container", 0))
+        two = FakeKong(rsps, base=ADMIN2, upstreams=one.upstreams)
+        two.freeze_balancer(reads=10 ** 6)
+        with pytest.raises(split.SplitError) as err:
+            run(params(container_share=50, verify_admin_urls=[ADMIN2], verify_timeout=0.6))
+        text = str(err.value)
+        assert "1 of 2 Kong node(s) still route upstream shop with other weights" in text and ADMIN2 in text
+        assert "127.0.10.1:18080 routes with 1, planned 3" in text and "db_update_frequency" in text and re.search(r"0\.[6-9] s after", text)
+        assert err.value.result["balancers"][ADMIN]["node_id"] == one.node_id
+        assert one.weights("shop")["127.0.20.1:18080"] == 7          # the write happened: the error says where it stands
+
+
+def test_read_only_check_is_not_consistent_while_a_balancer_lags():
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
+        one = FakeKong(rsps)
+        one.add_upstream("shop", tagged(VMS, "vm", 1) + tagged(CONTAINERS, "container", 0))
+        two = FakeKong(rsps, base=ADMIN2, upstreams=one.upstreams)
+        two.freeze_balancer(reads=5)
+        for target in one.upstreams["shop"]["targets"]:
+            target["weight"] = 3                                      # a change the second balancer has not seen
+        result = run(params(verify_admin_urls=[ADMIN2]))
+        assert result["consistent"] is False
+        assert result["balancers"][ADMIN]["follows"] is True and result["balancers"][ADMIN2]["follows"] is False
+        assert result["balancers"][ADMIN2]["lagging"]["127.0.10.1:18080"] == 1
+
+
+def _control_plane(rsps, planes):
+    cp = FakeKong(rsps)
+    cp.role = "control_plane"
+    cp.add_upstream("shop", tagged(VMS, "vm", 1) + tagged(CONTAINERS, "container", 0))
+    rsps.add(responses.GET, re.compile(re.escape(ADMIN) + r"/clustering/data-planes(\?.*)?$"),
+             json={"data": planes, "next": None})
+    return cp
+
+
+def _plane(ident, age=5):
+    import time  # pylint: disable=import-outside-toplevel
+    return {"id": ident, "last_seen": int(time.time()) - age, "config_hash": "a" * 32, "hostname": "dp", "ip": "127.0.0.1"}
+
+
+def test_a_control_plane_alone_is_refused_before_any_write():
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
+        cp = _control_plane(rsps, [_plane("dp-1"), _plane("dp-2")])
+        with pytest.raises(split.SplitError) as err:
+            run(params(container_share=50))
+        assert "admin_url is a hybrid-mode control plane" in str(err.value) and "verify_balancer_urls" in str(err.value)
+        assert "Nothing was changed" in str(err.value) and cp.writes == []
+
+
+def test_every_connected_data_plane_must_be_verified():
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
+        cp = _control_plane(rsps, [_plane("dp-1"), _plane("dp-2"), _plane("gone", age=3600)])
+        FakeKong(rsps, base=DP1, upstreams=cp.upstreams)
+        with pytest.raises(split.SplitError) as err:
+            run(params(container_share=50, verify_balancer_urls=[DP1]))
+        assert "lists 2 connected data planes (dp-1, dp-2) but verify_balancer_urls names 1" in str(err.value)
+        assert cp.writes == []
+
+
+def test_hybrid_waits_for_each_data_plane_and_sends_no_token_there():
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
+        cp = _control_plane(rsps, [_plane("dp-1"), _plane("dp-2")])
+        dp1 = FakeKong(rsps, base=DP1, upstreams=cp.upstreams)
+        dp2 = FakeKong(rsps, base=DP2, upstreams=cp.upstreams)
+        dp2.freeze_balancer(reads=2)
+        result = run(params(container_share=50, verify_balancer_urls=[DP1, DP2], admin_token=TOKEN, verify_timeout=5.0))
+        assert set(result["balancers"]) == {DP1, DP2} and result["data_planes"] == 2 and result["kong_role"] == "control_plane"
+        assert result["balancers"][DP2]["seconds"] > 0 and result["balancers"][DP1]["node_id"] == dp1.node_id
+        assert all("Kong-Admin-Token" not in headers for dp in (dp1, dp2) for _m, _p, headers in dp.seen)
+        assert any(c.get("node") == DP2 and "/health" in c["path"] for c in result["api_calls"])
