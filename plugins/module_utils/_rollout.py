@@ -433,15 +433,17 @@ def _listed(items, limit=10):
     return text
 
 
-def judge_target_health(entries, wanted, unhealthy_states, checks_on):
+def judge_target_health(entries, wanted, unhealthy_states, checks_on, no_data="fail"):
     """The Kong-health gate of one Kong node from its ``/health`` answer, never passing vacuously.
 
     ``entries``: ``[(target_key, health, weight)]`` for the upstream's targets the node lists; ``wanted``: the
     container targets. Returns ``(status, value, detail, warning)``: ``fail`` with the unhealthy ones (value = their
-    count) or with container targets the node does not list at all (it has not loaded them); ``inconclusive`` when
-    health checks are configured but the node reports HEALTHCHECKS_OFF for container targets that have weight (it
-    is not checking them); ``pass`` otherwise. With health checks off Kong checks nothing: ``pass`` with a
-    ``warning`` saying the gate is blind."""
+    count) or with container targets the node does not list at all (it has not loaded them); container targets
+    listed without a health (the node has no balancer for the upstream yet, or never will: a hybrid control plane)
+    are *no data*, judged by ``no_data`` and never counted as healthy; ``inconclusive`` when health checks are
+    configured but the node reports HEALTHCHECKS_OFF for container targets that have weight (it is not checking
+    them); ``pass`` otherwise. With health checks off Kong checks nothing: ``pass`` with a ``warning`` saying the
+    gate is blind."""
     states = set(s.upper() for s in unhealthy_states)
     wanted = set(wanted)
     seen = {}
@@ -450,6 +452,13 @@ def judge_target_health(entries, wanted, unhealthy_states, checks_on):
             seen[key] = (str(health or "").upper(), weight)
     bad = ["%s %s" % (key, health) for key, (health, _weight) in seen.items() if health in states]
     missing = wanted - set(seen)
+    blank = sorted(key for key, (health, _weight) in seen.items() if not health)
+    if blank and not (bad or missing):
+        status = judge_values([], no_data=no_data)[0]
+        detail = ("no data: %d of %d container target(s) have no health on this node (%s): it has no balancer for the "
+                  "upstream, so it measured nothing; no_data policy %s" % (len(blank), len(seen), _listed(blank), no_data))
+        warning = detail if status == STATUS_PASS else None
+        return status, None, detail, warning
     if bad or missing:
         parts = []
         if bad:
@@ -468,6 +477,22 @@ def judge_target_health(entries, wanted, unhealthy_states, checks_on):
         return (STATUS_INCONCLUSIVE, None, "health checks are configured but the node reports HEALTHCHECKS_OFF for %d "
                 "container target(s) with weight: %s (it is not checking them yet)" % (len(off), _listed(off)), None)
     return STATUS_PASS, 0.0, "%d container targets checked, %d with weight" % (len(seen), len(weighted)), None
+
+
+def health_settling(entries, wanted, checks_on):
+    """The container targets whose health says the node is still catching up with a change: listed without health
+    (no balancer yet), DNS_ERROR (the balancer's resolution of a new target), or HEALTHCHECKS_OFF with weight while
+    checks are configured (a health checker not started yet). The gate reads these again until its settle time."""
+    wanted = set(wanted)
+    out = []
+    for key, health, weight in entries:
+        if key not in wanted:
+            continue
+        health = str(health or "").upper()
+        weighted = isinstance(weight, (int, float)) and weight > 0
+        if not health or health == "DNS_ERROR" or (checks_on and weighted and health == "HEALTHCHECKS_OFF"):
+            out.append(key)
+    return sorted(out)
 
 
 def combine(statuses):

@@ -17,9 +17,12 @@ description:
     to probe every container node directly before it gets its first traffic; Kong does not health-check
     weight-0 targets).
   - "Gates: O(kong_health): no container target is C(UNHEALTHY) or C(DNS_ERROR) in C(/upstreams/{upstream}/health)
-    on every Kong node given (a container target the node does not list fails; C(HEALTHCHECKS_OFF) for a container
-    target with weight while the upstream has health checks configured is inconclusive; with health checks off the
-    gate passes with a warning that it sees nothing); O(probes): a direct HTTP request to every container node (path, expected status,
+    on every Kong node given (a container target the node does not list fails; one it lists without health, as a
+    node without a balancer for the upstream does, is no data under O(no_data), never healthy; C(HEALTHCHECKS_OFF)
+    for a container target with weight while the upstream has health checks configured is inconclusive; with health
+    checks off the gate passes with a warning that it sees nothing; a node still catching up with the last change is
+    read again for O(kong_health.settle) seconds; a hybrid control plane is refused: read the data planes through
+    O(kong_health.balancer_urls)); O(probes): a direct HTTP request to every container node (path, expected status,
     timeout); O(prometheus): instant queries compared with thresholds (for example a 5xx ratio or a p99 latency)
     with a declared no-data policy; O(traffic): N requests through the gateway with the domain's Host header and
     a success-ratio threshold."
@@ -113,8 +116,26 @@ options:
         description:
           - Admin API URL of every Kong node to ask (health is per node). Defaults to O(admin_url). The connection
             options (token, TLS) apply to each.
+          - A hybrid-mode control plane runs no balancer and reports no health (it lists the targets without
+            C(health)): the task refuses it here, give O(kong_health.balancer_urls) instead.
         type: list
         elements: str
+      balancer_urls:
+        description:
+          - Where each Kong proxy node's own balancer, and so its health, can be read (C(/upstreams/{u}/health)):
+            in hybrid mode the Status API (C(status_listen)) of every data plane. When set, health is read from
+            these instead of O(kong_health.admin_urls); no admin token is sent to them.
+        type: list
+        elements: str
+      settle:
+        description:
+          - Seconds from the gate's start during which a node still catching up with the last change is read again
+            instead of judged (a target without health because the node has no balancer yet, V(DNS_ERROR) while a
+            new target resolves, V(HEALTHCHECKS_OFF) with weight while checks are configured and its health checker
+            starts). After that they are judged as they are; a target without health is no data (O(no_data)),
+            never healthy.
+        type: float
+        default: 10
       unhealthy_states:
         description: Health states that fail the gate.
         type: list
@@ -421,6 +442,7 @@ from ansible_collections.mixedrun.kong.plugins.module_utils._rollout import (
     describe_threshold,
     gate_summary,
     healthchecks_configured,
+    health_settling,
     judge_target_health,
     judge_values,
     lock_info,
@@ -429,9 +451,11 @@ from ansible_collections.mixedrun.kong.plugins.module_utils._rollout import (
     plan_acquire,
     validate_no_data,
 )
+from ansible_collections.mixedrun.kong.plugins.module_utils._entities import node_role
 from ansible_collections.mixedrun.kong.plugins.module_utils._targets import TargetError, target_key
 
 GATE_KONG_HEALTH = "kong_health"
+SETTLE_POLL = 0.25          # seconds between reads of a node still catching up (kong_health.settle)
 GATE_PROBES = "probes"
 GATE_PROMETHEUS = "prometheus"
 GATE_TRAFFIC = "traffic"
@@ -473,16 +497,20 @@ class GateRunner:
         self.no_data = validate_no_data(params.get("no_data") or "fail")
         self.healthchecks_on = None
         self.warnings = []
+        self.started = time.time()
 
     # -- setup ------------------------------------------------------------------------------------------
     def check_inputs(self):
         """Every check that needs no request, before the first one (and before the lock is touched)."""
         params = self.params
-        for index, url in enumerate((params.get("kong_health") or {}).get("admin_urls") or []):
-            try:
-                validate_admin_url(url, "kong_health.admin_urls[%d]" % index)
-            except ValueError as exc:
-                raise GateSetupError(str(exc))
+        for field in ("admin_urls", "balancer_urls"):
+            for index, url in enumerate((params.get("kong_health") or {}).get(field) or []):
+                try:
+                    validate_admin_url(url, "kong_health.%s[%d]" % (field, index))
+                except ValueError as exc:
+                    raise GateSetupError(str(exc))
+        if (params.get("kong_health") or {}).get("settle", 0) < 0:
+            raise GateSetupError("kong_health.settle must be 0 seconds or more, got %s" % params["kong_health"]["settle"])
         for field, example in (("prometheus", "http://prometheus.example.com:9090"),
                                ("traffic", "https://gateway.example.com")):
             if params.get(field):
@@ -535,6 +563,32 @@ class GateRunner:
             if entity is None:
                 raise GateSetupError("upstream '%s' not found: bind the service first (the mixed_service role)" % upstream)
             self.healthchecks_on = healthchecks_configured(entity)
+            self._refuse_control_planes()
+
+    def _health_sources(self):
+        """[(url or None for admin_url, read without the admin credentials: a Status API)] the Kong health gate reads."""
+        health = self.params.get("kong_health") or {}
+        if health.get("balancer_urls"):
+            # a balancer URL that is one of the Admin APIs (a traditional node) keeps the admin credentials
+            admins = set(u.rstrip("/") for u in [self.params.get("admin_url") or ""] + list(health.get("admin_urls") or []))
+            return [(url, url.rstrip("/") not in admins) for url in health["balancer_urls"]]
+        return [(url, False) for url in health.get("admin_urls") or [None]]
+
+    def _refuse_control_planes(self):
+        """A hybrid control plane given as a health source would answer every evaluation with no health at all."""
+        for url, is_balancer in self._health_sources():
+            if is_balancer:
+                continue
+            client, where = self._kong_client(url)
+            try:
+                role = node_role(client)
+            except KongApiError:
+                continue
+            if role == "control_plane":
+                raise GateSetupError("kong_health reads %s, a hybrid-mode control plane: it runs no balancer and lists the "
+                                     "targets without health, so the gate would measure nothing. Give kong_health.balancer_urls "
+                                     "(the rollout role's rollout_balancer_urls): the Status API (status_listen) of every data "
+                                     "plane" % where)
 
     def _needs_targets(self):
         probes = self.params.get("probes") or {}
@@ -547,8 +601,8 @@ class GateRunner:
         params = self.params
         health = params.get("kong_health") or {}
         if health.get("enabled"):
-            for url in health.get("admin_urls") or [None]:
-                out.append(lambda url=url: [self.kong_health(url)])
+            for url, is_balancer in self._health_sources():
+                out.append(lambda url=url, is_balancer=is_balancer: [self.kong_health(url, is_balancer)])
         probes = params.get("probes") or {}
         if probes.get("enabled"):
             out.append(lambda: [self.probe_nodes()])
@@ -570,33 +624,43 @@ class GateRunner:
         return {"status": combine(r["status"] for r in results), "gates": results}
 
     # -- the gates ------------------------------------------------------------------------------------------
-    def _kong_client(self, url):
+    def _kong_client(self, url, is_balancer=False):
         if url is None:
             return self.client, redact_url(self.client.base_url)
         if url not in self.clients:
-            self.clients[url] = KongClient.from_params(self.params, admin_url=url)
+            extra = {"admin_token": None, "workspace": None} if is_balancer else {}
+            self.clients[url] = KongClient.from_params(self.params, admin_url=url, **extra)
         return self.clients[url], redact_url(url)
 
-    def kong_health(self, url):
-        states = [s.upper() for s in (self.params["kong_health"].get("unhealthy_states") or [])]
-        threshold = "0 container targets %s" % "/".join(states)
-        try:
-            client, where = self._kong_client(url)
-        except ValueError as exc:
-            return _result(GATE_KONG_HEALTH, "kong_health", STATUS_FAIL, None, threshold, "bad admin URL: %s" % exc)
-        name = "kong_health@%s" % where
-        try:
-            items = client.list("/upstreams/%s/health" % client.quote(self.params["upstream"]))
-        except KongApiError as exc:
-            return _result(GATE_KONG_HEALTH, name, STATUS_FAIL, None, threshold, "cannot read health: %s" % exc.describe())
+    def _read_health(self, client):
         entries = []
-        for item in items:
+        for item in client.list("/upstreams/%s/health" % client.quote(self.params["upstream"])):
             try:
                 entries.append((target_key(item.get("target")), item.get("health"), item.get("weight")))
             except TargetError:
                 continue
+        return entries
+
+    def kong_health(self, url, is_balancer=False):
+        states = [s.upper() for s in (self.params["kong_health"].get("unhealthy_states") or [])]
+        threshold = "0 container targets %s" % "/".join(states)
+        try:
+            client, where = self._kong_client(url, is_balancer)
+        except ValueError as exc:
+            return _result(GATE_KONG_HEALTH, "kong_health", STATUS_FAIL, None, threshold, "bad admin URL: %s" % exc)
+        name = "kong_health@%s" % where
+        settle_until = self.started + (self.params["kong_health"].get("settle") or 0)
+        while True:
+            try:
+                entries = self._read_health(client)
+            except KongApiError as exc:
+                return _result(GATE_KONG_HEALTH, name, STATUS_FAIL, None, threshold, "cannot read health: %s" % exc.describe())
+            # the settle rule: a node still catching up with the step's change is read again, not judged
+            if not health_settling(entries, self.container_targets, bool(self.healthchecks_on)) or time.time() >= settle_until:
+                break
+            time.sleep(SETTLE_POLL)
         status, value, detail, warning = judge_target_health(entries, self.container_targets, states,
-                                                             bool(self.healthchecks_on))
+                                                             bool(self.healthchecks_on), no_data=self.no_data)
         if warning:
             self.warnings.append("upstream '%s': %s" % (self.params["upstream"], warning))
         return _result(GATE_KONG_HEALTH, name, status, value, threshold, detail)
@@ -830,6 +894,8 @@ def main():
             kong_health=dict(type="dict", default={}, options=dict(
                 enabled=dict(type="bool", default=True),
                 admin_urls=dict(type="list", elements="str"),
+                balancer_urls=dict(type="list", elements="str"),
+                settle=dict(type="float", default=10.0),
                 unhealthy_states=dict(type="list", elements="str", default=["UNHEALTHY", "DNS_ERROR"]),
             )),
             probes=dict(type="dict", default={}, options=dict(

@@ -63,8 +63,10 @@ def mock_targets(kong):
     kong.get(ADMIN + "/upstreams/shop/targets", json={"data": data, "next": None})
 
 
-def mock_upstream(kong, checks_on=True):
-    """The upstream entity (a real Kong body) with active health checks on (interval 2) or Kong's defaults (off)."""
+def mock_upstream(kong, checks_on=True, role="traditional"):
+    """The upstream entity (a real Kong body) with active health checks on (interval 2) or Kong's defaults (off), and
+    ``GET /`` of the node (its role)."""
+    kong.get(ADMIN + "/", json={"configuration": {"role": role}, "node_id": "node-1", "version": "3.9.3"})
     body = fixture("upstream")
     body["name"] = "shop"
     if checks_on:
@@ -326,3 +328,83 @@ def test_weight_zero_containers_are_not_checked_by_kong_and_say_so(kong, run_mod
     kong.get(ADMIN + "/upstreams/shop/health", json=body)
     result = run_module(rollout_gate, {"upstream": "shop", "container_targets": [CT1]})
     assert result["decision"] == "pass" and result["gates"][0]["detail"] == "1 container targets checked, 0 with weight"
+
+
+# -- real Kong 3.9: health without a balancer, hybrid control planes, the settle rule ------------------------------
+DP1 = "http://dp-1.test:8100"
+DP2 = "http://dp-2.test:8100"
+
+
+def no_balancer(states):
+    """/health of a node with no balancer for the upstream (a hybrid control plane always): targets without health."""
+    body = health(states)
+    for item in body["data"]:
+        del item["health"]
+    return body
+
+
+@pytest.mark.parametrize("policy, decision", [("fail", "rollback"), ("inconclusive", "inconclusive")])
+def test_targets_without_health_are_no_data_never_a_pass(kong, run_module, clock, policy, decision):
+    mock_targets(kong)
+    mock_upstream(kong)
+    kong.get(ADMIN + "/upstreams/shop/health", json=no_balancer({VM: None, CT1: None, CT2: None}))
+    result = run_module(rollout_gate, {"upstream": "shop", "no_data": policy, "max_consecutive_failures": 1,
+                                       "inconclusive_limit": 1, "kong_health": {"settle": 2}})
+    assert result["failed"] is True and result["decision"] == decision, result["msg"]
+    gate = result["gates"][0]
+    assert gate["value"] is None and gate["detail"].startswith("no data: 2 of 2 container target(s) have no health")
+    assert "measured nothing" in gate["detail"] and "no_data policy %s" % policy in gate["detail"]
+    # the settle rule read the node again for 2 s before judging
+    assert sum(s for s in clock.sleeps if s == rollout_gate.SETTLE_POLL) >= 2
+
+
+def test_no_data_passed_by_policy_is_a_warning(kong, run_module):
+    mock_targets(kong)
+    mock_upstream(kong)
+    kong.get(ADMIN + "/upstreams/shop/health", json=no_balancer({VM: None, CT1: None, CT2: None}))
+    result = run_module(rollout_gate, {"upstream": "shop", "no_data": "pass", "kong_health": {"settle": 0}})
+    assert result["decision"] == "pass" and result["gates"][0]["value"] is None
+    assert any("measured nothing" in str(w) for w in result["warnings"])
+
+
+def test_a_node_catching_up_is_read_again_until_it_settles(kong, run_module, clock):
+    mock_targets(kong)
+    mock_upstream(kong)
+    kong.get(ADMIN + "/upstreams/shop/health", json=no_balancer({VM: None, CT1: None, CT2: None}))
+    kong.get(ADMIN + "/upstreams/shop/health", json=health({VM: "HEALTHY", CT1: "DNS_ERROR", CT2: "HEALTHY"}))
+    kong.get(ADMIN + "/upstreams/shop/health", json=health({VM: "HEALTHY", CT1: "HEALTHY", CT2: "HEALTHY"}))
+    result = run_module(rollout_gate, {"upstream": "shop"})
+    assert result["decision"] == "pass" and result["gates"][0]["detail"] == "2 container targets checked, 2 with weight"
+    assert clock.sleeps.count(rollout_gate.SETTLE_POLL) == 2
+
+
+def test_dns_error_after_the_settle_time_fails(kong, run_module):
+    mock_targets(kong)
+    mock_upstream(kong)
+    kong.get(ADMIN + "/upstreams/shop/health", json=health({VM: "HEALTHY", CT1: "DNS_ERROR", CT2: "HEALTHY"}))
+    result = run_module(rollout_gate, {"upstream": "shop", "max_consecutive_failures": 1, "kong_health": {"settle": 1}})
+    assert result["decision"] == "rollback" and "%s DNS_ERROR" % CT1 in result["msg"]
+
+
+def test_a_hybrid_control_plane_as_health_source_is_refused(kong, run_module):
+    mock_targets(kong)
+    mock_upstream(kong, role="control_plane")
+    kong.get(ADMIN + "/upstreams/shop/health", json=no_balancer({VM: None, CT1: None, CT2: None}))
+    result = run_module(rollout_gate, {"upstream": "shop"})
+    assert result["failed"] is True and result.get("evaluations") in (None, [])
+    assert "a hybrid-mode control plane" in result["msg"] and "kong_health.balancer_urls" in result["msg"]
+    assert "rollout_balancer_urls" in result["msg"]
+
+
+def test_health_is_read_from_every_data_plane_without_the_token(kong, run_module):
+    mock_targets(kong)
+    mock_upstream(kong, role="control_plane")
+    kong.get(DP1 + "/upstreams/shop/health", json=health({VM: "HEALTHY", CT1: "HEALTHY", CT2: "HEALTHY"}))
+    kong.get(DP2 + "/upstreams/shop/health", json=health({VM: "HEALTHY", CT1: "UNHEALTHY", CT2: "HEALTHY"}))
+    result = run_module(rollout_gate, {"upstream": "shop", "admin_token": TOKEN, "max_consecutive_failures": 1,
+                                       "kong_health": {"balancer_urls": [DP1, DP2]}})
+    assert result["decision"] == "rollback" and "kong_health@%s" % DP2 in result["msg"]
+    assert sorted(g["name"] for g in result["gates"]) == ["kong_health@%s" % DP1, "kong_health@%s" % DP2]
+    for call in kong.calls:
+        if call.request.url.startswith((DP1, DP2)):
+            assert "Kong-Admin-Token" not in call.request.headers
