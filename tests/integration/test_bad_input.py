@@ -63,12 +63,13 @@ def test_rollout_takes_every_number_and_boolean_as_an_e_string(bound, tmp_path):
     variables = base_vars(lab, str(tmp_path))
     # the -e strings below replace these; only the lists stay JSON
     for key in ("rollout_hold", "rollout_gate_interval", "rollout_traffic_requests", "rollout_traffic_min_success_ratio",
-                "rollout_lock_settle", "rollout_upstream", "rollout_admin_url", "rollout_admin_urls"):
+                "rollout_lock_settle", "rollout_upstream", "rollout_admin_url", "rollout_admin_urls", "rollout_balancer_urls"):
         variables.pop(key, None)
     variables["rollout_steps"] = [5, 25]
     pairs = [
         ("rollout_upstream", SERVICE), ("rollout_admin_url", admin(lab)),
         ("rollout_admin_urls", ",".join(lab.get("admin_urls") or [admin(lab)])),
+        ("rollout_balancer_urls", ",".join(lab.get("kong_balancer_urls") or [])),
         ("rollout_hold", "1"), ("rollout_gate_interval", "1"), ("rollout_target_share", "25"),
         ("rollout_max_failures", "3"), ("rollout_max_consecutive_failures", "2"), ("rollout_inconclusive_limit", "3"),
         ("rollout_max_error", "0.05"), ("rollout_resume_tolerance", "0.5"), ("rollout_probe_timeout", "2"),

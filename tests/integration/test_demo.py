@@ -13,6 +13,8 @@ import re
 import subprocess
 import sys
 
+from tests.lab.config import realkong_kit
+
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TOLERANCE = 10.0  # points; the demo samples only 200 requests per step
 ROW = re.compile(r"^\s*(?P<phase>before|step \d+ of \d+|after rollback)\s+(?P<planned>[\d.]+) %\s+(?P<observed>[\d.]+) %"
@@ -47,6 +49,9 @@ def test_demo_moves_traffic_and_stops_its_lab(tmp_path):
             subprocess.run([sys.executable, "-m", "tests.lab", "down"], cwd=REPO, env=_env(state_dir), capture_output=True,
                            timeout=120, check=False)
     assert proc.returncode == 0, "demo failed:\n%s\n%s" % (proc.stdout[-5000:], proc.stderr[-2000:])
+    # the demo says which Kong it ran on: real Kong wherever the kit is present
+    engine = "Lab up on real Kong 3.9.3 (traditional mode)" if realkong_kit() else "Lab up on the Kong simulator (no real Kong kit here"
+    assert engine in " ".join(proc.stdout.split()), proc.stdout[:3000]
     rows = {}
     for line in proc.stdout.splitlines():
         match = ROW.match(line.replace("\\n", ""))

@@ -132,6 +132,7 @@ def base_vars(lab, report_dir, **extra):
         "rollout_upstream": SERVICE,
         "rollout_admin_url": admin(lab),
         "rollout_admin_urls": lab.get("admin_urls") or [admin(lab)],
+        "rollout_balancer_urls": lab.get("kong_balancer_urls") or [],
         "rollout_steps": [1, 25, 50],
         "rollout_hold": 1,
         "rollout_gate_interval": 0.5,

@@ -339,6 +339,9 @@ class Lab:
             # hybrid: every write goes here; the data planes (kong_nodes[].role == data_plane) have no Admin API
             "kong_control_plane_url": kong.control_plane_admin_url if cfg.kong["engine"] == "real" else None,
             "kong_metrics_urls": [url for _name, url in kong_metrics_targets],
+            # where each proxying node's balancer is read (/upstreams/{u}/health): a traditional node's Admin API, a
+            # data plane's Status API (it has no Admin API)
+            "kong_balancer_urls": [n["admin_url"] or n["status_url"] for n in self._kong_nodes(cfg, kong) if n["proxy_url"]],
             "kong_rbac": bool(cfg.kong["rbac_token"]), "kong_dbless": cfg.kong["dbless"],
             # TLS Admin API: the CA to verify it (ca_path) and, for mutual TLS, a client certificate and key (paths)
             "kong_tls": cfg.kong["tls"], "kong_ca_path": kong.ca_path,
@@ -373,7 +376,8 @@ class Lab:
         except ImportError as exc:
             raise LabError("the Kong simulator (tests/lab/kong_sim) cannot be imported: %s" % exc) from None
         kong = KongCluster(self.path(KONG_DIR), nodes=kcfg["nodes"], host=kcfg["host"], rbac_token=kcfg["rbac_token"],
-                           dbless=kcfg["dbless"], tls=kcfg["tls"])
+                           dbless=kcfg["dbless"], tls=kcfg["tls"], db_update_frequency=kcfg["db_update_frequency"],
+                           prometheus_metrics="all" if kcfg["prometheus_plugin"] else None)
         try:
             kong.start(detach=True)
         except Exception as exc:
