@@ -132,6 +132,17 @@ options:
     description: How many target writes are sent at once (1 to 64).
     type: int
     default: 8
+  approximate:
+    description:
+      - Only Kong's C(round-robin) algorithm splits traffic in proportion to the weights. C(least-connections) sends
+        each request to the address with the lowest (connections + 1) / weight, C(latency) compares latency / weight
+        of two random addresses, and C(consistent-hashing) keeps each hash key on one address: with any of them a
+        1 % step can carry about 0 % or much more.
+      - V(false) (the default) refuses to set a share on an upstream whose algorithm is not C(round-robin), before
+        any write, naming the fix. V(true) sets the weights anyway and reports RV(approximate=true): the share is then
+        only a weight ratio, not the traffic the containers get; measure it (the rollout role's traffic gate).
+    type: bool
+    default: false
 notes:
   - Kong does not health-check targets of weight 0; before giving containers their first traffic, probe them
     directly (the C(mixedrun.kong.rollout) role does).
@@ -260,6 +271,18 @@ balancers:
   returned: always
   type: dict
   sample: {"http://127.0.0.1:8001": {"node_id": "6f4a5ec6-8d8f-4c41-9a0d-b0b2f9f0fbf3", "seconds": 3.75}}
+approximate:
+  description:
+    - V(true) when the upstream's algorithm is not C(round-robin), so the weights set the share only approximately
+      (see O(approximate)); RV(algorithm) names it.
+  returned: always
+  type: bool
+  sample: false
+algorithm:
+  description: The upstream's load-balancing algorithm.
+  returned: when the upstream exists
+  type: str
+  sample: round-robin
 converged_seconds:
   description: Seconds from the end of the writes until every balancer routed with the plan (the slowest node); V(0) when nothing was written.
   returned: when weights were written and verified
@@ -346,7 +369,17 @@ ARGUMENT_SPEC = dict(
     verify_balancer_urls=dict(type="list", elements="str", default=[]),
     verify_timeout=dict(type="float", default=30.0),
     concurrency=dict(type="int", default=8),
+    approximate=dict(type="bool", default=False),
 )
+
+# Kong 3.9's balancer algorithms; only round-robin picks targets in proportion to their weights.
+PROPORTIONAL = "round-robin"
+ALGORITHM_BEHAVIOUR = {
+    "least-connections": "sends each request to the address with the lowest (connections + 1) / weight",
+    "latency": "compares the latency / weight of two random addresses",
+    "consistent-hashing": "keeps every hash key on one address",
+    "sticky-sessions": "keeps every session on one address",
+}
 
 KINDS = ("vm", "container")
 VERIFY_INTERVAL = 0.25
@@ -678,7 +711,7 @@ def ensure_traffic_split(client, params, check_mode=False, diff=False):
     extra_clients = _other_clients(params, check_mode)
     balancer_clients = _balancer_clients(params, client, extra_clients, check_mode)
     result = {"changed": False, "planned_share": None, "error": None, "verified_nodes": {}, "consistent": True,
-              "writes": 0, "balancers": {}}
+              "writes": 0, "balancers": {}, "approximate": False}
     try:
         _split(client, extra_clients, balancer_clients, groups, params, check_mode, diff, result)
     except (SplitError, KongApiError, BalancerError) as exc:
@@ -697,9 +730,20 @@ def _split(client, extra_clients, balancer_clients, groups, params, check_mode, 
     upstream = params["upstream"]
     own_url = redact_url(client.base_url)
     check_cluster(client, params, result)
-    if client.get("/upstreams/%s" % client.quote(upstream)) is None:
+    entity = client.get("/upstreams/%s" % client.quote(upstream))
+    if entity is None:
         raise SplitError("upstream %s does not exist: bind the service first (the mixedrun.kong.mixed_service role, "
                          "or mixedrun.kong.kong_upstream and kong_upstream_targets)" % upstream)
+    algorithm = entity.get("algorithm") or PROPORTIONAL
+    result["algorithm"] = algorithm
+    result["approximate"] = algorithm != PROPORTIONAL
+    if result["approximate"] and params.get("container_share") is not None and not params.get("approximate"):
+        raise SplitError("upstream %s uses the %s algorithm, which %s: the weights would not give the containers %s %% of the "
+                         "traffic, a small step could carry about nothing or much more. Set algorithm: round-robin on the "
+                         "upstream (mixedrun.kong.kong_upstream), or pass approximate: true to set the weights anyway and "
+                         "measure the share the containers really get. Nothing was changed"
+                         % (upstream, algorithm, ALGORITHM_BEHAVIOUR.get(algorithm, "does not split in proportion to the weights"),
+                            params["container_share"]))
     current = read_targets(client, upstream)
     members = classify(current, groups, params)
     before = _weights_of(current)

@@ -104,7 +104,7 @@ class FakeKong:
         upstream = self.upstreams.get(name)
         if upstream is None:
             return self._json(404, {"message": "Not found"})
-        return self._json(200, {"id": upstream["id"], "name": name})
+        return self._json(200, {"id": upstream["id"], "name": name, "algorithm": upstream.get("algorithm", "round-robin")})
 
     def list_targets(self, request):
         self._saw(request)
@@ -612,3 +612,29 @@ def test_hybrid_waits_for_each_data_plane_and_sends_no_token_there():
         assert result["balancers"][DP2]["seconds"] > 0 and result["balancers"][DP1]["node_id"] == dp1.node_id
         assert all("Kong-Admin-Token" not in headers for dp in (dp1, dp2) for _m, _p, headers in dp.seen)
         assert any(c.get("node") == DP2 and "/health" in c["path"] for c in result["api_calls"])
+
+
+# -- only round-robin splits in proportion to the weights ---------------------------------------------------------
+@pytest.mark.parametrize("algorithm, words", [
+    ("least-connections", "lowest (connections + 1) / weight"),
+    ("latency", "latency / weight of two random addresses"),
+    ("consistent-hashing", "keeps every hash key on one address"),
+])
+def test_a_non_proportional_algorithm_is_refused_before_any_write(kong, algorithm, words):
+    kong.upstreams["shop"]["algorithm"] = algorithm
+    with pytest.raises(split.SplitError) as err:
+        run(params(container_share=1))
+    text = str(err.value)
+    assert "uses the %s algorithm" % algorithm in text and words in text
+    assert "algorithm: round-robin" in text and "approximate: true" in text and "Nothing was changed" in text
+    assert kong.writes == []
+
+
+def test_approximate_sets_the_weights_and_says_so(kong):
+    kong.upstreams["shop"]["algorithm"] = "least-connections"
+    result = run(params(container_share=50, approximate=True))
+    assert result["changed"] is True and result["approximate"] is True and result["algorithm"] == "least-connections"
+    # read-only mode reports it too, without refusing
+    assert run(params())["approximate"] is True
+    kong.upstreams["shop"]["algorithm"] = "round-robin"
+    assert run(params())["approximate"] is False
