@@ -15,15 +15,20 @@ COLL_LINK   := $(COLL_ROOT)/ansible_collections/mixedrun/kong
 # Outside the git work tree: ansible-test lists files through git when it finds a repository around them.
 ROOT_HASH   := $(shell printf %s "$(ROOT)" | md5sum | cut -c1-8)
 SANITY_ROOT := /tmp/mixedrun-kong-$(ROOT_HASH)/ansible_collections/mixedrun/kong
-# A second copy for ansible-test integration, so sanity and integration can run at the same time.
-INTEG_ROOT  := /tmp/mixedrun-kong-$(ROOT_HASH)-integration/ansible_collections/mixedrun/kong
 TEST_LAB    := $(TMP)/lab-test
+# Real Kong 3.9.3 from the kit beside the project (built once into ~/.cache/realkong-3.9.3); without it every Kong
+# test runs on the simulator (tests/lab/kong_sim), and `make test` says so.
+REALKONG_KIT := $(or $(MIXEDRUN_REALKONG_KIT),$(abspath $(ROOT)/../shared/realkong))
+HAVE_REALKONG := $(wildcard $(REALKONG_KIT)/kong-cluster.sh)
+# The Kong clusters the integration suites run on: real Kong, traditional (2 nodes on PostgreSQL) and hybrid (control
+# plane + 2 data planes); the simulator (2 nodes) where there is no kit.
+INTEG_KONGS := $(if $(HAVE_REALKONG),real-traditional real-hybrid,simulator-traditional)
 export PATH := $(BIN):$(PATH)
 export ANSIBLE_COLLECTIONS_PATH := $(COLL_ROOT)
 export PYTHONPATH := $(COLL_ROOT):$(ROOT)
 export ANSIBLE_CONFIG := $(ROOT)/ansible.cfg
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
-PYTEST      := $(BIN)/python -m pytest -p no:cacheprovider
+PYTEST      := $(BIN)/python -m pytest -p no:cacheprovider -rs
 
 # A copy of the collection as ansible-test wants it (ansible_collections/<ns>/<name>), without local state.
 COPY_COLLECTION = rm -rf $(1) && mkdir -p $(1) && tar -C $(ROOT) --exclude=./.git --exclude=./.venv --exclude=./.tmp \
@@ -59,7 +64,7 @@ system-deps:
 
 # --- the main job ---------------------------------------------------------------------------------
 .PHONY: demo lab-up lab-down
-demo: venv collection-link system-deps
+demo: venv collection-link system-deps realkong
 	$(BIN)/ansible-playbook playbooks/demo.yml
 
 lab-up: venv collection-link system-deps
@@ -69,28 +74,41 @@ lab-down:
 	$(BIN)/python -m tests.lab down
 
 # --- tests ----------------------------------------------------------------------------------------
-.PHONY: test units lab-tests sanity lint integration molecule demo-test bench build _static _lab_suites _integration
+.PHONY: test units lab-tests sanity lint integration molecule demo-test bench build realkong _static _lab_suites _integration _integration_on
 # Two streams at once (a test run is mostly one single-threaded ansible-playbook or pytest at a time, and the
 # machine has two cores): the suites that need no lab, plus the demo on a lab of its own, beside the lab's own
 # tests and everything that runs against the integration lab. Each stream's output is printed when it ends.
-test: venv collection-link system-deps
+test: venv collection-link system-deps realkong
 	$(MAKE) --no-print-directory -j2 --output-sync=recurse _static _lab_suites
-	@echo "make test: all suites passed"
+	@echo "make test: all suites passed ($(if $(HAVE_REALKONG),Kong suites on real Kong 3.9.3: $(INTEG_KONGS),no real Kong kit: Kong suites on the simulator only))"
 
+# Builds real Kong from the kit's sources once (a few minutes; afterwards under a second), before the suites start.
+realkong:
+ifneq ($(HAVE_REALKONG),)
+	@echo "make: real Kong from $(REALKONG_KIT) (build cached in $${REALKONG_PREFIX:-$$HOME/.cache/realkong-3.9.3})"
+	@$(REALKONG_KIT)/build.sh
+else
+	@echo "make: no real Kong kit ($(REALKONG_KIT) or MIXEDRUN_REALKONG_KIT): the Kong suites run on the simulator only"
+endif
+
+# Stream 1: the suites that need no lab, the demo on a lab of its own, then the conformance suite and the second
+# integration cluster (real Kong's hybrid mode). Stream 2: the lab's own tests, then integration on the first cluster.
 _static:
 	$(MAKE) --no-print-directory units
 	$(MAKE) --no-print-directory sanity
 	$(MAKE) --no-print-directory lint
 	$(MAKE) --no-print-directory demo-test
+	$(MAKE) --no-print-directory conformance
+	$(if $(word 2,$(INTEG_KONGS)),$(MAKE) --no-print-directory _integration_on KONG=$(word 2,$(INTEG_KONGS)) SLOT=2)
 
 _lab_suites:
 	$(MAKE) --no-print-directory lab-tests
-	$(MAKE) --no-print-directory integration
+	$(MAKE) --no-print-directory _integration_on KONG=$(word 1,$(INTEG_KONGS)) SLOT=1
 
 units: venv collection-link
 	$(PYTEST) -q -n 2 tests/unit
 
-lab-tests: venv collection-link system-deps
+lab-tests: venv collection-link system-deps realkong
 	$(PYTEST) -q tests/lab/tests
 
 sanity: venv
@@ -104,27 +122,40 @@ lint: venv collection-link
 	$(BIN)/ansible-lint --offline
 	$(BIN)/antsibull-changelog lint
 
-# Integration: ansible-test targets, pytest end-to-end tests and molecule scenarios, all against one
-# lab started here and stopped at the end whatever happens.
-integration: venv collection-link system-deps
-	@rm -rf $(TEST_LAB); mkdir -p $(TEST_LAB)
-	@trap 'MIXEDRUN_LAB_DIR=$(TEST_LAB) $(BIN)/python -m tests.lab down >/dev/null 2>&1 || true' EXIT; \
-	  MIXEDRUN_LAB_DIR=$(TEST_LAB) $(BIN)/python -m tests.lab up --config tests/integration/lab.yml > $(TEST_LAB)/up.json; \
-	  $(BIN)/python tests/tools/integration_config.py $(TEST_LAB)/lab.json > tests/integration/integration_config.yml; \
-	  $(MAKE) --no-print-directory _integration LAB_JSON=$(TEST_LAB)/lab.json
+# Integration: ansible-test targets, pytest end-to-end tests and molecule scenarios, against each Kong cluster of
+# INTEG_KONGS (one lab each, stopped at the end whatever happens). `make test` runs the two clusters at once, each
+# with a lab config of its own (SLOT 1: tests/integration/lab.yml, SLOT 2: lab-2.yml; other loopback addresses) and
+# its own copy of the collection for ansible-test and molecule.
+integration: venv collection-link system-deps realkong
+	@slot=0; for kong in $(INTEG_KONGS); do slot=$$((slot + 1)); \
+	  $(MAKE) --no-print-directory _integration_on KONG=$$kong SLOT=$$slot || exit 1; done
+
+SLOT ?= 1
+INTEG_COPY = /tmp/mixedrun-kong-$(ROOT_HASH)-integration-$(SLOT)/ansible_collections/mixedrun/kong
+_integration_on:
+	@engine=$${KONG%%-*}; mode=$${KONG#*-}; lab=$(TEST_LAB)-$(KONG); \
+	  config=tests/integration/lab$(if $(filter-out 1,$(SLOT)),-$(SLOT)).yml; \
+	  echo "== integration on Kong $$engine, $$mode mode, 2 proxy nodes (lab config $$config)"; \
+	  rm -rf $$lab; mkdir -p $$lab; \
+	  trap "MIXEDRUN_LAB_DIR=$$lab $(BIN)/python -m tests.lab down >/dev/null 2>&1 || true" EXIT; \
+	  MIXEDRUN_LAB_DIR=$$lab $(BIN)/python -m tests.lab up --config $$config --kong-engine $$engine \
+	    --kong-mode $$mode --kong-nodes 2 > $$lab/up.json; \
+	  $(MAKE) --no-print-directory _integration LAB_JSON=$$lab/lab.json
 
 _integration:
-	$(call COPY_COLLECTION,$(INTEG_ROOT))
-	cd $(INTEG_ROOT) && $(BIN)/ansible-test integration --python $$($(BIN)/python -c 'import sys; print("%d.%d" % sys.version_info[:2])') --color no
+	$(call COPY_COLLECTION,$(INTEG_COPY))
+	$(BIN)/python tests/tools/integration_config.py $(LAB_JSON) > $(INTEG_COPY)/tests/integration/integration_config.yml
+	cd $(INTEG_COPY) && $(BIN)/ansible-test integration --python $$($(BIN)/python -c 'import sys; print("%d.%d" % sys.version_info[:2])') --color no
 	MIXEDRUN_LAB_JSON=$(LAB_JSON) $(PYTEST) -q -p tests.lab.pytest_plugin tests/integration --ignore=tests/integration/test_demo.py
-	MIXEDRUN_LAB_JSON=$(LAB_JSON) $(MAKE) --no-print-directory molecule
+	@# molecule keeps its state by project directory: each cluster runs the scenarios from its own copy
+	@mkdir -p $(INTEG_COPY)/.tmp/collections/ansible_collections/mixedrun && ln -sfn $(INTEG_COPY) $(INTEG_COPY)/.tmp/collections/ansible_collections/mixedrun/kong
+	MIXEDRUN_LAB_JSON=$(LAB_JSON) $(MAKE) --no-print-directory -C $(INTEG_COPY) -f $(ROOT)/Makefile molecule ROOT=$(INTEG_COPY) BIN=$(BIN) VENV=$(VENV)
 
 # One conformance suite, both engines (docs/conformance.md): real Kong (the realkong kit: traditional with 2 nodes,
 # hybrid with 2 data planes) when the kit is there, and the simulator (traditional, 2 nodes). Not part of `test`.
-REALKONG_KIT ?= $(or $(MIXEDRUN_REALKONG_KIT),$(ROOT)/../shared/realkong)
 .PHONY: conformance
-conformance: venv
-	@rc=0; if [ -x "$(REALKONG_KIT)/kong-cluster.sh" ]; then \
+conformance: venv realkong
+	@rc=0; if [ -n "$(HAVE_REALKONG)" ]; then \
 	  $(BIN)/python -m tests.conformance.run --engine real --mode traditional --nodes 2 --kit "$(REALKONG_KIT)" || rc=1; \
 	  $(BIN)/python -m tests.conformance.run --engine real --mode hybrid --nodes 2 --kit "$(REALKONG_KIT)" || rc=1; \
 	else echo "conformance: no realkong kit at $(REALKONG_KIT): running the simulator only"; fi; \
@@ -132,7 +163,7 @@ conformance: venv
 	exit $$rc
 
 # The README's first command end to end, on a lab of its own (temporary state dir, free ports).
-demo-test: venv collection-link system-deps
+demo-test: venv collection-link system-deps realkong
 	$(PYTEST) -q tests/integration/test_demo.py
 
 molecule: venv collection-link

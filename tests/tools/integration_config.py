@@ -14,6 +14,10 @@ def main(path):
         "lab_prometheus_url": lab.get("prometheus_url"),
         "lab_kubeconfig": lab.get("kubeconfig"),
         "lab_json": path,
+        # real Kong or the simulator; traditional, hybrid (admin URL = the control plane) or dbless
+        "kong_engine": lab.get("kong_engine", "simulator"),
+        "kong_mode": lab.get("kong_mode", "traditional"),
+        "kong_balancer_urls": lab.get("kong_balancer_urls") or lab.get("admin_urls") or [lab["admin_url"]],
     }
     # JSON is valid YAML; ansible-test reads this file as YAML.
     sys.stdout.write(json.dumps(values, indent=2, sort_keys=True) + "\n")
