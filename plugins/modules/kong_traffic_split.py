@@ -345,7 +345,7 @@ from ansible_collections.mixedrun.kong.plugins.module_utils._balancer import (
 )
 from ansible_collections.mixedrun.kong.plugins.module_utils._kong_api import KongApiError, KongClient, redact_url, validate_admin_url
 from ansible_collections.mixedrun.kong.plugins.module_utils._kong_module import KongModule
-from ansible_collections.mixedrun.kong.plugins.module_utils._targets import TargetError, format_target, target_key
+from ansible_collections.mixedrun.kong.plugins.module_utils._targets import TargetError, format_target, split_target, target_key
 from ansible_collections.mixedrun.kong.plugins.module_utils._weights import (
     WeightPlanError,
     as_float,
@@ -520,6 +520,18 @@ def classify(current, groups, params):
     for kind in members:
         members[kind].sort()
     return members
+
+
+def refuse_host_names(members, other_policy, upstream):
+    """Kong's balancer gives a host-name target's weight to every address the name resolves to (and an SRV answer
+    replaces the weight): the share would follow DNS, not the plan. Refuse them before any write."""
+    kinds = ("vm", "container") + (("other",) if other_policy != "ignore" else ())
+    names = sorted(key for kind in kinds for key in members[kind] if split_target(key)[0] == "name")
+    if names:
+        raise SplitError("upstream %s has host-name target(s) %s: Kong's balancer gives a host name's weight to every address "
+                         "it resolves to, and an SRV record replaces the weight, so the split would follow DNS answers instead "
+                         "of the plan. Bind the nodes by IP address (for VMs, an IP in the host variable node_discovery's vm.address_var "
+                         "names, ansible_host by default). Nothing was changed" % (upstream, ", ".join(names[:10]) + (", ..." if len(names) > 10 else "")))
 
 
 def _weights_of(current):
@@ -746,6 +758,8 @@ def _split(client, extra_clients, balancer_clients, groups, params, check_mode, 
                             params["container_share"]))
     current = read_targets(client, upstream)
     members = classify(current, groups, params)
+    if params.get("container_share") is not None:
+        refuse_host_names(members, params["other_targets"], upstream)
     before = _weights_of(current)
     previous = _share(before, members, params["other_targets"])
     result.update({

@@ -638,3 +638,15 @@ def test_approximate_sets_the_weights_and_says_so(kong):
     assert run(params())["approximate"] is True
     kong.upstreams["shop"]["algorithm"] = "round-robin"
     assert run(params())["approximate"] is False
+
+
+def test_host_name_targets_are_refused_before_any_write():
+    """Kong 3.9 balancers.lua: a host name's weight goes to every address it resolves to; SRV replaces it."""
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
+        fake = FakeKong(rsps)
+        fake.add_upstream("shop", tagged(VMS[:2], "vm", 1) + tagged(["app.svc.example:8080"], "container", 0))
+        with pytest.raises(split.SplitError) as err:
+            run(params(container_share=10))
+        assert "host-name target(s) app.svc.example:8080" in str(err.value) and "resolves to" in str(err.value)
+        assert "by IP address" in str(err.value) and fake.writes == []
+        assert run(params())["achieved_share"] == 0.0          # reading the share is still fine
