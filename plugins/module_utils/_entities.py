@@ -599,9 +599,12 @@ def node_health(client, upstream_id, balancer_health=False):
     node = {"admin_url": redact_url(client.base_url), "node_id": pages[0].get("node_id"), "targets": {}}
     for page in pages:
         for item in page.get("data") or []:
+            data = item.get("data") or {}
             node["targets"][target_key(item["target"])] = {
                 "health": item.get("health"),
-                "addresses": ((item.get("data") or {}).get("addresses")) or [],
+                "addresses": data.get("addresses") or [],
+                # the weight this node's balancer routes with; None while it does not hold the target
+                "balancer_weight": data.get("nodeWeight"),
             }
     if balancer_health:
         answer = client.request("GET", path, params={"balancer_health": 1}) or {}
@@ -615,15 +618,27 @@ def upstream_info(client, params):
     """An upstream with its targets, their per-node health and the traffic share per tag.
 
     ``params["admin_urls"]`` names more Kong nodes to ask for health (same connection options otherwise);
-    their calls are added to ``client.calls`` with their ``admin_url``. URLs are shown without any
+    ``params["balancer_urls"]``, when given, replaces them as the nodes asked (data planes' Status API: no token).
+    Their calls are added to ``client.calls`` with their ``admin_url``. URLs are shown without any
     ``user:password@`` part."""
-    for index, url in enumerate(params.get("admin_urls") or []):
-        validate_admin_url(url, "admin_urls[%d]" % index)
+    for field in ("admin_urls", "balancer_urls"):
+        for index, url in enumerate(params.get(field) or []):
+            validate_admin_url(url, "%s[%d]" % (field, index))
     extra_clients = []
     for url in params.get("admin_urls") or []:
         extra_clients.append(KongClient.from_params(params, check_mode=client.check_mode, admin_url=url))
+    admins = dict((redact_url(c.base_url).rstrip("/"), c) for c in [client] + extra_clients)
+    node_clients = [client] + extra_clients
+    if params.get("balancer_urls"):
+        node_clients = []
+        for url in params["balancer_urls"]:
+            known = admins.get(redact_url(url).rstrip("/"))
+            if known is None:
+                known = KongClient.from_params(params, check_mode=client.check_mode, admin_url=url, admin_token=None, workspace=None)
+                extra_clients.append(known)
+            node_clients.append(known)
     try:
-        return _upstream_info(client, params, extra_clients)
+        return _upstream_info(client, params, node_clients)
     finally:
         for other in extra_clients:
             shown = redact_url(other.base_url)
@@ -631,16 +646,23 @@ def upstream_info(client, params):
             other.close()
 
 
-def _upstream_info(client, params, extra_clients):
+def _upstream_info(client, params, node_clients):
     upstream = client.get(_entity_path(client, "upstreams", params["upstream"]))
     if upstream is None:
-        return {"changed": False, "exists": False, "upstream": None, "targets": [], "nodes": [],
+        return {"changed": False, "exists": False, "upstream": None, "targets": [], "nodes": [], "consistent": None,
                 "total_weight": 0, "share_by_tag": {}, "share_by_label": {}}
     targets = client.list("/upstreams/%s/targets/all" % client.quote(upstream["id"]))
     nodes = []
     if params.get("health", True):
-        for node_client in [client] + list(extra_clients):
+        for node_client in node_clients:
             nodes.append(node_health(node_client, upstream["id"], params.get("balancer_health", False)))
+    stored = dict((target_key(t["target"]), int(t.get("weight") or 0)) for t in targets)
+    for node in nodes:
+        # does this node's balancer route with the weights the database holds? (it follows a change later)
+        lagging = dict((key, (node["targets"].get(key) or {}).get("balancer_weight")) for key, weight in stored.items()
+                       if (node["targets"].get(key) or {}).get("balancer_weight") != weight)
+        node["follows"] = not lagging
+        node["lagging"] = lagging
     shares = traffic_shares(targets, params.get("tag_prefix"))
     total = shares["total_weight"]
     views = []
@@ -656,6 +678,7 @@ def _upstream_info(client, params, extra_clients):
         states = set(v for v in health_by_node.values() if v)
         view["health"] = states.pop() if len(states) == 1 else ("MIXED" if states else None)
         views.append(view)
-    result = {"changed": False, "exists": True, "upstream": upstream, "targets": views, "nodes": nodes}
+    result = {"changed": False, "exists": True, "upstream": upstream, "targets": views, "nodes": nodes,
+              "consistent": all(node["follows"] for node in nodes) if nodes else None}
     result.update(shares)
     return result

@@ -111,8 +111,8 @@ options:
   verify_balancer_urls:
     description:
       - URLs where each Kong proxy node's own balancer can be read (its C(/upstreams/{upstream}/health), which
-        reports the weight the node routes with, C(data.nodeWeight)): a traditional-mode node's Admin API, a data
-        plane's Status API (C(status_listen)) in hybrid mode.
+        reports the weight the node routes with, C(data.nodeWeight)), that is a traditional-mode node's Admin API, or
+        a data plane's Status API (C(status_listen)) in hybrid mode.
       - After the writes the task waits, up to O(verify_timeout), until every one of these balancers routes with
         the planned weights, and reports how long each took (RV(balancers), RV(converged_seconds)). The Admin API of
         every traditional node shows a write at once (they read one database), but each node's balancer follows
@@ -136,10 +136,10 @@ options:
     description:
       - Only Kong's C(round-robin) algorithm splits traffic in proportion to the weights. C(least-connections) sends
         each request to the address with the lowest (connections + 1) / weight, C(latency) compares latency / weight
-        of two random addresses, and C(consistent-hashing) keeps each hash key on one address: with any of them a
+        of two random addresses, and C(consistent-hashing) keeps each hash key on one address; with any of them a
         1 % step can carry about 0 % or much more.
       - V(false) (the default) refuses to set a share on an upstream whose algorithm is not C(round-robin), before
-        any write, naming the fix. V(true) sets the weights anyway and reports RV(approximate=true): the share is then
+        any write, naming the fix. V(true) sets the weights anyway and reports RV(approximate=true); the share is then
         only a weight ratio, not the traffic the containers get; measure it (the rollout role's traffic gate).
     type: bool
     default: false

@@ -43,6 +43,15 @@ options:
     type: list
     elements: str
     default: []
+  balancer_urls:
+    description:
+      - Where each Kong proxy node's balancer can be read instead (C(/upstreams/{u}/health)), in hybrid mode the
+        Status API (C(status_listen)) of every data plane, since a control plane runs no balancer and lists the
+        targets without health. When set, these are the nodes asked (no admin token is sent to a URL that is not
+        O(admin_url) or in O(admin_urls)).
+    type: list
+    elements: str
+    default: []
   balancer_health:
     description:
       - Also ask each node for the health of the upstream's balancer as a whole (C(?balancer_health=1)).
@@ -165,7 +174,20 @@ nodes:
       type: str
       returned: always
     targets:
-      description: Per target (C(host:port)), its C(health) and resolved C(addresses).
+      description:
+        - Per target (C(host:port)), its C(health), resolved C(addresses) and C(balancer_weight), the weight this
+          node's balancer routes with (V(null) while it does not hold the target).
+      type: dict
+      returned: always
+    follows:
+      description:
+        - Whether this node's balancer routes with the weights the database holds. Every Admin API shows a write at
+          once; each node's balancer follows at its next cluster-event poll (C(db_update_frequency)) or, for a data
+          plane, when it gets the new configuration.
+      type: bool
+      returned: always
+    lagging:
+      description: The targets whose balancer weight differs from the database's, with the weight the balancer uses.
       type: dict
       returned: always
     balancer_health:
@@ -176,6 +198,11 @@ nodes:
       description: Kong's balancer details.
       type: dict
       returned: when O(balancer_health=true)
+consistent:
+  description: Whether every node asked routes with the weights the database holds (V(null) when no node was asked).
+  returned: always
+  type: bool
+  sample: true
 total_weight:
   description: Sum of the weights of all targets.
   returned: always
@@ -230,6 +257,7 @@ from ansible_collections.mixedrun.kong.plugins.module_utils._entities import ups
 ARGUMENT_SPEC = dict(
     upstream=dict(type="str", required=True),
     admin_urls=dict(type="list", elements="str", default=[]),
+    balancer_urls=dict(type="list", elements="str", default=[]),
     balancer_health=dict(type="bool", default=False),
     tag_prefix=dict(type="str"),
 )

@@ -117,12 +117,12 @@ options:
           - Admin API URL of every Kong node to ask (health is per node). Defaults to O(admin_url). The connection
             options (token, TLS) apply to each.
           - A hybrid-mode control plane runs no balancer and reports no health (it lists the targets without
-            C(health)): the task refuses it here, give O(kong_health.balancer_urls) instead.
+            C(health)), so the task refuses it here; give O(kong_health.balancer_urls) instead.
         type: list
         elements: str
       balancer_urls:
         description:
-          - Where each Kong proxy node's own balancer, and so its health, can be read (C(/upstreams/{u}/health)):
+          - Where each Kong proxy node's own balancer, and so its health, can be read (C(/upstreams/{u}/health)),
             in hybrid mode the Status API (C(status_listen)) of every data plane. When set, health is read from
             these instead of O(kong_health.admin_urls); no admin token is sent to them.
         type: list

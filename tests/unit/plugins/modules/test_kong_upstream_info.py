@@ -124,3 +124,29 @@ def test_credentials_in_an_unreachable_admin_url_are_not_in_the_error(kong, no_s
     assert result["failed"] is True and result["status"] is None and result["kong_error"]["status"] is None
     assert "cannot reach the Kong Admin API at http://***@kong-2.test:8001" in result["msg"]
     assert "S3cret-Node2" not in result.raw
+
+
+DP1 = "http://dp-1.test:8100"
+DP2 = "http://dp-2.test:8100"
+
+
+def test_each_balancer_is_compared_with_the_database(kong, run_module):
+    """Real Kong 3.9: every Admin API lists a write at once, each node's balancer follows later; a hybrid control
+    plane lists the targets without health or data (it runs no balancer): its data planes are read instead."""
+    kong.get(ADMIN + "/upstreams/shop.upstream", json=UP)
+    kong.get(ADMIN + "/upstreams/%s/targets/all" % UID, json={"data": TARGETS, "next": None})
+    _kong(kong, DP1, HEALTH)                                  # follows: nodeWeight 70 / 30 as stored
+    behind = copy.deepcopy(HEALTH)
+    behind["node_id"] = "dp-2"
+    behind["data"][0]["data"]["nodeWeight"] = 100             # still the weight from before the change
+    del behind["data"][1]["data"], behind["data"][1]["health"]   # a target this balancer does not hold yet
+    _kong(kong, DP2, behind)
+    result = run_module(kong_upstream_info, {"upstream": "shop.upstream", "admin_token": TOKEN, "balancer_urls": [DP1, DP2]})
+    assert [n["admin_url"] for n in result["nodes"]] == [DP1, DP2]
+    assert result["nodes"][0]["follows"] is True and result["nodes"][0]["lagging"] == {}
+    assert result["nodes"][1]["follows"] is False
+    assert result["nodes"][1]["lagging"] == {"10.0.0.5:8080": 100, "10.0.1.7:8080": None}
+    assert result["consistent"] is False and result["nodes"][1]["targets"]["10.0.0.5:8080"]["balancer_weight"] == 100
+    for call in kong.calls:
+        if call.request.url.startswith((DP1, DP2)):
+            assert "Kong-Admin-Token" not in call.request.headers
