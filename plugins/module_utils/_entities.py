@@ -301,7 +301,8 @@ def _target_view(item):
 
 
 HYBRID_HINT = ("the target health endpoints are not available on a hybrid-mode control plane (Kong does not "
-               "register them there): point admin_url at a traditional-mode or data-plane node")
+               "register them there), and data planes have no Admin API: in hybrid mode a target's health comes from "
+               "the data planes' own health checks only; point admin_url at a traditional-mode node to set it by hand")
 
 
 def _health_of(client, upstream, key):
@@ -315,7 +316,7 @@ def _health_of(client, upstream, key):
         if exc.status is not None and exc.status >= 500:
             raise exc.with_hint("Kong could not report the health of upstream %s; a hybrid-mode control plane runs "
                                 "no balancer and has no health to report: point admin_url at a traditional-mode "
-                                "or data-plane node" % upstream.get("name"))
+                                "node" % upstream.get("name"))
         raise
     return None
 

@@ -61,8 +61,15 @@ options:
         C(HEALTHCHECKS_OFF) and refuses the call), when the target's weight is 0 (never health-checked), or when
         the target does not resolve (C(DNS_ERROR)). Enable active or passive checks with
         M(mixedrun.kong.kong_upstream), or use O(weight=0) to take a target out of the balancer.
-      - Health is per Kong node and is broadcast to the cluster by the node asked. A hybrid-mode control plane has
-        no health endpoints, so point O(admin_url) at a traditional-mode or data-plane node.
+      - Health is kept by each Kong node's balancer. In traditional mode the node asked sets it and broadcasts it
+        through the database's cluster events, so the other nodes follow at their next poll (C(db_update_frequency),
+        5 s by default; seen on real Kong 3.9.3). In hybrid mode it cannot be set by hand - the control plane runs
+        no balancer (the task fails before any write) and data planes have no Admin API, so their own active and
+        passive checks decide.
+      - Right after an upstream or target change the node may have no balancer for the upstream yet (Kong answers
+        400 "has no balancer") or rebuild it after the call, which forgets the health; the task waits until the
+        node's balancer holds the target with its weight, sets the health, reads it back and repeats the call when
+        a rebuild lost it, for at most 20 s (RV(health_settle_seconds)).
     type: str
     choices: [present, absent, healthy, unhealthy]
     default: present
@@ -133,6 +140,13 @@ health_before:
   returned: when O(state) is V(healthy) or V(unhealthy)
   type: str
   sample: HEALTHY
+health_settle_seconds:
+  description:
+    - Seconds from the first read of this node's balancer until it reported the health asked for (waiting for the
+      balancer to hold the target, and repeating the call when a rebuild lost it).
+  returned: when the health was set (not in check mode)
+  type: float
+  sample: 1.61
 diff:
   description: The target (id, target, weight, tags) before and after the task.
   returned: in diff mode

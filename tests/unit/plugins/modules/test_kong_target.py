@@ -286,7 +286,7 @@ def test_a_hybrid_control_plane_is_refused_before_any_write(kong, run_module):
     result = run_module(kong_target, {"upstream": "shop.upstream", "target": "10.0.0.5:8080", "weight": 5, "state": "unhealthy"})
     assert result["failed"] is True and result.get("changed") is not True and writes(kong) == []
     assert "admin_url is a hybrid-mode control plane, which runs no balancer" in result["msg"]
-    assert "point admin_url at a traditional-mode or data-plane node" in result["msg"] and "nothing was changed" in result["msg"]
+    assert "data planes have no Admin API" in result["msg"] and "nothing was changed" in result["msg"]
 
 
 def test_health_route_404_is_explained(kong, run_module):
@@ -297,7 +297,7 @@ def test_health_route_404_is_explained(kong, run_module):
     result = run_module(kong_target, {"upstream": "shop.upstream", "target": "10.0.0.5:8080", "state": "unhealthy"})
     assert result["failed"] is True and result["status"] == 404
     assert "not available on a hybrid-mode control plane" in result["msg"]
-    assert "point admin_url at a traditional-mode or data-plane node" in result["msg"]
+    assert "point admin_url at a traditional-mode node to set it by hand" in result["msg"]
     assert result["kong_error"]["path"] == BASE + "/10.0.0.5:8080/unhealthy"
 
 
