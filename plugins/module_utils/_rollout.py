@@ -12,7 +12,8 @@ Vocabulary:
 * schedule: the increasing list of shares a rollout walks through; the last one is the target (100 by default).
 * evaluation: one run of every gate; its status is ``pass``, ``fail`` or ``inconclusive``.
 * failure budget: how many failed evaluations a rollout tolerates, in total and in a row, before it rolls back.
-* lock: a tag ``mixedrun-lock:<owner>:<expiry-epoch>`` on the upstream; ``mixedrun-rollout-origin:<share>``
+* lock: a tag ``mixedrun-lock:<owner>:<expiry-epoch>`` (on the lock consumer, see _rollout_lock; on the upstream
+  in collection 1.x); ``mixedrun-rollout-origin:<share>``
   records the share the (possibly interrupted) rollout started from, so a resumed run rolls back to it;
   ``mixedrun-rollout-rollback:<share>`` records that a rollback to that share is under way, so a re-run of a run
   killed mid-rollback finishes the rollback instead of resuming upward.
@@ -723,68 +724,3 @@ def describe_lock_refusal(lock, now):
 def _iso(epoch):
     import time as _time
     return _time.strftime("%Y-%m-%dT%H:%M:%SZ", _time.gmtime(epoch))
-
-
-def _strip(tags, prefixes):
-    return [t for t in tags or [] if not (isinstance(t, str) and any(t.startswith(p) for p in prefixes))]
-
-
-def plan_acquire(tags, owner, now, ttl, force=False, origin_share=None, rollback_to=None, renew_only=False):
-    """New tag list that holds the lock for ``owner`` until ``now + ttl``.
-
-    Same owner: refresh (re-entrant, so a re-run from the same seat resumes). Expired lock or ``force``: taken
-    over. Another owner's live lock: LockHeld. The origin tag is written when there is none yet (a fresh
-    rollout); an existing one is kept (a resumed rollout rolls back to where it first started).
-    ``rollback_to``: record that a rollback to this share is under way (replaces an earlier rollback tag); an
-    existing rollback tag is otherwise kept.
-    ``renew_only``: only renew a lock ``owner`` holds already (also an expired one nobody took over); LockLost
-    when there is no lock or it is another owner's (expired or not), so a run never re-takes a lock an operator
-    removed or another job took.
-    Returns ``(tags, info)`` with info ``{previous, taken_over, forced, origin_share, rolling_back, renewed}``."""
-    validate_owner(owner)
-    ttl = _positive_number(ttl, "ttl")
-    current = lock_info(tags, now)
-    if renew_only:
-        if current is None:
-            raise LockLost("the rollout lock of '%s' is gone (released, or removed by an operator): stopping without "
-                           "touching the weights" % owner)
-        if current["owner"] != owner:
-            seen = (describe_lock_refusal(current, now) if not current["expired"] else
-                    "the upstream shows the expired lock of '%s'" % current["owner"])
-            raise LockLost("the rollout lock of '%s' was taken over: %s; stopping without touching the weights"
-                           % (owner, seen), current)
-    forced = False
-    taken_over = False
-    if current and current["owner"] != owner:
-        if not current["expired"]:
-            if not force:
-                raise LockHeld(current, now)
-            forced = True
-        taken_over = True
-    origin = parse_origin_tag(tags)
-    new_tags = _strip(tags, (LOCK_PREFIX,))
-    new_tags.append(format_lock_tag(owner, now + ttl))
-    if origin is None and origin_share is not None:
-        new_tags = _strip(new_tags, (ORIGIN_PREFIX,))
-        new_tags.append(format_origin_tag(origin_share))
-        origin = parse_share(origin_share, "origin_share", allow_zero=True)
-    rolling_back = parse_rollback_tag(tags)
-    if rollback_to is not None:
-        rolling_back = parse_share(rollback_to, "rollback_to", allow_zero=True)
-        new_tags = _strip(new_tags, (ROLLBACK_PREFIX,))
-        new_tags.append(format_rollback_tag(rolling_back))
-    renewed = bool(current and current["owner"] == owner)
-    return new_tags, {"previous": current, "taken_over": taken_over, "forced": forced, "origin_share": origin,
-                      "rolling_back": rolling_back, "renewed": renewed}
-
-
-def plan_release(tags, owner, now, force=False, keep_origin=False):
-    """New tag list without the lock (and the origin and rollback tags unless ``keep_origin``: a frozen or paused
-    rollout, or a run that stopped before changing anything, keeps them, so a re-run resumes, or finishes a rollback,
-    and a rollback knows where to return). Another owner's live lock: LockHeld unless ``force``. Returns
-    ``(tags, info)``; ``tags`` equals the input when nothing is to be released."""
-    current = lock_info(tags, now)
-    if current and current["owner"] != owner and not current["expired"] and not force:
-        raise LockHeld(current, now)
-    new_tags = _strip(tags, (LOCK_PREFIX,) if keep_origin else (LOCK_PREFIX, ORIGIN_PREFIX, ROLLBACK_PREFIX))
-    return new_tags, {"previous": current, "forced": bool(current and current["owner"] != owner and not current["expired"])}

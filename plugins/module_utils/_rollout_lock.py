@@ -247,6 +247,11 @@ class RolloutLock:
         ours any more). Returns ``{changed, taken_over, forced, renewed, previous, lock, origin_share,
         rolling_back}``."""
         validate_owner(owner)
+        # Every input is checked before the first write.
+        if origin_share is not None:
+            origin_share = parse_share(origin_share, "origin_share", allow_zero=True)
+        if rollback_to is not None:
+            rollback_to = parse_share(rollback_to, "rollback_to", allow_zero=True)
         now = self.clock()
         expiry = now + ttl
         mine = self.lock()
@@ -285,11 +290,9 @@ class RolloutLock:
         result["changed"] = True
         # We hold the lock: the state (origin, a rollback under way) is ours to write.
         origin = self.origin()
-        if origin is None and origin_share is not None:
-            origin = parse_share(origin_share, "origin_share", allow_zero=True)
-        rolling_back = self.rolling_back()
-        if rollback_to is not None:
-            rolling_back = parse_share(rollback_to, "rollback_to", allow_zero=True)
+        if origin is None:
+            origin = origin_share
+        rolling_back = self.rolling_back() if rollback_to is None else rollback_to
         self._write_state(origin, rolling_back)
         self._drop_legacy_tags()
         result.update(lock=describe(self.lock(), now), origin_share=origin, rolling_back=rolling_back)

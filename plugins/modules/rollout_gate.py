@@ -272,6 +272,8 @@ options:
         owner holds it, the task fails at once with C(decision=lock_lost) and nothing is evaluated.
       - After a passed hold the lock is verified and refreshed again (O(lock.ttl) from then), so the next weight
         change of the rollout follows a fresh check; a lock lost during the hold fails with C(decision=lock_lost).
+      - A refresh is a C(PATCH) of the lock consumer by its id; it never writes the upstream, so it costs the proxy
+        path nothing (no balancer rebuild, no health checker restart).
     type: dict
     suboptions:
       owner:
@@ -437,20 +439,19 @@ from ansible_collections.mixedrun.kong.plugins.module_utils._rollout import (
     STATUS_PASS,
     FailureBudget,
     RolloutError,
+    LockLost,
     combine,
-    describe_lock_refusal,
     describe_threshold,
     gate_summary,
     healthchecks_configured,
     health_settling,
     judge_target_health,
     judge_values,
-    lock_info,
     prometheus_values,
     run_hold_window,
-    plan_acquire,
     validate_no_data,
 )
+from ansible_collections.mixedrun.kong.plugins.module_utils._rollout_lock import LockFailure, renew_lock
 from ansible_collections.mixedrun.kong.plugins.module_utils._entities import node_role
 from ansible_collections.mixedrun.kong.plugins.module_utils._targets import TargetError, target_key
 
@@ -774,24 +775,19 @@ class GateRunner:
 
     # -- the lock -----------------------------------------------------------------------------------------
     def refresh_lock(self, hold, now=None):
-        """Verify the lock is ours and extend it past the hold window; return (ok, lock, message)."""
+        """Verify the lock is ours and extend it past the hold window; return (ok, lock, message).
+
+        The lock is its own Kong consumer (see _rollout_lock): the renewal is a PATCH of that consumer by id, so it
+        never writes the upstream (no balancer rebuild) and never overwrites a lock taken over in the meantime."""
         lock = self.params["lock"]
-        now = int(time.time() if now is None else now)
-        path = "/upstreams/%s" % self.client.quote(self.params["upstream"])
-        current = self.client.get(path)
-        if current is None:
-            return False, None, "upstream '%s' not found" % self.params["upstream"]
-        tags = list(current.get("tags") or [])
-        info = lock_info(tags, now)
-        if info is None or (info["owner"] != lock["owner"] and info["expired"]):
-            return False, info, ("the rollout lock of '%s' on upstream '%s' is gone (released or removed by an operator): "
-                                 "stopping without touching the weights" % (lock["owner"], self.params["upstream"]))
-        if info["owner"] != lock["owner"]:
-            return False, info, ("the rollout lock was taken over: %s; stopping without touching the weights"
-                                 % describe_lock_refusal(info, now))
-        new_tags = plan_acquire(tags, lock["owner"], now, lock["ttl"] + hold)[0]
-        self.client.write("PATCH", path, {"tags": new_tags})
-        return True, lock_info(new_tags, now), None
+        clock = (lambda: now) if now is not None else None
+        try:
+            info = renew_lock(self.client, self.params["upstream"], lock["owner"], lock["ttl"] + hold, clock=clock)
+        except LockLost as exc:
+            return False, exc.lock, str(exc)
+        except LockFailure as exc:
+            return False, None, str(exc)
+        return True, info, None
 
 
 def _failing(evaluation):

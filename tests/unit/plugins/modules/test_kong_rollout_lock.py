@@ -1,21 +1,28 @@
 # -*- coding: utf-8 -*-
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""kong_rollout_lock: acquire / refresh / refuse / take over / release / inspect, HTTP mocked with responses."""
+"""kong_rollout_lock: the lock consumer (create / 409 / release / renew / takeover / force), the state consumer and
+the legacy upstream tags, HTTP mocked with responses by a small Kong that keeps consumers unique like Kong does."""
 
 from __future__ import annotations
 
 import json
+import re
 import time
+import uuid
 
 import pytest
 import responses
 
+from ansible_collections.mixedrun.kong.plugins.module_utils import _rollout_lock
+from ansible_collections.mixedrun.kong.plugins.module_utils._kong_api import KongClient
 from ansible_collections.mixedrun.kong.plugins.modules import kong_rollout_lock
 
 from kong_module_helpers import ADMIN, TOKEN, writes
 
 NOW = 1767225600
-UP = ADMIN + "/upstreams/shop"
+UID = "0c2b6b4e-5d5e-4d37-b0a6-0c9f7f4a6a11"
+LOCK = "mixedrun-lock." + UID
+STATE = "mixedrun-rollout." + UID
 
 
 @pytest.fixture(autouse=True)
@@ -24,170 +31,400 @@ def frozen_time(monkeypatch):
     monkeypatch.setattr(time, "sleep", lambda _s: None)
 
 
-def upstream(tags):
-    return {"id": "0c2b6b4e-5d5e-4d37-b0a6-0c9f7f4a6a11", "name": "shop", "tags": tags, "algorithm": "round-robin",
-            "slots": 10000, "created_at": 1700000000, "updated_at": 1700000000}
+def lock_tags(owner, expiry):
+    return ["mixedrun-lock", "mixedrun-upstream:" + UID, "mixedrun-lock:%s:%d" % (owner, expiry)]
 
 
-class TagStore:
-    """Answers GET/PATCH of the upstream from a tag list, like Kong does."""
+class FakeKong:
+    """The upstream and /consumers as Kong answers them: unique username, 409 on a duplicate, 404 for a PATCH of a
+    missing id, 204 for any DELETE. ``on_post`` runs before a POST is applied (another job racing us)."""
 
-    def __init__(self, mock, tags, steal_with=None):
-        self.tags = list(tags) if tags is not None else None
-        self.steal_with = steal_with
-        mock.add_callback(responses.GET, UP, callback=self.get)
-        mock.add_callback(responses.PATCH, UP, callback=self.patch)
+    def __init__(self, mock, tags=(), upstream=True):
+        self.tags = list(tags)
+        self.upstream = upstream
+        self.consumers = {}
+        self.on_post = None
+        self.upstream_writes = 0
+        up = re.compile(re.escape(ADMIN) + r"/upstreams/[^/?]+$")
+        one = re.compile(re.escape(ADMIN) + r"/consumers/[^/?]+$")
+        mock.add_callback(responses.GET, up, callback=self.get_upstream)
+        mock.add_callback(responses.PATCH, up, callback=self.patch_upstream)
+        mock.add_callback(responses.GET, one, callback=self.get_consumer)
+        mock.add_callback(responses.PATCH, one, callback=self.patch_consumer)
+        mock.add_callback(responses.PUT, one, callback=self.put_consumer)
+        mock.add_callback(responses.DELETE, one, callback=self.delete_consumer)
+        mock.add_callback(responses.POST, ADMIN + "/consumers", callback=self.post_consumer)
 
-    def get(self, _request):
-        if self.tags is None:
+    def _up(self):
+        return {"id": UID, "name": "shop", "tags": self.tags, "updated_at": 1700000000 + self.upstream_writes}
+
+    def get_upstream(self, request):
+        if not self.upstream or request.path_url.rsplit("/", 1)[1] not in ("shop", UID):
             return 404, {}, json.dumps({"message": "Not found"})
-        return 200, {}, json.dumps(upstream(self.tags))
+        return 200, {}, json.dumps(self._up())
 
-    def patch(self, request):
+    def patch_upstream(self, request):
         self.tags = json.loads(request.body)["tags"]
-        if self.steal_with:           # another job writes right after us
-            self.tags = [t for t in self.tags if not t.startswith("mixedrun-lock:")] + [self.steal_with]
-        return 200, {}, json.dumps(upstream(self.tags))
+        self.upstream_writes += 1
+        return 200, {}, json.dumps(self._up())
+
+    def find(self, key):
+        for name, item in self.consumers.items():
+            if key in (name, item["id"]):
+                return item
+        return None
+
+    def add(self, username, tags, custom_id=None):
+        item = {"id": str(uuid.uuid4()), "username": username, "custom_id": custom_id, "tags": list(tags),
+                "created_at": NOW, "updated_at": NOW}
+        self.consumers[username] = item
+        return item
+
+    def get_consumer(self, request):
+        item = self.find(request.path_url.rsplit("/", 1)[1])
+        return (200, {}, json.dumps(item)) if item else (404, {}, json.dumps({"message": "Not found", "code": 6}))
+
+    def post_consumer(self, request):
+        if self.on_post:
+            hook, self.on_post = self.on_post, None
+            hook()
+        body = json.loads(request.body)
+        if body["username"] in self.consumers:
+            return 409, {}, json.dumps({"code": 5, "name": "unique constraint violation", "fields": {"username": body["username"]},
+                                        "message": "UNIQUE violation detected on '{username=\"%s\"}'" % body["username"]})
+        return 201, {}, json.dumps(self.add(body["username"], body.get("tags") or [], body.get("custom_id")))
+
+    def patch_consumer(self, request):
+        item = self.find(request.path_url.rsplit("/", 1)[1])
+        if not item:
+            return 404, {}, json.dumps({"message": "could not find the entity", "code": 6})
+        item.update(json.loads(request.body))
+        return 200, {}, json.dumps(item)
+
+    def put_consumer(self, request):
+        name = request.path_url.rsplit("/", 1)[1]
+        item = self.find(name) or self.add(name, [])
+        item["tags"] = json.loads(request.body)["tags"]
+        return 200, {}, json.dumps(item)
+
+    def delete_consumer(self, request):
+        item = self.find(request.path_url.rsplit("/", 1)[1])
+        if item:
+            del self.consumers[item["username"]]
+        return 204, {}, ""
+
+    # -- views ------------------------------------------------------------------------------------------------
+    def lock(self):
+        item = self.consumers.get(LOCK)
+        return [t for t in item["tags"] if t.startswith("mixedrun-lock:")][0] if item else None
+
+    def state(self):
+        item = self.consumers.get(STATE)
+        return sorted(t for t in item["tags"] if t.startswith("mixedrun-rollout-")) if item else None
 
 
-def test_acquire_writes_lock_and_origin_keeping_other_tags(kong, run_module):
-    store = TagStore(kong, ["mixedrun-managed"])
+def run(run_module, **args):
+    return run_module(kong_rollout_lock, dict({"upstream": "shop"}, **args))
+
+
+# -- acquire --------------------------------------------------------------------------------------------------------
+
+def test_acquire_creates_the_lock_consumer_and_the_state_never_touching_the_upstream(kong, run_module):
+    store = FakeKong(kong, ["mixedrun-managed"])
     result = run_module(kong_rollout_lock, {"upstream": "shop", "owner": "job-1@ctl", "ttl": 600, "origin_share": 0},
                         diff=True)
     assert result["changed"] is True and result["held"] is True
-    assert store.tags == ["mixedrun-managed", "mixedrun-lock:job-1@ctl:%d" % (NOW + 600), "mixedrun-rollout-origin:0"]
+    assert store.lock() == "mixedrun-lock:job-1@ctl:%d" % (NOW + 600)
+    assert store.consumers[LOCK]["custom_id"].startswith("mixedrun-claim.")
+    assert store.state() == ["mixedrun-rollout-origin:0"]
+    assert store.tags == ["mixedrun-managed"] and store.upstream_writes == 0
     assert result["lock"]["owner"] == "job-1@ctl" and result["lock"]["expires_in"] == 600
-    assert result["origin_share"] == 0.0
-    assert result["diff"]["before"]["tags"] == ["mixedrun-managed"]
-    assert [c["method"] for c in result["api_calls"]] == ["GET", "PATCH", "GET"]
+    assert result["lock"]["id"] == store.consumers[LOCK]["id"] and result["lock"]["legacy"] is False
+    assert result["origin_share"] == 0.0 and result["tags"] == ["mixedrun-managed"]
+    assert result["diff"]["before"]["lock"] is None and result["diff"]["after"]["lock"]["owner"] == "job-1@ctl"
+    assert [(m, p) for m, p, _b in writes(kong)] == [("POST", "/consumers"), ("PUT", "/consumers/" + STATE)]
 
 
 def test_second_rollout_is_refused_naming_the_owner_and_nothing_is_written(kong, run_module):
-    TagStore(kong, ["mixedrun-lock:job-1@ctl:%d" % (NOW + 300)])
-    result = run_module(kong_rollout_lock, {"upstream": "shop", "owner": "job-2@ctl"})
+    store = FakeKong(kong)
+    store.add(LOCK, lock_tags("job-1@ctl", NOW + 300))
+    result = run(run_module, owner="job-2@ctl")
     assert result["failed"] is True
     assert "locked by 'job-1@ctl'" in result["msg"] and "300 s from now" in result["msg"]
-    assert "force=true" in result["msg"]
-    assert result["locked_by"] == "job-1@ctl"
+    assert "force=true" in result["msg"] and result["locked_by"] == "job-1@ctl"
     assert writes(kong) == []
 
 
-def test_same_owner_refreshes_and_keeps_the_first_origin(kong, run_module):
-    store = TagStore(kong, ["mixedrun-lock:job-1@ctl:%d" % (NOW + 5), "mixedrun-rollout-origin:0.5"])
-    result = run_module(kong_rollout_lock, {"upstream": "shop", "owner": "job-1@ctl", "ttl": 100, "origin_share": 40})
+def test_the_loser_of_a_simultaneous_create_gets_409_and_the_winner_stays(kong, run_module):
+    store = FakeKong(kong)
+    store.on_post = lambda: store.add(LOCK, lock_tags("job-9@ctl", NOW + 1800))
+    result = run(run_module, owner="job-1@ctl", origin_share=0)
+    assert result["failed"] is True and "locked by 'job-9@ctl'" in result["msg"]
+    assert store.lock() == "mixedrun-lock:job-9@ctl:%d" % (NOW + 1800)
+    assert store.state() is None                                # the loser writes no state
+    assert [m for m, _p, _b in writes(kong)] == ["POST"]
+
+
+def test_our_own_post_retried_after_a_lost_answer_is_recognised_by_its_claim(kong, run_module, monkeypatch):
+    store = FakeKong(kong)
+    real_post = KongClient.post
+
+    def post_twice(client, path, body):
+        real_post(client, path, body)          # applied, but the answer "got lost": the retry sees 409
+        return real_post(client, path, body)
+
+    monkeypatch.setattr(KongClient, "post", post_twice)
+    result = run(run_module, owner="job-1@ctl")
+    assert result["held"] is True and store.lock().startswith("mixedrun-lock:job-1@ctl:")
+
+
+def test_same_owner_renews_in_place_by_id_and_keeps_the_first_origin(kong, run_module):
+    store = FakeKong(kong)
+    first = store.add(LOCK, lock_tags("job-1@ctl", NOW + 60))
+    store.add(STATE, ["mixedrun-rollout", "mixedrun-rollout-origin:0.5"])
+    result = run(run_module, owner="job-1@ctl", ttl=100, origin_share=40)
     assert result["changed"] is True and result["held"] is True and result["taken_over"] is False
-    assert result["origin_share"] == 0.5
-    assert "mixedrun-lock:job-1@ctl:%d" % (NOW + 100) in store.tags
+    assert result["origin_share"] == 0.5 and store.lock() == "mixedrun-lock:job-1@ctl:%d" % (NOW + 100)
+    assert store.consumers[LOCK]["id"] == first["id"]
+    assert [(m, p) for m, p, _b in writes(kong)] == [("PATCH", "/consumers/" + first["id"]),
+                                                     ("PUT", "/consumers/" + STATE)]
 
 
-def test_stale_lock_is_taken_over(kong, run_module):
-    store = TagStore(kong, ["mixedrun-lock:dead-job@ctl:%d" % (NOW - 1)])
-    result = run_module(kong_rollout_lock, {"upstream": "shop", "owner": "job-2@ctl"})
+def test_a_lock_close_to_its_expiry_is_replaced_not_renewed_in_place(kong, run_module):
+    store = FakeKong(kong)
+    old = store.add(LOCK, lock_tags("job-1@ctl", NOW + 3))             # within RENEW_MARGIN
+    result = run(run_module, owner="job-1@ctl", ttl=100, renew_only=True)
+    assert result["held"] is True and store.consumers[LOCK]["id"] != old["id"]
+    assert [(m, p) for m, p, _b in writes(kong)] == [("DELETE", "/consumers/" + old["id"]), ("POST", "/consumers")]
+
+
+def test_a_renewal_that_lands_after_the_expiry_replaces_the_lock(kong, monkeypatch):
+    store = FakeKong(kong)
+    store.add(LOCK, lock_tags("job-1@ctl", NOW + 60))
+    ticks = iter([NOW, NOW + 59])                # the PATCH took 59 s: someone may have judged the lock expired
+    client = KongClient(ADMIN, retries=0)
+    lock = _rollout_lock.RolloutLock(client, "shop", clock=lambda: next(ticks, NOW + 59)).load()
+    out = lock.acquire("job-1@ctl", 100, renew_only=True)
+    assert out["renewed"] is True and [c["method"] for c in client.calls][-3:] == ["PATCH", "DELETE", "POST"]
+
+
+def test_stale_lock_is_taken_over_by_deleting_its_id_then_creating(kong, run_module):
+    store = FakeKong(kong)
+    old = store.add(LOCK, lock_tags("dead-job@ctl", NOW - 1))
+    store.add(STATE, ["mixedrun-rollout", "mixedrun-rollout-origin:0"])
+    result = run(run_module, owner="job-2@ctl")
     assert result["changed"] is True and result["taken_over"] is True
     assert result["previous"]["owner"] == "dead-job@ctl" and result["previous"]["expired"] is True
-    assert store.tags == ["mixedrun-lock:job-2@ctl:%d" % (NOW + 1800)]
+    assert store.lock() == "mixedrun-lock:job-2@ctl:%d" % (NOW + 1800)
+    assert result["origin_share"] == 0.0 and store.state() == ["mixedrun-rollout-origin:0"]   # the dead run's origin
+    assert [(m, p) for m, p, _b in writes(kong)][:2] == [("DELETE", "/consumers/" + old["id"]), ("POST", "/consumers")]
 
 
-def test_force_takes_over_a_live_lock(kong, run_module):
-    store = TagStore(kong, ["mixedrun-lock:job-1@ctl:%d" % (NOW + 999)])
-    result = run_module(kong_rollout_lock, {"upstream": "shop", "owner": "operator@ctl", "force": True})
-    assert result["taken_over"] is True and store.tags == ["mixedrun-lock:operator@ctl:%d" % (NOW + 1800)]
+def test_expiry_takeover_race_two_contenders_exactly_one_wins(kong, run_module):
+    store = FakeKong(kong)
+    old = store.add(LOCK, lock_tags("dead-job@ctl", NOW - 1))
+
+    def other_contender_first():
+        # job-3 read the same expired lock, deleted it by id and created its own just before our POST
+        store.consumers.pop(LOCK, None)
+        store.add(LOCK, lock_tags("job-3@ctl", NOW + 1800))
+
+    store.on_post = other_contender_first
+    result = run(run_module, owner="job-2@ctl")
+    assert result["failed"] is True and "locked by 'job-3@ctl'" in result["msg"]
+    assert store.lock() == "mixedrun-lock:job-3@ctl:%d" % (NOW + 1800)
+    # our DELETE named the expired lock's id, never the winner's
+    assert [(m, p) for m, p, _b in writes(kong)] == [("DELETE", "/consumers/" + old["id"]), ("POST", "/consumers")]
 
 
-def test_losing_a_race_fails_without_touching_the_winner(kong, run_module):
-    winner = "mixedrun-lock:job-9@ctl:%d" % (NOW + 1800)
-    store = TagStore(kong, [], steal_with=winner)
-    result = run_module(kong_rollout_lock, {"upstream": "shop", "owner": "job-1@ctl"})
-    assert result["failed"] is True and "lost the race" in result["msg"] and "job-9@ctl" in result["msg"]
-    assert store.tags == [winner] and len(writes(kong)) == 1
+def test_force_takes_over_a_live_lock_and_the_old_holders_renewal_is_lock_lost(kong, run_module):
+    store = FakeKong(kong)
+    old = store.add(LOCK, lock_tags("job-1@ctl", NOW + 999))
+    result = run(run_module, owner="operator@ctl", force=True)
+    assert result["taken_over"] is True and store.lock() == "mixedrun-lock:operator@ctl:%d" % (NOW + 1800)
+    assert ("DELETE", "/consumers/" + old["id"], None) in writes(kong)
+    before = len(writes(kong))
+    result = run(run_module, owner="job-1@ctl", renew_only=True)
+    assert result["failed"] is True and result["lock_lost"] is True and "taken over" in result["msg"]
+    assert "locked by 'operator@ctl'" in result["msg"] and len(writes(kong)) == before
+    assert store.lock() == "mixedrun-lock:operator@ctl:%d" % (NOW + 1800)
 
 
-def test_release_removes_lock_and_origin_or_keeps_origin(kong, run_module):
-    store = TagStore(kong, ["x", "mixedrun-lock:job-1@ctl:%d" % (NOW + 50), "mixedrun-rollout-origin:0"])
-    result = run_module(kong_rollout_lock, {"upstream": "shop", "owner": "job-1@ctl", "state": "absent", "keep_origin": True})
-    assert result["changed"] is True and store.tags == ["x", "mixedrun-rollout-origin:0"] and result["origin_share"] == 0.0
-    result = run_module(kong_rollout_lock, {"upstream": "shop", "owner": "job-1@ctl", "state": "absent"})
-    assert result["changed"] is True and store.tags == ["x"] and result["lock"] is None and result["held"] is False
-    result = run_module(kong_rollout_lock, {"upstream": "shop", "owner": "job-1@ctl", "state": "absent"})
+def test_a_renewal_racing_a_forced_takeover_gets_404_and_never_overwrites(kong):
+    store = FakeKong(kong)
+    store.add(LOCK, lock_tags("job-1@ctl", NOW + 999))
+    client = KongClient(ADMIN, retries=0)
+    lock = _rollout_lock.RolloutLock(client, "shop").load()
+    # between our read and our PATCH an operator forced the lock: new entity, new id
+    store.consumers.pop(LOCK)
+    store.add(LOCK, lock_tags("operator@ctl", NOW + 1800))
+    with pytest.raises(_rollout_lock.LockLost) as err:
+        lock.acquire("job-1@ctl", 60, renew_only=True)
+    assert "now held by 'operator@ctl'" in str(err.value)
+    assert store.lock() == "mixedrun-lock:operator@ctl:%d" % (NOW + 1800)
+    assert [c["method"] for c in client.calls if c["method"] != "GET"] == ["PATCH"]
+
+
+# -- release --------------------------------------------------------------------------------------------------------
+
+def test_release_deletes_the_lock_by_id_and_the_state_unless_keep_origin(kong, run_module):
+    store = FakeKong(kong, ["x"])
+    lock = store.add(LOCK, lock_tags("job-1@ctl", NOW + 50))
+    store.add(STATE, ["mixedrun-rollout", "mixedrun-rollout-origin:0"])
+    result = run(run_module, owner="job-1@ctl", state="absent", keep_origin=True)
+    assert result["changed"] is True and store.lock() is None and store.state() == ["mixedrun-rollout-origin:0"]
+    assert result["origin_share"] == 0.0 and ("DELETE", "/consumers/" + lock["id"], None) in writes(kong)
+    result = run(run_module, owner="job-1@ctl", state="absent")
+    assert result["changed"] is True and store.state() is None and result["lock"] is None and result["held"] is False
+    result = run(run_module, owner="job-1@ctl", state="absent")
     assert result["changed"] is False
+    assert store.tags == ["x"] and store.upstream_writes == 0
+
+
+def test_release_removes_the_state_before_the_lock(kong, run_module):
+    store = FakeKong(kong)
+    lock = store.add(LOCK, lock_tags("job-1@ctl", NOW + 50))
+    store.add(STATE, ["mixedrun-rollout", "mixedrun-rollout-origin:0"])
+    run(run_module, owner="job-1@ctl", state="absent")
+    assert [p for _m, p, _b in writes(kong)] == ["/consumers/" + STATE, "/consumers/" + lock["id"]]
 
 
 def test_release_of_another_owners_live_lock_needs_force(kong, run_module):
-    store = TagStore(kong, ["mixedrun-lock:job-1@ctl:%d" % (NOW + 50)])
-    result = run_module(kong_rollout_lock, {"upstream": "shop", "owner": "me@ctl", "state": "absent"})
+    store = FakeKong(kong)
+    store.add(LOCK, lock_tags("job-1@ctl", NOW + 50))
+    result = run(run_module, owner="me@ctl", state="absent")
     assert result["failed"] is True and "Cannot release" in result["msg"] and "job-1@ctl" in result["msg"]
-    result = run_module(kong_rollout_lock, {"upstream": "shop", "owner": "me@ctl", "state": "absent", "force": True})
-    assert result["changed"] is True and store.tags == []
+    assert writes(kong) == []
+    result = run(run_module, owner="me@ctl", state="absent", force=True)
+    assert result["changed"] is True and store.lock() is None
 
 
-def test_info_reads_only(kong, run_module):
-    TagStore(kong, ["mixedrun-lock:job-1@ctl:%d" % (NOW + 50)])
-    result = run_module(kong_rollout_lock, {"upstream": "shop", "owner": "me@ctl", "state": "inspected"})
+# -- inspect, check mode, bad input -----------------------------------------------------------------------------------
+
+def test_inspected_reads_only(kong, run_module):
+    store = FakeKong(kong)
+    store.add(LOCK, lock_tags("job-1@ctl", NOW + 50))
+    store.add(STATE, ["mixedrun-rollout", "mixedrun-rollout-origin:0", "mixedrun-rollout-rollback:10"])
+    result = run(run_module, owner="me@ctl", state="inspected")
     assert result["changed"] is False and result["held"] is False and result["lock"]["owner"] == "job-1@ctl"
+    assert result["origin_share"] == 0.0 and result["rolling_back"] == 10.0
     assert writes(kong) == []
 
 
 def test_check_mode_plans_without_writing(kong, run_module):
-    TagStore(kong, [])
-    result = run_module(kong_rollout_lock, {"upstream": "shop", "owner": "job-1@ctl"}, check_mode=True)
-    assert result["changed"] is True and result["lock"]["owner"] == "job-1@ctl"
+    FakeKong(kong)
+    result = run_module(kong_rollout_lock, {"upstream": "shop", "owner": "job-1@ctl", "origin_share": 0}, check_mode=True)
+    assert result["changed"] is True and result["lock"]["owner"] == "job-1@ctl" and result["origin_share"] == 0.0
     assert writes(kong) == [] and result["api_calls"][-1]["check_mode"] is True
 
 
-def test_missing_upstream_and_bad_owner_fail_clearly(kong, run_module):
-    TagStore(kong, None)
-    result = run_module(kong_rollout_lock, {"upstream": "shop", "owner": "job-1@ctl"})
+def test_missing_upstream_and_bad_input_fail_clearly_before_any_write(kong, run_module):
+    FakeKong(kong, upstream=False)
+    result = run(run_module, owner="job-1@ctl")
     assert result["failed"] is True and "upstream 'shop' not found" in result["msg"]
-    result = run_module(kong_rollout_lock, {"upstream": "shop", "owner": "job 1:ctl"})
+    result = run(run_module, owner="job 1:ctl")
     assert result["failed"] is True and "lock owner must be printable text" in result["msg"]
-    result = run_module(kong_rollout_lock, {"upstream": "shop", "ttl": 0})
+    result = run(run_module, ttl=0)
     assert result["failed"] is True and "ttl must be more than 0" in result["msg"]
+    result = run(run_module, settle=-1)
+    assert result["failed"] is True and "settle must be 0 or more" in result["msg"] and "no longer needed" in result["msg"]
     assert writes(kong) == []
 
 
+def test_bad_rollback_to_fails_before_the_lock_is_taken(kong, run_module):
+    store = FakeKong(kong)
+    result = run(run_module, owner="job-1@ctl", rollback_to=101)
+    assert result["failed"] is True and "rollback_to must be 0 to 100" in result["msg"]
+    assert writes(kong) == [] and store.lock() is None
+
+
+def test_settle_is_accepted_and_ignored(kong, run_module):
+    FakeKong(kong)
+    result = run(run_module, owner="job-1@ctl", settle=0.5)
+    assert result["held"] is True and [c["method"] for c in result["api_calls"]].count("GET") == 3
+
+
+def test_dbless_write_refusal_is_reported_clearly(kong, run_module):
+    kong.add(responses.GET, ADMIN + "/upstreams/shop", json={"id": UID, "name": "shop", "tags": []})
+    kong.add(responses.GET, re.compile(re.escape(ADMIN) + "/consumers/.*"), status=404, json={"message": "Not found"})
+    kong.add(responses.POST, ADMIN + "/consumers", status=405,
+             json={"code": 12, "name": "operation unsupported", "message": "cannot create 'consumers' entities when not using a database"})
+    result = run(run_module, owner="job-1@ctl")
+    assert result["failed"] is True and "DB-less" in result["msg"]
+
+
 def test_default_owner_is_user_at_host_and_token_never_leaks(kong, run_module):
-    store = TagStore(kong, [])
-    result = run_module(kong_rollout_lock, {"upstream": "shop", "admin_token": TOKEN})
+    store = FakeKong(kong)
+    result = run(run_module, admin_token=TOKEN)
     owner = result["owner"]
     assert "@" in owner and ":" not in owner and " " not in owner
-    assert any(t.startswith("mixedrun-lock:%s:" % owner) for t in store.tags)
+    assert store.lock().startswith("mixedrun-lock:%s:" % owner)
     assert TOKEN not in result.raw
     assert kong.calls[0].request.headers["Kong-Admin-Token"] == TOKEN
 
 
-def test_renewing_our_live_lock_needs_no_read_back(kong, run_module):
-    store = TagStore(kong, ["mixedrun-lock:job-1@ctl:%d" % (NOW + 5)])
-    result = run_module(kong_rollout_lock, {"upstream": "shop", "owner": "job-1@ctl", "ttl": 100, "renew_only": True})
-    assert result["held"] is True and store.tags == ["mixedrun-lock:job-1@ctl:%d" % (NOW + 100)]
-    assert [c["method"] for c in result["api_calls"]] == ["GET", "PATCH"]
-
-
-def test_renewing_our_expired_lock_reads_it_back(kong, run_module):
-    TagStore(kong, ["mixedrun-lock:job-1@ctl:%d" % (NOW - 5)], steal_with="mixedrun-lock:job-2@ctl:%d" % (NOW + 900))
-    result = run_module(kong_rollout_lock, {"upstream": "shop", "owner": "job-1@ctl", "renew_only": True})
-    assert result["failed"] is True and "lost the race" in result["msg"] and "job-2@ctl" in result["msg"]
-
-
-@pytest.mark.parametrize("tags, words", [
-    ([], "is gone"),
-    (["mixedrun-lock:job-2@ctl:%d" % (NOW + 300)], "locked by 'job-2@ctl'"),
-    (["mixedrun-lock:job-2@ctl:%d" % (NOW - 300)], "the expired lock of 'job-2@ctl'"),
+@pytest.mark.parametrize("existing, words", [
+    (None, "is gone"),
+    (("job-2@ctl", NOW + 300), "locked by 'job-2@ctl'"),
+    (("job-2@ctl", NOW - 300), "the expired lock of 'job-2@ctl'"),
 ])
-def test_renew_only_fails_with_lock_lost_and_writes_nothing(kong, run_module, tags, words):
-    store = TagStore(kong, tags)
-    result = run_module(kong_rollout_lock, {"upstream": "shop", "owner": "job-1@ctl", "renew_only": True, "force": True})
+def test_renew_only_fails_with_lock_lost_and_writes_nothing(kong, run_module, existing, words):
+    store = FakeKong(kong)
+    if existing:
+        store.add(LOCK, lock_tags(*existing))
+    result = run(run_module, owner="job-1@ctl", renew_only=True, force=True)
     assert result["failed"] is True and result["lock_lost"] is True and result["held"] is False
     assert "Cannot renew the rollout lock on upstream 'shop'" in result["msg"] and words in result["msg"]
-    assert writes(kong) == [] and store.tags == tags
+    assert writes(kong) == []
 
 
 def test_rollback_under_way_is_recorded_and_released(kong, run_module):
-    store = TagStore(kong, ["mixedrun-lock:job-1@ctl:%d" % (NOW + 50), "mixedrun-rollout-origin:0"])
-    result = run_module(kong_rollout_lock, {"upstream": "shop", "owner": "job-1@ctl", "rollback_to": 0, "renew_only": True})
-    assert result["rolling_back"] == 0.0 and "mixedrun-rollout-rollback:0" in store.tags
-    seen = run_module(kong_rollout_lock, {"upstream": "shop", "owner": "other@ctl", "state": "inspected"})
+    store = FakeKong(kong)
+    store.add(LOCK, lock_tags("job-1@ctl", NOW + 50))
+    store.add(STATE, ["mixedrun-rollout", "mixedrun-rollout-origin:0"])
+    result = run(run_module, owner="job-1@ctl", rollback_to=0, renew_only=True)
+    assert result["rolling_back"] == 0.0
+    assert store.state() == ["mixedrun-rollout-origin:0", "mixedrun-rollout-rollback:0"]
+    seen = run(run_module, owner="other@ctl", state="inspected")
     assert seen["rolling_back"] == 0.0 and seen["origin_share"] == 0.0 and seen["changed"] is False
-    result = run_module(kong_rollout_lock, {"upstream": "shop", "owner": "job-1@ctl", "state": "absent"})
-    assert result["rolling_back"] is None and store.tags == []
-    result = run_module(kong_rollout_lock, {"upstream": "shop", "owner": "job-1@ctl", "rollback_to": 101})
-    assert result["failed"] is True and "rollback_to must be 0 to 100" in result["msg"]
+    result = run(run_module, owner="job-1@ctl", state="absent")
+    assert result["rolling_back"] is None and store.state() is None and store.lock() is None
+
+
+# -- legacy tags on the upstream (collection 1.x) -------------------------------------------------------------------
+
+def test_a_live_legacy_lock_of_another_owner_is_respected(kong, run_module):
+    store = FakeKong(kong, ["mixedrun-lock:old-job@ctl:%d" % (NOW + 300)])
+    result = run(run_module, owner="job-1@ctl")
+    assert result["failed"] is True and "locked by 'old-job@ctl'" in result["msg"] and writes(kong) == []
+    seen = run(run_module, owner="job-1@ctl", state="inspected")
+    assert seen["lock"]["owner"] == "old-job@ctl" and seen["lock"]["legacy"] is True
+    result = run(run_module, owner="job-1@ctl", renew_only=True)
+    assert result["failed"] is True and result["lock_lost"] is True
+
+
+def test_legacy_origin_and_rollback_move_into_the_state_and_leave_the_upstream_once(kong, run_module):
+    store = FakeKong(kong, ["mixedrun-managed", "mixedrun-lock:dead-job:%d" % (NOW - 5), "mixedrun-rollout-origin:0",
+                            "mixedrun-rollout-rollback:10"])
+    result = run(run_module, owner="job-1@ctl")
+    assert result["held"] is True and result["taken_over"] is True
+    assert result["origin_share"] == 0.0 and result["rolling_back"] == 10.0
+    assert store.state() == ["mixedrun-rollout-origin:0", "mixedrun-rollout-rollback:10"]
+    assert store.tags == ["mixedrun-managed"] and store.upstream_writes == 1 and result["tags"] == ["mixedrun-managed"]
+    # the state was written before the legacy tags went
+    assert [p for _m, p, _b in writes(kong)] == ["/consumers", "/consumers/" + STATE, "/upstreams/" + UID]
+    run(run_module, owner="job-1@ctl", ttl=60)
+    assert store.upstream_writes == 1                              # renewals never write the upstream again
+
+
+def test_our_own_legacy_lock_is_continued_as_a_consumer(kong, run_module):
+    store = FakeKong(kong, ["mixedrun-lock:job-1@ctl:%d" % (NOW + 100), "mixedrun-rollout-origin:5"])
+    result = run(run_module, owner="job-1@ctl", renew_only=True)
+    assert result["held"] is True and result["origin_share"] == 5.0 and store.lock().startswith("mixedrun-lock:job-1@ctl:")
+    assert store.tags == []
+
+
+def test_force_release_clears_legacy_tags_too(kong, run_module):
+    store = FakeKong(kong, ["keep", "mixedrun-lock:ghost@ctl:%d" % (NOW + 300), "mixedrun-rollout-origin:0"])
+    result = run(run_module, owner="op@ctl", state="absent", force=True)
+    assert result["changed"] is True and store.tags == ["keep"] and store.state() is None

@@ -13,6 +13,7 @@ import responses
 from ansible_collections.mixedrun.kong.plugins.modules import rollout_gate
 
 from kong_module_helpers import ADMIN, TOKEN, fixture, writes
+from test_kong_rollout_lock import LOCK, FakeKong, lock_tags
 
 ADMIN2 = "http://kong-2.test:8001"
 PROM = "http://prom.test:9090"
@@ -206,37 +207,50 @@ def test_traffic_success_ratio(kong, run_module):
     assert "17/20 requests succeeded" in result["msg"] and "HTTP 502 x3" in result["msg"]
 
 
-def test_lock_is_refreshed_past_the_hold(kong, run_module):
-    kong.get(ADMIN + "/upstreams/shop", json={"name": "shop", "tags": ["mixedrun-lock:job-1@ctl:%d" % (NOW + 10)]})
-    kong.patch(ADMIN + "/upstreams/shop", json={"name": "shop"})
+def test_lock_is_refreshed_past_the_hold_by_id_without_writing_the_upstream(kong, run_module):
+    store = FakeKong(kong)
+    lock = store.add(LOCK, lock_tags("job-1@ctl", NOW + 10))
     kong.get("http://%s/" % CT1, status=200)
     result = run_module(rollout_gate, dict(BASE, container_targets=[CT1], hold=30, interval=30, probes={"enabled": True},
                                            lock={"owner": "job-1@ctl", "ttl": 60}))
     assert result["decision"] == "pass" and result["changed"] is False
     # before the hold: 60 s past its end (NOW + 30 + 60); after the passed hold (at NOW + 30) again: 60 s from then
-    assert writes(kong) == [("PATCH", "/upstreams/shop", {"tags": ["mixedrun-lock:job-1@ctl:%d" % (NOW + 90)]})] * 2
-    assert result["lock"]["owner"] == "job-1@ctl"
+    body = {"tags": lock_tags("job-1@ctl", NOW + 90)}
+    assert writes(kong) == [("PATCH", "/consumers/" + lock["id"], body)] * 2
+    assert result["lock"]["owner"] == "job-1@ctl" and result["lock"]["id"] == lock["id"]
+    assert store.upstream_writes == 0
 
 
-def test_a_lock_taken_over_during_the_hold_is_lost_after_it(kong, run_module):
-    kong.get(ADMIN + "/upstreams/shop", json={"name": "shop", "tags": ["mixedrun-lock:job-1@ctl:%d" % (NOW + 10)]})
-    kong.get(ADMIN + "/upstreams/shop", json={"name": "shop", "tags": ["mixedrun-lock:operator@ctl:%d" % (NOW + 999)]})
-    kong.patch(ADMIN + "/upstreams/shop", json={"name": "shop"})
+def test_a_lock_taken_over_during_the_hold_is_lost_after_it(kong, run_module, monkeypatch):
+    store = FakeKong(kong)
+    store.add(LOCK, lock_tags("job-1@ctl", NOW + 10))
     kong.get("http://%s/" % CT1, status=200)
+    real_evaluate = rollout_gate.GateRunner.evaluate
+
+    def evaluate_then_force(runner):
+        # an operator forces the lock during the hold: a new consumer with a new id
+        store.consumers.pop(LOCK, None)
+        store.add(LOCK, lock_tags("operator@ctl", NOW + 999))
+        return real_evaluate(runner)
+
+    monkeypatch.setattr(rollout_gate.GateRunner, "evaluate", evaluate_then_force)
     result = run_module(rollout_gate, dict(BASE, container_targets=[CT1], hold=5, interval=5, probes={"enabled": True},
                                            step_label="step 2 of 3 (50%)", lock={"owner": "job-1@ctl", "ttl": 60}))
     assert result["failed"] is True and result["decision"] == "lock_lost" and result["passed"] is False
-    assert "after the hold at step 2 of 3 (50%): the rollout lock was taken over" in result["msg"]
+    assert "after the hold at step 2 of 3 (50%): the rollout lock of 'job-1@ctl' was taken over" in result["msg"]
     assert "locked by 'operator@ctl'" in result["msg"] and len(result["evaluations"]) == 1
     assert len(writes(kong)) == 1                       # only the refresh before the hold; the operator's lock stays
+    assert store.lock() == "mixedrun-lock:operator@ctl:%d" % (NOW + 999)
 
 
-@pytest.mark.parametrize("tags, words", [
-    (["mixedrun-lock:operator@ctl:%d" % (NOW + 100)], "taken over"),
-    ([], "is gone"),
+@pytest.mark.parametrize("holder, words", [
+    ("operator@ctl", "taken over"),
+    (None, "is gone"),
 ])
-def test_lost_lock_stops_at_once_without_evaluating(kong, run_module, tags, words):
-    kong.get(ADMIN + "/upstreams/shop", json={"name": "shop", "tags": tags})
+def test_lost_lock_stops_at_once_without_evaluating(kong, run_module, holder, words):
+    store = FakeKong(kong)
+    if holder:
+        store.add(LOCK, lock_tags(holder, NOW + 100))
     result = run_module(rollout_gate, dict(BASE, container_targets=[CT1], probes={"enabled": True},
                                            lock={"owner": "job-1@ctl"}))
     assert result["failed"] is True and result["decision"] == "lock_lost" and words in result["msg"]
