@@ -21,8 +21,8 @@ description:
   - O(state=present) acquires the lock, or renews its expiry when O(owner) already holds it (so a re-run from the
     same seat resumes). A renewal is a C(PATCH) of the lock consumer by its id; when that id is gone (the lock was
     released, or taken over by force), the renewal fails and never overwrites the new holder. A live lock of another
-    owner is refused with a message naming that owner and the expiry. An expired (stale) lock is taken over: it is
-    deleted by its id and a new one is created, so of two jobs taking over at once only one succeeds. O(force=true)
+    owner is refused with a message naming that owner and the expiry. An expired (stale) lock is taken over (it is
+    deleted by its id and a new one is created, so of two jobs taking over at once only one succeeds). O(force=true)
     takes over a live lock the same way, for operators who made sure the other job is gone.
   - O(state=absent) releases the lock (C(DELETE) by id; refused for another owner's live lock unless O(force=true))
     and removes the rollout state unless O(keep_origin=true).
@@ -37,7 +37,7 @@ description:
   - O(renew_only=true) only renews a lock O(owner) already holds and fails with RV(lock_lost=true) when the lock is
     gone or another owner's, so a rollout re-checks the lock right before each weight change and never re-takes a
     lock an operator removed.
-  - Legacy (collection 1.x): the lock, origin and rollback tags on the upstream itself are still read. A live legacy
+  - Legacy (collection 1.x) - the lock, origin and rollback tags on the upstream itself are still read. A live legacy
     lock of another owner is refused (unless O(force=true)); the new holder moves the origin and rollback tags into
     the state consumer and removes the legacy tags from the upstream, once.
 author:
