@@ -107,14 +107,50 @@ def upstream_tags(lab):
     return requests.get(admin(lab) + "/upstreams/" + SERVICE, timeout=10).json().get("tags") or []
 
 
+def upstream_id(lab):
+    return requests.get(admin(lab) + "/upstreams/" + SERVICE, timeout=10).json()["id"]
+
+
+def _consumer_tags(lab, name):
+    resp = requests.get(admin(lab) + "/consumers/%s.%s" % (name, upstream_id(lab)), timeout=10)
+    return (resp.json().get("tags") or []) if resp.status_code == 200 else []
+
+
+def state_tags(lab):
+    """The rollout's lock, origin and rollback tags: on the lock and state consumers (and legacy ones left on the
+    upstream, which there should never be after a run)."""
+    tags = _consumer_tags(lab, "mixedrun-lock") + _consumer_tags(lab, "mixedrun-rollout") + upstream_tags(lab)
+    return [t for t in tags if t.startswith(("mixedrun-lock:", "mixedrun-rollout-origin:", "mixedrun-rollout-rollback:"))]
+
+
 def rollout_tags(lab):
-    """The lock and origin tags on the upstream."""
-    return [t for t in upstream_tags(lab) if t.startswith(("mixedrun-lock:", "mixedrun-rollout-origin:"))]
+    """The lock and origin tags."""
+    return [t for t in state_tags(lab) if t.startswith(("mixedrun-lock:", "mixedrun-rollout-origin:"))]
+
+
+def lock_owners(lab):
+    return [t.split(":")[1] for t in state_tags(lab) if t.startswith("mixedrun-lock:")]
 
 
 def set_tags(lab, tags):
     resp = requests.patch(admin(lab) + "/upstreams/" + SERVICE, json={"tags": tags}, timeout=10)
     assert resp.status_code == 200, resp.text
+
+
+def set_rollout_state(lab, lock=None, origin=None):
+    """Replace the lock and state consumers: ``lock`` = (owner, expiry epoch), ``origin`` = share."""
+    uid = upstream_id(lab)
+    for name in ("mixedrun-lock", "mixedrun-rollout"):
+        requests.delete(admin(lab) + "/consumers/%s.%s" % (name, uid), timeout=10)
+    if lock:
+        body = {"username": "mixedrun-lock." + uid, "custom_id": "e2e-%s" % time.time(),
+                "tags": ["mixedrun-lock", "mixedrun-upstream:" + uid, "mixedrun-lock:%s:%d" % lock]}
+        resp = requests.post(admin(lab) + "/consumers", json=body, timeout=10)
+        assert resp.status_code == 201, resp.text
+    if origin is not None:
+        resp = requests.put(admin(lab) + "/consumers/mixedrun-rollout." + uid, timeout=10,
+                            json={"tags": ["mixedrun-rollout", "mixedrun-upstream:" + uid, "mixedrun-rollout-origin:%s" % origin]})
+        assert resp.status_code == 200, resp.text
 
 
 def fault_all_containers(lab, **faults):
@@ -269,6 +305,7 @@ def fresh(lab, tmp_path):
     reset_faults(lab)
     bind(lab)
     set_tags(lab, ["mixedrun-managed", "mixedrun-service:" + SERVICE])
+    set_rollout_state(lab)
     yield str(tmp_path / "reports")
     reset_faults(lab)
 
@@ -335,7 +372,7 @@ def test_b_failing_containers_at_the_third_step_roll_back_and_fail_the_play(lab,
     assert failed["planned_share"] == 25 and failed["gate"]["failing_gate"]["name"] == "traffic"
     assert failed["gate"]["failing_gate"]["value"] < 0.99
     assert report["steps"][-1]["kind"] == "rollback"
-    assert not [t for t in upstream_tags(lab) if t.startswith("mixedrun-lock:")]
+    assert lock_owners(lab) == []
 
 
 def test_c_killed_controller_resumes_from_the_share_kong_holds(lab, fresh):
@@ -352,15 +389,16 @@ def test_c_killed_controller_resumes_from_the_share_kong_holds(lab, fresh):
         proc.stdout.close()
         killed_at = share(lab)
         assert 19.9 <= killed_at < 99.9, killed_at
-        tags = upstream_tags(lab)
+        tags = state_tags(lab)
         locks = [t for t in tags if t.startswith("mixedrun-lock:e2e-main:")]
         assert len(locks) == 1 and "mixedrun-rollout-origin:0" in tags
+        assert not [t for t in upstream_tags(lab) if t.startswith("mixedrun-") and t not in ("mixedrun-managed", "mixedrun-service:" + SERVICE)]
         # While the dead run's lock is live, another owner is refused ...
         rc, out = run_playbook("rollout.yml", dict(variables, rollout_lock_owner="e2e-second"))
         assert rc != 0 and "locked by 'e2e-main'" in out and share(lab) == killed_at
         # ... once it has expired (backdated here instead of waiting rollout_lock_ttl), a new owner takes it over
         # and resumes from the share Kong holds, rolling back (if it must) to the first run's origin.
-        set_tags(lab, [t for t in tags if t not in locks] + ["mixedrun-lock:e2e-main:%d" % (time.time() - 5)])
+        set_rollout_state(lab, lock=("e2e-main", time.time() - 5), origin=0)
         rc, out = run_playbook("rollout.yml", dict(variables, rollout_lock_owner="e2e-second"))
         time.sleep(0.3)
     assert rc == 0, out[-5000:]
@@ -383,7 +421,7 @@ def test_d_second_rollout_is_refused_by_the_lock(lab, fresh):
     first = start_playbook("rollout.yml", first_vars)
     try:
         deadline = time.time() + 30
-        while not any(t.startswith("mixedrun-lock:job-a@ctl:") for t in upstream_tags(lab)):
+        while lock_owners(lab) != ["job-a@ctl"]:
             assert time.time() < deadline and first.poll() is None, "the first rollout never took the lock"
             time.sleep(0.1)
         rc, out = run_playbook("rollout.yml", base_vars(lab, fresh, rollout_lock_owner="job-b@ctl"))
@@ -391,7 +429,7 @@ def test_d_second_rollout_is_refused_by_the_lock(lab, fresh):
         assert "Rollout of shop not started" in out and "locked by 'job-a@ctl'" in out
         # the second play wrote nothing (no task changed anything) and the lock is still the first one's
         assert "changed=0" in out and "failed=1" in out, out[-2000:]
-        assert [t.split(":")[1] for t in upstream_tags(lab) if t.startswith("mixedrun-lock:")] == ["job-a@ctl"]
+        assert lock_owners(lab) == ["job-a@ctl"]
         output, _errors = first.communicate(timeout=PLAYBOOK_TIMEOUT)
         assert first.returncode == 0, output[-4000:]
     finally:
@@ -403,7 +441,7 @@ def test_d_second_rollout_is_refused_by_the_lock(lab, fresh):
 
     # an operator's rollback over the lock of a job that is gone: refused without force, done with it; the AWX
     # workflow's deny path (rollout_fail_after_rollback) rolls back and then fails on purpose
-    set_tags(lab, ["mixedrun-lock:ghost-job@ctl:%d" % (time.time() + 3600), "mixedrun-rollout-origin:0"])
+    set_rollout_state(lab, lock=("ghost-job@ctl", time.time() + 3600), origin=0)
     rc, out = run_playbook("rollback.yml", base_vars(lab, fresh, rollout_lock_owner="operator"))
     assert rc != 0 and "locked by 'ghost-job@ctl'" in out and share(lab) == 100.0
     rc, out = run_playbook("rollback.yml", base_vars(lab, fresh, rollout_lock_owner="operator", rollout_lock_force=True,
@@ -440,8 +478,7 @@ def test_e_prometheus_without_data_applies_the_declared_policy(lab, fresh, polic
         # inconclusive: hold the weight, no rollback, a human decides; a re-run resumes from here
         assert "Rollout gate inconclusive" in out and "Holding at 50.0%" in out
         assert share(lab) == 50.0
-        tags = upstream_tags(lab)
-        assert "mixedrun-rollout-origin:0" in tags and not [t for t in tags if t.startswith("mixedrun-lock:")]
+        assert state_tags(lab) == ["mixedrun-rollout-origin:0"]
     report = reports(fresh)[-1]
     gate = steps_of(report)[-1]["gate"]
     assert gate["failing_gate"]["value"] is None and "no_data policy %s" % policy in gate["failing_gate"]["detail"]
@@ -460,7 +497,7 @@ def test_f_killed_mid_rollback_the_rerun_finishes_the_rollback(lab, fresh):
         try:
             deadline = time.time() + 90
             # the rollback has begun (its tag is on the upstream) and made its first step back, 70 % -> 40 %
-            while not ("mixedrun-rollout-rollback:0" in upstream_tags(lab) and abs(share(lab) - 40) < 0.5):
+            while not ("mixedrun-rollout-rollback:0" in state_tags(lab) and abs(share(lab) - 40) < 0.5):
                 assert time.time() < deadline and proc.poll() is None, "the rollback never started"
                 time.sleep(0.1)
             time.sleep(0.5)                         # in the 30 s pause before the next rollback step
@@ -472,14 +509,14 @@ def test_f_killed_mid_rollback_the_rerun_finishes_the_rollback(lab, fresh):
                 proc.wait(10)
             proc.stdout.close()
     assert abs(share(lab) - 40) < 0.5
-    assert "mixedrun-rollout-rollback:0" in upstream_tags(lab) and "mixedrun-rollout-origin:0" in upstream_tags(lab)
+    assert "mixedrun-rollout-rollback:0" in state_tags(lab) and "mixedrun-rollout-origin:0" in state_tags(lab)
     # the containers are healthy again: a re-run must still not resume upward, but finish the rollback
     reset_faults(lab)
     rc, out = run_playbook("rollout.yml", dict(variables, rollout_rollback_step_hold=1))
     assert rc != 0, out[-4000:]
     assert "Rollout of shop FAILED: an earlier run was rolling shop back to 0.0% when it stopped" in out
     assert "Rolled back (gradual) to 0.0%" in out
-    assert share(lab) == 0.0 and rollout_tags(lab) == []
+    assert share(lab) == 0.0 and state_tags(lab) == []
     report = reports(fresh)[-1]
     assert report["run"]["outcome"] == "rolled_back"
     assert [(s["kind"], s["planned_share"]) for s in report["steps"]] == [("rollback", 10), ("rollback", 0)]
@@ -513,8 +550,9 @@ def test_h_a_failed_finish_rolls_nothing_back_and_a_rerun_finishes(lab, fresh, t
     assert "Rollout of shop reached 100.0% (every step passed its gates), but finishing FAILED" in out
     assert "Nothing was rolled back" in out and "Rolled back" not in out
     assert share(lab) == 100.0 and rollout_tags(lab) == []          # the report failed after the lock release
-    # A run that died at 100 % before finishing left its (expired) lock and origin tags. The re-run takes the lock,
-    # finishes (here: removes the VM targets after the drain) and clears the tags; one more run has nothing to do.
+    # A run of collection 1.x that died at 100 % before finishing left its (expired) lock and origin tags on the
+    # upstream. The re-run takes the lock (migrating the legacy tags), finishes (here: removes the VM targets after the
+    # drain) and clears the state; one more run has nothing to do.
     set_tags(lab, ["mixedrun-managed", "mixedrun-lock:dead-job:%d" % (time.time() - 5), "mixedrun-rollout-origin:0"])
     rc, out = run_playbook("rollout.yml", dict(variables, rollout_remove_vms=True, rollout_vm_drain=1))
     assert rc == 0, out[-4000:]
