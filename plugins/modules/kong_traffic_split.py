@@ -265,8 +265,9 @@ balancers:
   description:
     - Per balancer URL of O(verify_balancer_urls) (credentials removed), the node's C(node_id) and C(seconds), the
       time from the end of the writes until that node's balancer routed with the planned weights.
-    - In read-only mode, per node C(node_id), C(follows) (its balancer routes with the weights the database holds)
-      and C(lagging) (target -> the weight it routes with, V(null) when the balancer does not hold it).
+    - In read-only mode, per node C(node_id), C(follows) (its balancer routes with the weights the database holds,
+      waited for up to O(verify_timeout) when it is still following a recent change), C(seconds) until it did, and
+      C(lagging) (target -> the weight it routes with, V(null) when the balancer does not hold it).
     - Empty in check mode.
   returned: always
   type: dict
@@ -784,8 +785,14 @@ def _split(client, extra_clients, balancer_clients, groups, params, check_mode, 
             result["verified_nodes"][url] = _node_id(other)
             if seen != before:
                 result["consistent"] = False
-        # ... and as every node's balancer routes with it (a node that has not followed a change yet is not consistent)
-        result["balancers"] = snapshot_balancers(balancer_clients, upstream, before)
+        # ... and as every node's balancer routes with it: a node still following a recent change is waited for
+        # (bounded by verify_timeout); one that does not follow in time makes the answer inconsistent
+        started = time.monotonic()
+        try:
+            followed = wait_balancers(balancer_clients, upstream, before, params["verify_timeout"], started=started)
+            result["balancers"] = dict((url, dict(node, follows=True, lagging={})) for url, node in followed.items())
+        except BalancerError:
+            result["balancers"] = snapshot_balancers(balancer_clients, upstream, before)
         if not all(node["follows"] for node in result["balancers"].values()):
             result["consistent"] = False
         return

@@ -559,13 +559,26 @@ def test_read_only_check_is_not_consistent_while_a_balancer_lags():
         one = FakeKong(rsps)
         one.add_upstream("shop", tagged(VMS, "vm", 1) + tagged(CONTAINERS, "container", 0))
         two = FakeKong(rsps, base=ADMIN2, upstreams=one.upstreams)
-        two.freeze_balancer(reads=5)
+        two.freeze_balancer(reads=10 ** 6)
         for target in one.upstreams["shop"]["targets"]:
-            target["weight"] = 3                                      # a change the second balancer has not seen
-        result = run(params(verify_admin_urls=[ADMIN2]))
+            target["weight"] = 3                                      # a change the second balancer never sees
+        result = run(params(verify_admin_urls=[ADMIN2], verify_timeout=0.5))
         assert result["consistent"] is False
         assert result["balancers"][ADMIN]["follows"] is True and result["balancers"][ADMIN2]["follows"] is False
         assert result["balancers"][ADMIN2]["lagging"]["127.0.10.1:18080"] == 1
+
+
+def test_read_only_check_waits_for_a_balancer_still_following_a_change():
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
+        one = FakeKong(rsps)
+        one.add_upstream("shop", tagged(VMS, "vm", 1) + tagged(CONTAINERS, "container", 0))
+        two = FakeKong(rsps, base=ADMIN2, upstreams=one.upstreams)
+        two.freeze_balancer(reads=3)
+        for target in one.upstreams["shop"]["targets"]:
+            target["weight"] = 3
+        result = run(params(verify_admin_urls=[ADMIN2], verify_timeout=5.0))
+        assert result["consistent"] is True and result["balancers"][ADMIN2]["follows"] is True
+        assert result["balancers"][ADMIN2]["seconds"] > 0 and result["writes"] == 0
 
 
 def _control_plane(rsps, planes):
