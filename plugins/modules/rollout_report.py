@@ -42,6 +42,9 @@ options:
         this report),
         C(origin_share), C(final_share), C(outcome) (V(finished), V(rolled_back), V(frozen), V(stopped), V(paused)),
         C(message).
+      - When a gate failed and the run rolled back, the report adds C(rollback_routed_seconds) (from the end of the
+        failing gate evaluation until every Kong node's balancer routed with the rolled-back weights),
+        C(rollback_converged_seconds) (the slowest balancer, after the rollback's writes) and C(rollback_nodes).
     type: dict
     required: true
   steps:
@@ -49,7 +52,8 @@ options:
       - The step records the rollout role collected, in order; each may hold C(index), C(total), C(kind)
         (V(step) or V(rollback)), C(planned_share), C(achieved_share), C(previous_share), C(vm_weight),
         C(container_weight), C(weights), C(started_at), C(applied_at), C(finished_at), C(gate) (a
-        M(mixedrun.kong.rollout_gate) result) and C(decision).
+        M(mixedrun.kong.rollout_gate) result), C(decision), C(balancers) and C(converged_seconds) (per Kong node, the
+        seconds until its balancer routed with the step's weights).
     type: list
     elements: dict
     default: []
@@ -157,6 +161,10 @@ def build_table(run, steps):
     if run.get("finish_started_at") is not None and run.get("finished_at") is not None:
         out.append("finish (VM targets, lock release, report): %s s"
                    % _num(float(run["finished_at"]) - float(run["finish_started_at"]), 1))
+    if run.get("rollback_routed_seconds") is not None:
+        out.append("rollback: every Kong node (%d) routed with the rolled-back weights %s s after the failing gate evaluation "
+                   "(slowest balancer %s s after the writes)" % (len(run.get("rollback_nodes") or []), _num(run["rollback_routed_seconds"], 2),
+                                                               _num(run.get("rollback_converged_seconds"), 2)))
     if run.get("message"):
         out.append(str(run["message"]))
     return out
@@ -264,10 +272,28 @@ def build_html(run, steps, table):
                 _esc(title), _esc(title), _esc("\n".join(table)), "\n".join(panels)))
 
 
+def rollback_timing(steps):
+    """When a gate failed and the run rolled back: seconds from the end of the failing gate evaluation until every Kong
+    node's balancer routed with the rolled-back weights (the last rollback step returned only once each had), and the
+    slowest node's own time after the writes. None when the run did not roll back after a failed gate."""
+    failed = [s for s in steps if s.get("kind", "step") == "step" and s.get("decision") == "rollback"]
+    backs = [s for s in steps if s.get("kind") == "rollback" and s.get("applied_at") is not None]
+    if not failed or not backs:
+        return None
+    failed_at = (failed[-1].get("gate") or {}).get("finished_at") or failed[-1].get("finished_at")
+    if failed_at is None:
+        return None
+    last = backs[-1]
+    return {"rollback_routed_seconds": round(float(last["applied_at"]) - float(failed_at), 2),
+            "rollback_converged_seconds": last.get("converged_seconds"),
+            "rollback_nodes": sorted((last.get("balancers") or {}).keys())}
+
+
 def write_report(params, check_mode=False, clock=time.time):
     run = dict(params["run"])
     run.setdefault("service", params["service"])
     steps = params["steps"] or []
+    run.update(rollback_timing(steps) or {})
     table = build_table(run, steps)
     applied = [s for s in steps if s.get("kind", "step") == "step"]
     evaluations = sum(len((s.get("gate") or {}).get("evaluations") or []) for s in steps)

@@ -211,3 +211,21 @@ def test_awx_example_defines_everything_it_references():
         assert set(kind["injectors"]["env"]) == {"KONG_ADMIN_URL", "KONG_ADMIN_TOKEN"}
         assert fields["admin_token"]["secret"] is True
         assert str(kind["injectors"]["env"]["KONG_ADMIN_URL"]) == "{{ admin_url }}"
+
+
+def test_report_times_the_rollback_until_every_node_routes_with_it(run, tmp_path):
+    steps = steps_fixture()
+    steps[0]["decision"] = "rollback"
+    steps[0]["gate"] = dict(steps[0]["gate"], finished_at=1002.6, decision="rollback")
+    steps[1].update(applied_at=1007.35, converged_seconds=4.1,
+                    balancers={"http://dp-1:8100": {"node_id": "a", "seconds": 1.2}, "http://dp-2:8100": {"node_id": "b", "seconds": 4.1}})
+    result = run(rollout_report, {"dest": str(tmp_path), "service": "shop", "steps": steps, "run": {"outcome": "rolled_back"}})
+    with open(result["json_path"]) as handle:
+        doc = json.load(handle)
+    assert doc["run"]["rollback_routed_seconds"] == 4.75 and doc["run"]["rollback_converged_seconds"] == 4.1
+    assert doc["run"]["rollback_nodes"] == ["http://dp-1:8100", "http://dp-2:8100"]
+    assert ("rollback: every Kong node (2) routed with the rolled-back weights 4.75 s after the failing gate evaluation "
+            "(slowest balancer 4.1 s after the writes)") in result["table"]
+    # a run that did not roll back after a failed gate has no such line
+    plain = run(rollout_report, {"dest": str(tmp_path), "service": "shop", "steps": steps_fixture()[:1], "run": {"outcome": "finished"}})
+    assert not any(line.startswith("rollback:") for line in plain["table"])
