@@ -57,7 +57,7 @@ def members(lab, kind=None):
 
 
 def bind(lab):
-    """Upstream with tagged VM (weight 100) and container (weight 0) targets, service and route; no lock tags."""
+    """Upstream with tagged VM (weight 100) and container (weight 0) targets, service and route; no lock or state."""
     base = admin(lab)
 
     def call(method, path, body=None):
@@ -66,6 +66,7 @@ def bind(lab):
         return resp.json() if resp.content else None
 
     call("PUT", "/upstreams/" + SERVICE, {"tags": ["mixedrun-managed", "mixedrun-service:" + SERVICE]})
+    set_rollout_state(lab)                  # no lock and no origin/rollback state (the lock and state consumers)
     have = {t["target"] for t in call("GET", "/upstreams/%s/targets" % SERVICE)["data"]}
     for node in members(lab):
         target = "%s:%d" % (node["address"], node["port"])
