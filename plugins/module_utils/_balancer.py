@@ -40,17 +40,44 @@ class BalancerError(Exception):
 
 
 def read_balancer(client, upstream):
-    """(node_id, {target: {"weight": balancer weight or None, "health": health or None, "addresses": n}}) from one
-    node's ``/upstreams/{upstream}/health``. ``weight`` None: this node's balancer does not hold the target."""
-    node_id = None
+    """(node_id, {target: {"weight": balancer weight, "addresses": n, "healthy": [bool per address]}}) from one
+    node's balancer as a whole (``/upstreams/{upstream}/health?balancer_health=1``: ``details.hosts``, every target the
+    balancer holds, weight-0 ones included). A target the balancer does not hold is absent; so is every target while
+    the node has no balancer for the upstream (Kong answers without ``data`` then).
+
+    The per-target listing (``/upstreams/{u}/health``) is not used for this: on a DB-less node (a data plane's Status
+    API) Kong 3.9.3 lists at most 100 targets of an upstream, with no next page, while its balancer holds them all."""
+    answer = client.request("GET", "/upstreams/%s/health" % client.quote(upstream), params={"balancer_health": 1}) or {}
     view = {}
-    for page in client.pages("/upstreams/%s/health" % client.quote(upstream)):
-        node_id = node_id or page.get("node_id")
-        for item in page.get("data") or []:
-            data = item.get("data") or {}
-            view[target_key(item["target"])] = {"weight": data.get("nodeWeight"), "health": item.get("health"),
-                                                "addresses": len(data.get("addresses") or [])}
-    return node_id, view
+    for host in ((answer.get("data") or {}).get("details") or {}).get("hosts") or []:
+        try:
+            key = target_key("%s:%s" % (host["host"], host["port"]))
+        except (KeyError, ValueError):
+            continue
+        addresses = host.get("addresses") or []
+        view[key] = {"weight": host.get("nodeWeight"), "addresses": len(addresses),
+                     "healthy": [bool(a.get("healthy")) for a in addresses]}
+    return answer.get("node_id"), view
+
+
+def health_from_balancer(client, upstream):
+    """{target: (health, balancer weight)} from the balancer's details: HEALTHCHECKS_OFF for every target when the
+    upstream is not health-checked, else HEALTHY / UNHEALTHY from its addresses. For the targets a DB-less node's
+    per-target listing leaves out (it lists at most 100)."""
+    answer = client.request("GET", "/upstreams/%s/health" % client.quote(upstream), params={"balancer_health": 1}) or {}
+    data = answer.get("data") or {}
+    out = {}
+    for host in (data.get("details") or {}).get("hosts") or []:
+        try:
+            key = target_key("%s:%s" % (host["host"], host["port"]))
+        except (KeyError, ValueError):
+            continue
+        if data.get("health") == "HEALTHCHECKS_OFF" or not host.get("nodeWeight"):
+            health = "HEALTHCHECKS_OFF"
+        else:
+            health = "HEALTHY" if all(a.get("healthy") for a in host.get("addresses") or []) else "UNHEALTHY"
+        out[key] = (health, host.get("nodeWeight"))
+    return out
 
 
 def lagging(view, expected):

@@ -607,9 +607,20 @@ def node_health(client, upstream_id, balancer_health=False):
                 # the weight this node's balancer routes with; None while it does not hold the target
                 "balancer_weight": data.get("nodeWeight"),
             }
+    # the balancer's own weights (a DB-less node lists at most 100 targets above, its balancer holds them all)
+    answer = client.request("GET", path, params={"balancer_health": 1}) or {}
+    data = answer.get("data") or {}
+    held = {}
+    for host in (data.get("details") or {}).get("hosts") or []:
+        try:
+            held[target_key("%s:%s" % (host["host"], host["port"]))] = host.get("nodeWeight")
+        except (KeyError, ValueError):
+            continue
+    for key, entry in node["targets"].items():
+        entry["balancer_weight"] = held.get(key)
+    for key, weight in held.items():
+        node["targets"].setdefault(key, {"health": None, "addresses": [], "balancer_weight": weight})
     if balancer_health:
-        answer = client.request("GET", path, params={"balancer_health": 1}) or {}
-        data = answer.get("data") or {}
         node["balancer_health"] = data.get("balancer_health")
         node["balancer_details"] = data.get("details")
     return node

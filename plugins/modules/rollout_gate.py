@@ -452,11 +452,13 @@ from ansible_collections.mixedrun.kong.plugins.module_utils._rollout import (
     validate_no_data,
 )
 from ansible_collections.mixedrun.kong.plugins.module_utils._rollout_lock import LockFailure, renew_lock
+from ansible_collections.mixedrun.kong.plugins.module_utils._balancer import health_from_balancer
 from ansible_collections.mixedrun.kong.plugins.module_utils._entities import node_role
 from ansible_collections.mixedrun.kong.plugins.module_utils._targets import TargetError, target_key
 
 GATE_KONG_HEALTH = "kong_health"
 SETTLE_POLL = 0.25          # seconds between reads of a node still catching up (kong_health.settle)
+DBLESS_LIST_CAP = 100       # Kong 3.9.3 DB-less nodes list at most this many targets of an upstream in /health
 GATE_PROBES = "probes"
 GATE_PROMETHEUS = "prometheus"
 GATE_TRAFFIC = "traffic"
@@ -640,6 +642,12 @@ class GateRunner:
                 entries.append((target_key(item.get("target")), item.get("health"), item.get("weight")))
             except TargetError:
                 continue
+        listed = set(key for key, _health, _weight in entries)
+        if len(listed) >= DBLESS_LIST_CAP and set(self.container_targets) - listed:
+            # a DB-less node (a data plane) lists at most 100 targets: the rest from its balancer's details
+            for key, (health, weight) in health_from_balancer(client, self.params["upstream"]).items():
+                if key not in listed:
+                    entries.append((key, health, weight))
         return entries
 
     def kong_health(self, url, is_balancer=False):

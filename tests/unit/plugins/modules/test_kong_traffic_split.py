@@ -82,6 +82,11 @@ class FakeKong:
         else:
             self.balancer = None
         routed = (self.balancer or {}).get(name) or dict((t["target"], t["weight"]) for t in upstream["targets"])
+        if "balancer_health=1" in request.path_url:
+            hosts = [{"host": target.rsplit(":", 1)[0], "port": int(target.rsplit(":", 1)[1]), "nodeWeight": weight,
+                      "addresses": [{"weight": weight, "healthy": True}]} for target, weight in routed.items() if weight is not None]
+            return self._json(200, {"node_id": self.node_id, "data": {"health": "HEALTHCHECKS_OFF", "balancer_health": "HEALTHY",
+                                                                      "details": {"hosts": hosts}}})
         data = []
         for target in upstream["targets"]:
             item = dict(target, health="HEALTHCHECKS_OFF")

@@ -9,6 +9,7 @@ import time
 import pytest
 import requests
 import responses
+from responses import matchers
 
 from ansible_collections.mixedrun.kong.plugins.modules import rollout_gate
 
@@ -422,3 +423,20 @@ def test_health_is_read_from_every_data_plane_without_the_token(kong, run_module
     for call in kong.calls:
         if call.request.url.startswith((DP1, DP2)):
             assert "Kong-Admin-Token" not in call.request.headers
+
+
+def test_a_data_plane_listing_only_100_targets_is_completed_from_its_balancer(kong, run_module):
+    """Kong 3.9.3 DB-less nodes (data planes) list at most 100 targets of an upstream in /health, no next page;
+    the balancer's details hold them all: the containers left out of the listing are judged from there."""
+    mock_upstream(kong)
+    vms = ["10.0.2.%d:8080" % i for i in range(1, 101)]
+    listing = {"data": [dict(target(t, "vm"), health="HEALTHY") for t in vms], "next": None, "node_id": "dp-1"}
+    hosts = [{"host": t.split(":")[0], "port": 8080, "nodeWeight": 10, "addresses": [{"weight": 10, "healthy": True}]} for t in vms]
+    hosts += [{"host": "10.0.1.7", "port": 8080, "nodeWeight": 10, "addresses": [{"weight": 10, "healthy": False}]},
+              {"host": "10.0.1.8", "port": 8080, "nodeWeight": 10, "addresses": [{"weight": 10, "healthy": True}]}]
+    kong.get(DP1 + "/upstreams/shop/health", match=[matchers.query_param_matcher({"size": "1000"})], json=listing)
+    kong.get(DP1 + "/upstreams/shop/health", match=[matchers.query_param_matcher({"balancer_health": "1"})],
+             json={"data": {"health": "HEALTHY", "balancer_health": "HEALTHY", "details": {"hosts": hosts}}, "node_id": "dp-1"})
+    result = run_module(rollout_gate, {"upstream": "shop", "container_targets": [CT1, CT2], "max_consecutive_failures": 1,
+                                       "kong_health": {"balancer_urls": [DP1]}})
+    assert result["decision"] == "rollback" and "%s UNHEALTHY" % CT1 in result["msg"] and "missing" not in result["msg"]
