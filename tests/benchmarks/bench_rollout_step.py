@@ -19,7 +19,7 @@ printed on its own line, from ``finish_started_at`` to the end of the play, and 
 Fails (exit 1) when a step's overhead reaches 2 s. Run (reuses a running lab, else starts one):
 
     MIXEDRUN_LAB_JSON=.lab/lab.json .venv/bin/python tests/benchmarks/bench_rollout_step.py
-    .venv/bin/python tests/benchmarks/bench_rollout_step.py --kong-nodes 2
+    .venv/bin/python tests/benchmarks/bench_rollout_step.py --kong-nodes 2 [--kong-mode hybrid] [--kong-engine simulator]
 """
 
 import argparse
@@ -130,6 +130,7 @@ def run_rollout(info, report_dir, steps):
     variables = {
         "rollout_upstream": UPSTREAM, "rollout_admin_url": info["admin_url"],
         "rollout_admin_urls": info.get("admin_urls") or [info["admin_url"]],
+        "rollout_balancer_urls": info.get("kong_balancer_urls") or [],
         "rollout_steps": steps, "rollout_hold": 0, "rollout_gate_interval": 1,
         "rollout_probe": True, "rollout_kong_health": True, "rollout_report_dir": report_dir,
         "rollout_traffic_url": info["lb_url"], "rollout_traffic_host": DOMAIN, "rollout_traffic_requests": 20,
@@ -158,6 +159,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
     parser.add_argument("--targets", type=int, default=100, help="VM targets and container targets, each (default 100)")
     parser.add_argument("--kong-nodes", type=int, default=None, help="Kong nodes when a lab is started here")
+    parser.add_argument("--kong-mode", choices=("traditional", "hybrid"), default=None, help="when a lab is started here")
+    parser.add_argument("--kong-engine", choices=("real", "simulator"), default=None, help="when a lab is started here")
     args = parser.parse_args()
     from tests.lab.lab import wait_routed, wait_scraped  # pylint: disable=import-outside-toplevel
     from tests.lab.pytest_plugin import start_lab, stop_lab  # pylint: disable=import-outside-toplevel
@@ -167,7 +170,7 @@ def main():
             info = json.load(handle)
     else:
         state_dir = tempfile.mkdtemp(prefix="bench-rollout-lab-")
-        info = start_lab(state_dir, kong_nodes=args.kong_nodes)
+        info = start_lab(state_dir, kong_nodes=args.kong_nodes, kong_mode=args.kong_mode, kong_engine=args.kong_engine)
     vms = FakeNodes("127.0.150.", args.targets)
     containers = FakeNodes("127.0.160.", args.targets)
     try:
