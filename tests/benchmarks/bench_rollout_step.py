@@ -188,8 +188,8 @@ def main():
             shutil.rmtree(state_dir, ignore_errors=True)
     steps = [s for s in report["steps"] if s["kind"] == "step"]
     gates = sorted(set(g["gate"] for g in steps[0]["gate"]["gates"]))
-    print("rollout step overhead: %d VM + %d container targets, %d Kong node(s), hold 0, gates: %s" % (
-        args.targets, args.targets, len(info.get("admin_urls") or [1]), ", ".join(gates)))
+    print("rollout step overhead: %d VM + %d container targets, %d Kong proxy node(s), hold 0, gates: %s" % (
+        args.targets, args.targets, len(info.get("proxy_urls") or [1]), ", ".join(gates)))
     print("%-6s %-9s %8s %8s %8s" % ("step", "share %", "split s", "gate s", "step s"))
     worst = 0.0
     for pos, step in enumerate(steps):
