@@ -227,6 +227,21 @@ options:
         description: Verify Prometheus' TLS certificate.
         type: bool
         default: true
+      require_series:
+        description:
+          - Before the first evaluation, check that every metric each query reads has at least one series in
+            Prometheus (C(/api/v1/series), the last hour). A query on a metric that does not exist can never see data
+            (for example Kong's C(kong_http_requests_total) while the prometheus plugin's C(status_code_metrics) is
+            off, the default); the task then fails before anything is held or changed, naming the query, the metric
+            and what to switch on. Queries with C(absent()) are not checked.
+        type: bool
+        default: true
+      check_only:
+        description:
+          - Only run the O(prometheus.require_series) check, evaluate no query (the rollout role's pre-flight check,
+            before the containers carry any traffic).
+        type: bool
+        default: false
   traffic:
     description: Probe traffic through the gateway with the domain's Host header.
     type: dict
@@ -453,6 +468,7 @@ from ansible_collections.mixedrun.kong.plugins.module_utils._rollout import (
 )
 from ansible_collections.mixedrun.kong.plugins.module_utils._rollout_lock import LockFailure, renew_lock
 from ansible_collections.mixedrun.kong.plugins.module_utils._balancer import health_from_balancer
+from ansible_collections.mixedrun.kong.plugins.module_utils._prometheus import metric_names, missing_metric_hint
 from ansible_collections.mixedrun.kong.plugins.module_utils._entities import node_role
 from ansible_collections.mixedrun.kong.plugins.module_utils._targets import TargetError, target_key
 
@@ -567,6 +583,37 @@ class GateRunner:
                 raise GateSetupError("upstream '%s' not found: bind the service first (the mixed_service role)" % upstream)
             self.healthchecks_on = healthchecks_configured(entity)
             self._refuse_control_planes()
+        prom = params.get("prometheus")
+        if prom and prom.get("require_series", True):
+            self._require_series(prom)
+
+    def _require_series(self, prom):
+        """Every metric a query reads must have a series in Prometheus, or the gate could never see data."""
+        start = time.time() - 3600
+        checked = {}
+        for pos, query in enumerate(prom["queries"], 1):
+            if "absent(" in query["query"] or "absent_over_time(" in query["query"]:
+                continue
+            for metric in metric_names(query["query"]):
+                if metric not in checked:
+                    checked[metric] = self._series_count(prom, metric, start)
+                if checked[metric] == 0:
+                    hint = missing_metric_hint(metric) or "check the exporter that should provide it and Prometheus' scrape targets"
+                    raise GateSetupError("prometheus.queries[%d] (%s) reads %s, which has no series in Prometheus at %s: this gate "
+                                         "could never see data (%s). Nothing was held or changed; fix the exporter, or change or "
+                                         "drop the query (require_series: false skips this check)"
+                                         % (pos, query["name"], metric, redact_url(prom["url"]), hint))
+
+    def _series_count(self, prom, metric, start):
+        """How many series ``metric`` has; None when Prometheus cannot say (then the check is not decisive)."""
+        try:
+            response = self.session.get(prom["url"].rstrip("/") + "/api/v1/series", params={"match[]": metric, "start": "%.0f" % start},
+                                        headers=prom.get("headers") or {}, timeout=prom["timeout"], verify=prom["validate_certs"])
+            if response.status_code != 200:
+                return None
+            return len(response.json().get("data") or [])
+        except (requests.exceptions.RequestException, ValueError, AttributeError):
+            return None
 
     def _health_sources(self):
         """[(url or None for admin_url, read without the admin credentials: a Status API)] the Kong health gate reads."""
@@ -610,7 +657,7 @@ class GateRunner:
         if probes.get("enabled"):
             out.append(lambda: [self.probe_nodes()])
         prom = params.get("prometheus")
-        if prom:
+        if prom and not prom.get("check_only"):
             for query in prom["queries"]:
                 out.append(lambda query=query: [self.prometheus_query(query)])
         if params.get("traffic"):
@@ -925,6 +972,8 @@ def main():
                 timeout=dict(type="float", default=5.0),
                 headers=dict(type="dict", no_log=True),
                 validate_certs=dict(type="bool", default=True),
+                require_series=dict(type="bool", default=True),
+                check_only=dict(type="bool", default=False),
             )),
             traffic=dict(type="dict", options=dict(
                 url=dict(type="str", required=True),

@@ -454,9 +454,25 @@ def test_d_second_rollout_is_refused_by_the_lock(lab, fresh):
     assert [(s["kind"], s["planned_share"]) for s in report["steps"]] == [("rollback", 0)]
 
 
+def test_e0_a_query_on_a_metric_that_does_not_exist_stops_before_the_first_step(lab, fresh):
+    """Kong's prometheus plugin exports nothing of its request metrics by default: a gate reading a metric that has no
+    series can never see data, so the rollout must not start (and must not pass by a no_data policy)."""
+    before = share(lab)
+    variables = base_vars(lab, fresh, rollout_steps=[50], rollout_no_data="pass", rollout_traffic_url=None,
+                          rollout_prometheus_url=lab["prometheus_url"],
+                          rollout_prometheus_queries=[{"name": "error ratio", "max": 0.05,
+                                                       "query": "sum(rate(mixedrun_e2e_metric_that_does_not_exist[1m]))"}])
+    rc, out = run_playbook("rollout.yml", variables)
+    text = " ".join(out.split())
+    assert rc != 0 and "prometheus.queries[1] (error ratio) reads mixedrun_e2e_metric_that_does_not_exist" in text, out[-4000:]
+    assert "could never see data" in text
+    assert share(lab) == before and lock_owners(lab) == []
+
+
 @pytest.mark.parametrize("policy", ["fail", "pass", "inconclusive"])
 def test_e_prometheus_without_data_applies_the_declared_policy(lab, fresh, policy):
     variables = base_vars(lab, fresh, rollout_steps=[50], rollout_no_data=policy, rollout_inconclusive_limit=2,
+                          rollout_prometheus_require_series=False,
                           rollout_traffic_url=None, rollout_prometheus_url=lab["prometheus_url"],
                           rollout_prometheus_queries=[{"name": "error ratio", "max": 0.05,
                                                        "query": "sum(rate(mixedrun_e2e_metric_that_does_not_exist[1m]))"}])

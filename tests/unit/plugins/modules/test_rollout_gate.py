@@ -440,3 +440,28 @@ def test_a_data_plane_listing_only_100_targets_is_completed_from_its_balancer(ko
     result = run_module(rollout_gate, {"upstream": "shop", "container_targets": [CT1, CT2], "max_consecutive_failures": 1,
                                        "kong_health": {"balancer_urls": [DP1]}})
     assert result["decision"] == "rollback" and "%s UNHEALTHY" % CT1 in result["msg"] and "missing" not in result["msg"]
+
+
+PROM_QUERY = {"name": "5xx ratio", "max": 0.01,
+              "query": 'sum(rate(kong_http_requests_total{service="shop",code=~"5.."}[1m])) / sum(rate(kong_http_requests_total{service="shop"}[1m]))'}
+
+
+def test_a_query_on_a_metric_without_series_stops_before_anything_is_held(kong, run_module):
+    """Kong 3.9's prometheus plugin exports kong_http_requests_total only with status_code_metrics on (off by default)."""
+    kong.get(PROM + "/api/v1/series", json={"status": "success", "data": []})
+    result = run_module(rollout_gate, dict(BASE, hold=30, prometheus={"url": PROM, "queries": [PROM_QUERY]}))
+    assert result["failed"] is True and not result.get("evaluations")
+    assert "prometheus.queries[1] (5xx ratio) reads kong_http_requests_total, which has no series" in result["msg"]
+    assert "could never see data" in result["msg"] and "status_code_metrics" in result["msg"]
+    assert not any("/api/v1/query" in c.request.url for c in kong.calls)
+
+
+def test_check_only_checks_the_series_and_evaluates_no_query(kong, run_module):
+    kong.get(PROM + "/api/v1/series", json={"status": "success", "data": [{"__name__": "kong_http_requests_total"}]})
+    kong.get("http://%s/" % CT1, status=200)
+    result = run_module(rollout_gate, dict(BASE, probes={"enabled": True, "targets": [CT1]},
+                                           prometheus={"url": PROM, "queries": [PROM_QUERY], "check_only": True}))
+    assert result["decision"] == "pass", result.get("msg")
+    assert not any("/api/v1/query" in c.request.url for c in kong.calls)
+    assert any("/api/v1/series" in c.request.url for c in kong.calls)
+    assert all(g["gate"] != "prometheus" for g in result.get("gates") or [])
