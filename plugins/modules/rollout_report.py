@@ -162,9 +162,10 @@ def build_table(run, steps):
         out.append("finish (VM targets, lock release, report): %s s"
                    % _num(float(run["finished_at"]) - float(run["finish_started_at"]), 1))
     if run.get("rollback_routed_seconds") is not None:
+        nodes = len(run.get("rollback_nodes") or [])
         out.append("rollback: every Kong node (%d) routed with the rolled-back weights %s s after the failing gate evaluation "
-                   "(slowest balancer %s s after the writes)" % (len(run.get("rollback_nodes") or []), _num(run["rollback_routed_seconds"], 2),
-                                                               _num(run.get("rollback_converged_seconds"), 2)))
+                   "(slowest balancer %s s after the writes)"
+                   % (nodes, _num(run["rollback_routed_seconds"], 2), _num(run.get("rollback_converged_seconds"), 2)))
     if run.get("message"):
         out.append(str(run["message"]))
     return out

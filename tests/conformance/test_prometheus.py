@@ -76,7 +76,12 @@ def test_metrics_follow_the_plugin_options(admin, cluster, uname):
         resp = admin.patch("/plugins/" + plugin["id"], json={"config": {"upstream_health_metrics": True, "status_code_metrics": True}})
         assert resp.status_code == 200
         started = time.monotonic()
-        text, _unused = wait_for(lambda: (lambda t: t if health_label in t and requests_label in t else None)(scrape()), 20, 0.2)
+
+        def both_shown():
+            page = scrape()
+            return page if health_label in page and requests_label in page else None
+
+        text, _unused = wait_for(both_shown, 20, 0.2)
         assert text, "no kong_upstream_target_health / kong_http_requests_total for %s within 20 s" % uname
         record_timing("prometheus options turned on -> /metrics shows them", time.monotonic() - started)
         lines = [line for line in text.splitlines() if line.startswith(health_label)]

@@ -193,7 +193,7 @@ def test_5_renewals_do_not_change_the_upstream(kong, upstream):
     c = client(kong["a"])
     kong_rollout_lock.ensure_lock(c, params("job-1@ctl", origin_share=0))
     before = requests.get(kong["a"] + "/upstreams/" + UPSTREAM, timeout=10).json()
-    for _ in range(3):
+    for _renewal in range(3):
         time.sleep(1.1)                       # updated_at has a resolution of one second
         kong_rollout_lock.ensure_lock(c, params("job-1@ctl", renew_only=True))
     kong_rollout_lock.ensure_lock(c, params("job-1@ctl", rollback_to=0, renew_only=True))

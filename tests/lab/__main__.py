@@ -41,9 +41,8 @@ def main(argv=None):
                               kong_mode=args.kong_mode)
             if info.get("already_running"):
                 print("lab already running in %s; reporting it (use --restart to start it again)" % lab.state_dir, file=sys.stderr)
-            print("lab up: Kong engine %s (%s mode, %s)" % (info.get("kong_engine"), info.get("kong_mode"),
-                                                          ", ".join("%s %s" % (n["name"], n["role"]) for n in info.get("kong_nodes") or [])),
-                  file=sys.stderr)
+            nodes = ", ".join("%s %s" % (n["name"], n["role"]) for n in info.get("kong_nodes") or [])
+            print("lab up: Kong engine %s (%s mode, %s)" % (info.get("kong_engine"), info.get("kong_mode"), nodes), file=sys.stderr)
             print(json.dumps(info, indent=2))
             return 0
         if args.command == "down":
