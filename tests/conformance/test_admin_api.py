@@ -76,6 +76,25 @@ def test_delete_is_204_also_when_missing(admin, uname):
 
 
 @pytest.mark.modes(*WRITES)
+def test_patch_missing_and_taken_id_bodies(admin, uname):
+    """PATCH of a missing entity: 404 code 6 (by name or by primary key); POST with a taken id: 400 code 3."""
+    missing = "00000000-0000-4000-8000-0000000000cf"
+    resp = admin.patch("/upstreams/" + uname, json={"slots": 20})
+    assert resp.status_code == 404
+    assert resp.json() == {"code": 6, "name": "not found", "fields": {"name": uname},
+                           "message": "could not find the entity with '{name=\"%s\"}'" % uname}
+    resp = admin.patch("/upstreams/" + missing, json={"slots": 20})
+    assert resp.status_code == 404
+    assert resp.json() == {"code": 6, "name": "not found", "fields": {"id": missing},
+                           "message": "could not find the entity with primary key '{id=\"%s\"}'" % missing}
+    created = _upstream(admin, uname)
+    resp = admin.post("/upstreams", json={"name": uname + "-2", "id": created["id"]})
+    assert resp.status_code == 400
+    assert resp.json() == {"code": 3, "name": "primary key violation", "fields": {"id": created["id"]},
+                           "message": "primary key violation on key '{id=\"%s\"}'" % created["id"]}
+
+
+@pytest.mark.modes(*WRITES)
 def test_put_upserts_by_name_and_replaces(admin, uname):
     resp = admin.put("/upstreams/" + uname, json={"algorithm": "least-connections", "tags": ["cf"]})
     assert resp.status_code == 200, resp.text
@@ -202,3 +221,5 @@ def test_dbless_writes_answer_405(admin):
     resp = admin.post("/plugins", json={"name": "prometheus"})
     assert resp.status_code == 405
     assert resp.json()["message"] == "cannot create 'plugins' entities when not using a database"
+    # validated before refused
+    assert admin.post("/upstreams", json={"name": "1.2.3.4"}).json()["fields"] == {"name": "Invalid name ('1.2.3.4'); no ip addresses allowed"}

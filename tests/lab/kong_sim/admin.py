@@ -16,8 +16,13 @@ from .store import UniqueConflict, decode_offset, encode_offset
 LOG = logging.getLogger("kong_sim.admin")
 
 VERSION = "3.9.1"
-TOP_LEVEL = ("upstreams", "services", "routes", "workspaces")
-RESERVED = set(TOP_LEVEL) | {"targets", "status", "metrics", "config", "_lab", "tags", "plugins", "consumers", "certificates",
+TOP_LEVEL = ("upstreams", "services", "routes", "consumers", "workspaces")
+# /{entities}/{key}: a UUID is the id, anything else this unique field (Kong's endpoint_key)
+ENDPOINT_KEYS = {"consumers": "username"}
+# entities outside the proxy configuration: writing them is no configuration change (Kong only invalidates their
+# cache entries: no router, balancer or plugins rebuild), so nodes do not rebuild either
+OFF_CONFIG = {"consumers"}
+RESERVED = set(TOP_LEVEL) | {"targets", "status", "metrics", "config", "_lab", "tags", "plugins", "certificates",
                              "snis", "ca_certificates", "endpoints", "schemas", "timers", "debug", "clustering", "cache"}
 WRITE_VERBS = {"POST": "create", "PUT": "create or update", "PATCH": "update", "DELETE": "remove"}
 DEFAULT_PAGE = 100
@@ -198,12 +203,7 @@ class AdminApi:  # pylint: disable=too-many-public-methods
         if kind == "workspaces":
             return self.workspaces(req)
         if len(segs) == 1:
-            if method == "GET":
-                return self.list_top(req, kind)
-            if method == "POST":
-                self._dbless_guard(method, kind)
-                return json_response(201, self.create(kind, req.ws, req.body))
-            raise errors.method_not_allowed()
+            return self.collection(req, kind)
         if len(segs) == 2:
             return self.entity_endpoint(req, kind, segs[1])
         if kind == "upstreams" and segs[2] in ("targets", "health"):
@@ -254,17 +254,31 @@ class AdminApi:  # pylint: disable=too-many-public-methods
             return json_response(200, service)
         raise errors.not_found()
 
+    def collection(self, req, kind):
+        """``/{entities}``: GET lists, POST creates."""
+        if req.method == "GET":
+            if kind == "consumers" and "custom_id" in req.query:
+                return self.consumer_by_custom_id(req)
+            return self.list_top(req, kind)
+        if req.method == "POST":
+            if self.node.options.dbless:
+                self.build_new(kind, req.ws, req.body, foreign=False)     # Kong validates first (400), then refuses
+            self._dbless_guard(req.method, kind)
+            return json_response(201, self.create(kind, req.ws, req.body))
+        raise errors.method_not_allowed()
+
     @staticmethod
     def _dbless_entity_write(method, kind, key, current):
-        """DB-less answers for writes on /{entities}/{key}: Kong looks the entity up first (PATCH 404, DELETE 204)."""
-        by = "id" if schema.is_uuid(key) else "name"
+        """DB-less answers for writes on /{entities}/{key}: Kong looks the entity up first (PATCH 404, DELETE 204);
+        the message names the endpoint key (``by 'name'``, ``by 'username'``), not the id (Kong 3.9.3)."""
+        by = "id" if schema.is_uuid(key) else ENDPOINT_KEYS.get(kind, "name")
         if method == "PATCH" and current is None:
-            raise ApiError(404, {"code": 6, "name": "not found", "message": "could not find the entity with '{%s=\"%s\"}'" % (by, key),
-                                 "fields": {by: key}})
+            raise errors.entity_not_found(by, key)
         if method == "DELETE" and current is None:
             return
         verb = {"PUT": "create or update", "PATCH": "update", "DELETE": "remove"}[method]
-        raise errors.operation_unsupported("cannot %s '%s' entities by '%s' when not using a database" % (verb, kind, by))
+        how = "" if by == "id" else " by '%s'" % by
+        raise errors.operation_unsupported("cannot %s '%s' entities%s when not using a database" % (verb, kind, how))
 
     def _dbless_guard(self, method, kind):
         if self.node.options.dbless:
@@ -350,7 +364,7 @@ class AdminApi:  # pylint: disable=too-many-public-methods
             def predicate(entity):  # pylint: disable=function-redefined
                 return predicate_extra(entity) and (base is None or base(entity))
         items, last = self.store.page_top(kind, req.ws, size, cursor[0] if cursor else None, predicate)
-        result = {"data": items, "next": None}
+        result = {"data": [self.public(item) for item in items], "next": None}
         if last is not None:
             token = encode_offset([last])
             path = "/" + "/".join(quote(s, safe="") for s in req.segs)
@@ -381,7 +395,7 @@ class AdminApi:  # pylint: disable=too-many-public-methods
     def _uniq(kind, entity):
         if kind == "targets":
             return "%s|%s" % (entity["upstream"]["id"], entity["target"])
-        return entity.get("name")
+        return entity.get(ENDPOINT_KEYS.get(kind, "name"))
 
     @staticmethod
     def _parent(kind, entity):
@@ -395,22 +409,34 @@ class AdminApi:  # pylint: disable=too-many-public-methods
     def _unique_error(kind, entity):
         if kind == "targets":
             return errors.unique_violation({"target": entity["target"], "upstream": {"id": entity["upstream"]["id"]}})
-        return errors.unique_violation({"name": entity["name"]})
+        key = ENDPOINT_KEYS.get(kind, "name")
+        return errors.unique_violation({key: entity[key]})
 
-    def _prepare(self, kind, ws, entity):
-        """Validate a complete entity (defaults filled); normalise; check foreign keys. Raises ApiError."""
+    def _second_unique(self, kind, ws, entity):
+        """A consumer's ``custom_id`` is unique too (checked inside the write's transaction, after ``username``: of
+        two taken fields Kong names ``username``)."""
+        if kind == "consumers" and entity.get("custom_id") is not None:
+            if self.store.get_by_field(kind, ws, "custom_id", entity["custom_id"], exclude_id=entity["id"]):
+                raise errors.unique_violation({"custom_id": entity["custom_id"]})
+
+    def _prepare(self, kind, ws, entity, updating=False, foreign=True):  # pylint: disable=too-many-arguments,too-many-positional-arguments
+        """Validate a complete entity (defaults filled); normalise; check foreign keys (unless not ``foreign``).
+        ``updating``: a PATCH (Kong's entity check messages then start with ``when updating, ``). Raises ApiError."""
         fields = schema.SCHEMAS[kind]
         schema.normalise_numbers(fields, entity)
+        schema.dedupe_sets(fields, entity)
         errs = schema.validate_fields(fields, entity, skip=("id", "created_at", "updated_at", "ws"))
         if kind == "routes" and not errs:
             errs = schema.route_entity_checks(entity)
         if kind == "upstreams" and not errs:
             errs = schema.upstream_entity_checks(entity)
+        if kind == "consumers":
+            errs.update(schema.consumer_entity_checks(entity, updating))
         if errs:
             raise errors.schema_violation(errs)
         if kind == "targets":
             entity["target"] = schema.normalise_target(entity["target"])
-        if kind == "routes" and entity.get("service"):
+        if kind == "routes" and entity.get("service") and foreign:
             ref = entity["service"]
             service = None
             if isinstance(ref.get("id"), str) and schema.is_uuid(ref["id"]):
@@ -445,26 +471,33 @@ class AdminApi:  # pylint: disable=too-many-public-methods
         entity["created_at"] = created if created is not None else now
         entity["updated_at"] = now
 
-    def create(self, kind, ws, body, entity_id=None):
+    def build_new(self, kind, ws, body, entity_id=None, foreign=True):  # pylint: disable=too-many-arguments,too-many-positional-arguments
+        """The entity a create would store (validated, id and timestamps set), without storing it."""
         body = self._pre_body(kind, ws, body)
         given_id = body.pop("id", None)
         if given_id is not None and not schema.is_uuid(given_id):
             raise errors.schema_violation({"id": "expected a valid UUID"})
         entity = schema.fill_defaults(schema.SCHEMAS[kind], body)
-        self._prepare(kind, ws, entity)
+        self._prepare(kind, ws, entity, foreign=foreign)
         entity["id"] = entity_id or (given_id.lower() if given_id else str(uuid.uuid4()))
         self._stamp(kind, entity)
+        return entity
+
+    def create(self, kind, ws, body, entity_id=None):
+        entity = self.build_new(kind, ws, body, entity_id)
         stored = dict(entity, ws=ws)
-        with self.store.transaction():
+        with self.store.transaction(bump=kind not in OFF_CONFIG):
             try:
                 self.store.insert(kind, ws, stored, self._uniq(kind, entity), self._parent(kind, entity))
             except UniqueConflict as exc:
-                if self.store.get_by_id(kind, ws, entity["id"]):
-                    raise errors.unique_violation({"id": entity["id"]}) from exc
+                if self.store.id_taken(entity["id"]):
+                    raise errors.primary_key_violation(entity["id"]) from exc
                 raise self._unique_error(kind, entity) from exc
+            self._second_unique(kind, ws, entity)
         return self.public(entity)
 
-    def update(self, kind, ws, current, body, replace=False):
+    def build_update(self, kind, ws, current, body, replace=False, foreign=True):  # pylint: disable=too-many-arguments,too-many-positional-arguments
+        """The entity an update (PATCH; PUT with ``replace``) would store, without storing it."""
         body = self._pre_body(kind, ws, body)
         body.pop("id", None)
         fields = schema.SCHEMAS[kind]
@@ -473,14 +506,19 @@ class AdminApi:  # pylint: disable=too-many-public-methods
         else:
             base = {k: v for k, v in current.items() if k not in ("id", "created_at", "updated_at", "ws")}
             entity = schema.merge(fields, base, body)
-        self._prepare(kind, ws, entity)
+        self._prepare(kind, ws, entity, updating=not replace, foreign=foreign)
         entity["id"] = current["id"]
         self._stamp(kind, entity, created=current["created_at"])
-        with self.store.transaction():
+        return entity
+
+    def update(self, kind, ws, current, body, replace=False):
+        entity = self.build_update(kind, ws, current, body, replace)
+        with self.store.transaction(bump=kind not in OFF_CONFIG):
             try:
                 self.store.update(kind, ws, dict(entity, ws=ws), self._uniq(kind, entity), self._parent(kind, entity))
             except UniqueConflict as exc:
                 raise self._unique_error(kind, entity) from exc
+            self._second_unique(kind, ws, entity)
         return self.public(entity)
 
     @staticmethod
@@ -492,8 +530,9 @@ class AdminApi:  # pylint: disable=too-many-public-methods
         if method not in ("GET", "PATCH", "PUT", "DELETE"):
             raise errors.method_not_allowed()
         current = self.find(kind, req.ws, key)
+        by = "id" if schema.is_uuid(key) else ENDPOINT_KEYS.get(kind, "name")
         if method != "GET" and self.node.options.dbless:
-            self._dbless_entity_write(method, kind, key, current)
+            self._dbless_refuse(req, kind, key, current, by)
         if method == "GET":
             if current is None:
                 raise errors.not_found()
@@ -504,25 +543,43 @@ class AdminApi:  # pylint: disable=too-many-public-methods
             return json_response(204)
         if method == "PATCH":
             if current is None:
-                raise errors.not_found()
+                raise errors.entity_not_found(by, key)
             return json_response(200, self.update(kind, req.ws, current, req.body))
-        # PUT: upsert by id or by name (the key in the URL wins over the body)
+        # PUT: upsert by id or by the endpoint key (name, username): the key in the URL wins over the body
         body = dict(req.body)
-        if schema.is_uuid(key):
+        if by == "id":
             body["id"] = key.lower()
         else:
-            body["name"] = key
+            body[by] = key
         if current is None:
             return json_response(200, self.create(kind, req.ws, body, entity_id=body.get("id")))
         return json_response(200, self.update(kind, req.ws, current, body, replace=True))
 
+    def _dbless_refuse(self, req, kind, key, current, by):  # pylint: disable=too-many-arguments,too-many-positional-arguments
+        """DB-less writes on /{entities}/{key}: Kong looks the entity up (PATCH 404, DELETE 204) and validates the write
+        (400) before it refuses it (405)."""
+        if req.method == "PATCH" and current is not None:
+            self.build_update(kind, req.ws, current, req.body, foreign=False)
+        elif req.method == "PUT":
+            self.build_new(kind, req.ws, dict(req.body, **{by: key.lower() if by == "id" else key}), foreign=False)
+        self._dbless_entity_write(req.method, kind, key, current)
+
     def delete(self, kind, ws, entity):
-        with self.store.transaction():
+        with self.store.transaction(bump=kind not in OFF_CONFIG):
             if kind == "services" and self.store.count_children("routes", entity["id"]):
                 raise errors.foreign_key_restricted("services", "routes")
             if kind == "upstreams":
                 self.store.delete_children("targets", entity["id"])
             self.store.delete(kind, ws, entity["id"])
+
+    def consumer_by_custom_id(self, req):
+        """``GET /consumers?custom_id=x``: the one consumer with that custom_id (``size``, ``offset`` and ``tags``
+        are ignored), ``{"data": [], "next": null}`` when none; an empty value is 400 (kong/api/routes/consumers.lua)."""
+        custom_id = req.query["custom_id"]
+        if custom_id == "":
+            raise ApiError(400, {"message": "custom_id must be an unempty string"})
+        found = self.store.get_by_field("consumers", req.ws, "custom_id", custom_id)
+        return json_response(200, {"data": [self.public(found)] if found else [], "next": None})
 
     # -- targets ---------------------------------------------------------------------------------------------
 
@@ -771,6 +828,8 @@ class AdminApi:  # pylint: disable=too-many-public-methods
                         self.create("routes", "default", dict(route, service={"id": created["id"]}))
                 for route in config.get("routes") or []:
                     self.create("routes", "default", dict(route))
+                for consumer in config.get("consumers") or []:
+                    self.create("consumers", "default", dict(consumer))
                 for upstream in config.get("upstreams") or []:
                     upstream = dict(upstream)
                     targets = upstream.pop("targets", None) or []
@@ -788,7 +847,7 @@ class AdminApi:  # pylint: disable=too-many-public-methods
             self.node.options.dbless = saved
 
     def export_config(self):
-        out = {"_format_version": "3.0", "services": [], "routes": [], "upstreams": [], "targets": []}
+        out = {"_format_version": "3.0", "services": [], "routes": [], "upstreams": [], "targets": [], "consumers": []}
         for kind, ws, entity in self.store.all_entities():
             if ws == "default" and kind in out:
                 out[kind].append(self.public(entity))

@@ -3,8 +3,10 @@
 import re
 
 SCHEMA_VIOLATION = 2
+PRIMARY_KEY_VIOLATION = 3
 FOREIGN_KEY_VIOLATION = 4
 UNIQUE_VIOLATION = 5
+NOT_FOUND = 6
 INVALID_OFFSET = 7
 INVALID_SIZE = 9
 INVALID_OPTIONS = 11
@@ -12,8 +14,10 @@ OPERATION_UNSUPPORTED = 12
 
 NAMES = {
     SCHEMA_VIOLATION: "schema violation",
+    PRIMARY_KEY_VIOLATION: "primary key violation",
     FOREIGN_KEY_VIOLATION: "foreign key violation",
     UNIQUE_VIOLATION: "unique constraint violation",
+    NOT_FOUND: "not found",
     INVALID_OFFSET: "invalid offset",
     INVALID_SIZE: "invalid size",
     INVALID_OPTIONS: "invalid options",
@@ -101,6 +105,22 @@ def schema_violation(fields):
 def unique_violation(key):
     message = "UNIQUE violation detected on '%s'" % lua_pretty(key, compact=True)
     return ApiError(409, {"code": UNIQUE_VIOLATION, "name": NAMES[UNIQUE_VIOLATION], "message": message, "fields": key})
+
+
+def primary_key_violation(entity_id):
+    """POST of an entity with an id already taken: 400 code 3 (Kong 3.9.3, upstreams and consumers alike)."""
+    key = {"id": entity_id}
+    return ApiError(400, {"code": PRIMARY_KEY_VIOLATION, "name": NAMES[PRIMARY_KEY_VIOLATION],
+                          "message": "primary key violation on key '%s'" % lua_pretty(key, compact=True), "fields": key})
+
+
+def entity_not_found(field, value):
+    """PATCH of a missing entity: 404 code 6 naming the key it was looked up by (``id``: the primary key; else the
+    endpoint key, ``name`` or ``username``), with or without a database."""
+    key = {field: value}
+    where = "primary key '%s'" if field == "id" else "'%s'"
+    return ApiError(404, {"code": NOT_FOUND, "name": NAMES[NOT_FOUND], "message": ("could not find the entity with " + where)
+                          % lua_pretty(key, compact=True), "fields": key})
 
 
 def foreign_key_invalid(foreign_key, field, parent):

@@ -309,8 +309,15 @@ WORKSPACE = [
     ("meta", {"type": "map", "default": None, "required": False}),
 ]
 
-SCHEMAS = {"upstreams": UPSTREAM, "targets": TARGET, "services": SERVICE, "routes": ROUTE, "workspaces": WORKSPACE}
-SINGULAR = {"upstreams": "upstream", "targets": "target", "services": "service", "routes": "route", "workspaces": "workspace"}
+CONSUMER = [
+    ("username", _str()),
+    ("custom_id", _str()),
+    ("tags", TAGS),
+]
+
+SCHEMAS = {"upstreams": UPSTREAM, "targets": TARGET, "services": SERVICE, "routes": ROUTE, "workspaces": WORKSPACE, "consumers": CONSUMER}
+SINGULAR = {"upstreams": "upstream", "targets": "target", "services": "service", "routes": "route", "workspaces": "workspace",
+            "consumers": "consumer"}
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -480,6 +487,32 @@ def upstream_entity_checks(upstream):
         if upstream.get(first) is not None and upstream.get(first) == upstream.get(second):
             return {"@entity": ["values of these fields must be distinct: '%s', '%s'" % (first, second)]}
     return errors
+
+
+def _nonempty(value):
+    """Kong's ``is_nonempty`` (kong/db/schema/init.lua): not null, not an empty string, list or map."""
+    return value is not None and value != "" and value != [] and value != {}
+
+
+def consumer_entity_checks(consumer, updating=False):
+    """The consumer's ``at_least_one_of`` rule (username, custom_id). Kong runs it even when those fields have errors
+    (``run_with_invalid_fields``); a PATCH's message starts with ``when updating, ``."""
+    if _nonempty(consumer.get("username")) or _nonempty(consumer.get("custom_id")):
+        return {}
+    message = "at least one of these fields must be non-empty: 'custom_id', 'username'"
+    return {"@entity": [("when updating, " if updating else "") + message]}
+
+
+def dedupe_sets(fields, entity):
+    """Kong stores a ``set`` without repeated elements (first occurrence kept): tags ``["a", "a"]`` read ``["a"]``."""
+    for name, spec in fields:
+        value = entity.get(name)
+        if spec["type"] == "set" and isinstance(value, list) and all(isinstance(v, (str, int, float, bool)) for v in value):
+            out = []
+            for item in value:
+                if item not in out:
+                    out.append(item)
+            entity[name] = out
 
 
 def route_entity_checks(route):

@@ -55,7 +55,7 @@ def decode_offset(offset):
     return values
 
 
-class Store:
+class Store:  # pylint: disable=too-many-public-methods
     """Thin data access over the shared SQLite file (one connection per process, used from one thread)."""
 
     def __init__(self, path):
@@ -111,6 +111,17 @@ class Store:
     def get_by_uniq(self, kind, ws, uniq):
         row = self.conn.execute("SELECT body FROM entities WHERE kind = ? AND ws = ? AND uniq = ?", (kind, ws, uniq)).fetchone()
         return self._load(row)
+
+    def get_by_field(self, kind, ws, field, value, exclude_id=None):  # pylint: disable=too-many-arguments,too-many-positional-arguments
+        """The entity of ``kind`` in ``ws`` whose body has ``field`` == ``value`` (a second unique field, like a
+        consumer's ``custom_id``); ``exclude_id`` is left out."""
+        row = self.conn.execute("SELECT body FROM entities WHERE kind = ? AND ws = ? AND json_extract(body, ?) = ? AND id != ? LIMIT 1",
+                                (kind, ws, "$." + field, value, exclude_id or "")).fetchone()
+        return self._load(row)
+
+    def id_taken(self, entity_id):
+        """Whether any entity has this id (the primary key)."""
+        return self.conn.execute("SELECT 1 FROM entities WHERE id = ?", (entity_id,)).fetchone() is not None
 
     def count_children(self, kind, parent):
         return self.conn.execute("SELECT COUNT(*) FROM entities WHERE kind = ? AND parent = ?", (kind, parent)).fetchone()[0]

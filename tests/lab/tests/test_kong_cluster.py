@@ -57,6 +57,29 @@ def test_manual_health_is_broadcast(kong, uname):
         time.sleep(0.1)
 
 
+def test_consumer_writes_are_no_configuration_change(kong, uname):
+    """The rollout lock's consumers: one POST wins (409 through the other node), and no consumer write makes a node
+    rebuild its configuration (Kong only invalidates consumer cache entries: the balancers stay as they are)."""
+    one, two = AdminClient(kong.admin_urls[0]), AdminClient(kong.admin_urls[1])
+    one.post("/upstreams", json={"name": uname})
+    deadline = time.monotonic() + 10
+    while len({c.get("/_lab/info").json()["config_version"] for c in (one, two)}) != 1:
+        assert time.monotonic() < deadline, "both nodes reach the upstream's configuration"
+        time.sleep(0.1)
+    versions = [c.get("/_lab/info").json()["config_version"] for c in (one, two)]
+    lock = one.post("/consumers", json={"username": "mixedrun-lock." + uname, "custom_id": "claim-1", "tags": ["mixedrun-lock"]})
+    assert lock.status_code == 201
+    lost = two.post("/consumers", json={"username": "mixedrun-lock." + uname, "custom_id": "claim-2"})
+    assert lost.status_code == 409 and lost.json()["fields"] == {"username": "mixedrun-lock." + uname}
+    assert two.patch("/consumers/" + lock.json()["id"], json={"tags": ["mixedrun-lock", "renewed"]}).status_code == 200
+    assert one.put("/consumers/mixedrun-rollout." + uname, json={"tags": ["mixedrun-rollout"]}).status_code == 200
+    assert two.get("/consumers/mixedrun-rollout." + uname).json()["tags"] == ["mixedrun-rollout"]
+    assert one.delete("/consumers/" + lock.json()["id"]).status_code == 204
+    assert two.delete("/consumers/mixedrun-rollout." + uname).status_code == 204
+    time.sleep(0.3)
+    assert [c.get("/_lab/info").json()["config_version"] for c in (one, two)] == versions, "consumer writes rebuild nothing"
+
+
 def test_restart_keeps_entities_and_node_id(tmp_path, uname):
     cluster = KongCluster(str(tmp_path), nodes=1)
     cluster.start(detach=False)
@@ -196,13 +219,19 @@ def test_dbless_nested_target_writes(kong_dbless):
 def test_dbless(kong_dbless):
     admin = AdminClient(kong_dbless.admin_urls[0])
     assert admin.get("/").json()["configuration"]["database"] == "off"
-    for method, path, verb, entity in (("POST", "/routes", "create", "routes"), ("POST", "/upstreams", "create", "upstreams"),
-                                       ("PUT", "/services/x", "create or update", "services")):
-        resp = admin.request(method, path, json={"name": "x"})
+    for method, path, verb, entity, body in (("POST", "/routes", "create", "routes", {"name": "x", "hosts": ["x.test"]}),
+                                             ("POST", "/upstreams", "create", "upstreams", {"name": "x"}),
+                                             ("PUT", "/services/x", "create or update", "services", {"host": "x.up"}),
+                                             ("POST", "/consumers", "create", "consumers", {"username": "x"}),
+                                             ("PUT", "/consumers/x", "create or update", "consumers", {})):
+        resp = admin.request(method, path, json=body)
         assert resp.status_code == 405, (method, path)
-        by = " by 'name'" if method == "PUT" else ""
+        by = " by '%s'" % ("username" if entity == "consumers" else "name") if method == "PUT" else ""
         assert resp.json() == {"code": 12, "name": "operation unsupported",
                                "message": "cannot %s '%s' entities%s when not using a database" % (verb, entity, by)}
+    # real Kong 3.9.3 validates a write before it refuses it (tests/conformance)
+    assert admin.post("/upstreams", json={"name": "1.2.3.4"}).status_code == 400
+    assert admin.post("/consumers", json={}).status_code == 400
     # real Kong 3.9.3 looks a missing entity up first: PATCH answers 404 (code 6), DELETE 204 (tests/conformance)
     resp = admin.patch("/upstreams/x", json={"name": "x"})
     assert resp.status_code == 404 and resp.json() == {"code": 6, "name": "not found", "fields": {"name": "x"},
