@@ -116,6 +116,12 @@ def wait_balancers(nodes, upstream, expected, timeout, started=None, clock=time.
             try:
                 node_id, view = read_balancer(client, upstream)
             except KongApiError as exc:
+                if exc.status == 404:
+                    # a data plane that has not received the new upstream yet: behind, not broken
+                    node_id, view = None, {}
+                    last_lag[url] = lagging(view, expected)
+                    still.append((url, client))
+                    continue
                 raise BalancerError("cannot read the balancer of upstream %s on the Kong node at %s: %s"
                                     % (upstream, url, exc.describe()), {"balancers": followed, "kong_error": exc.as_dict()})
             lag = lagging(view, expected)
@@ -144,6 +150,9 @@ def snapshot_balancers(nodes, upstream, expected):
         try:
             node_id, view = read_balancer(client, upstream)
         except KongApiError as exc:
+            if exc.status == 404:              # the node does not know the upstream yet
+                out[url] = {"node_id": None, "follows": not expected, "lagging": lagging({}, expected)}
+                continue
             raise BalancerError("cannot read the balancer of upstream %s on the Kong node at %s: %s"
                                 % (upstream, url, exc.describe()), {"kong_error": exc.as_dict()})
         lag = lagging(view, expected)

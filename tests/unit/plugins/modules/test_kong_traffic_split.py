@@ -40,6 +40,7 @@ class FakeKong:
         # ``lag_reads`` /health reads after a write still show the weights from before it.
         self.balancer = None
         self.lag_reads = 0
+        self.unknown_reads = 0      # /health answers 404 this many times (a data plane without the new upstream yet)
         host = re.escape(base)
         rsps.add_callback(responses.GET, re.compile(host + r"/upstreams/([^/?]+)/health(\?.*)?$"), self.health)
         rsps.add_callback(responses.GET, re.compile(host + r"/upstreams/([^/?]+)/targets(\?.*)?$"), self.list_targets)
@@ -75,7 +76,8 @@ class FakeKong:
         self._saw(request)
         name = request.path_url.split("?")[0].split("/")[2]
         upstream = self.upstreams.get(name)
-        if upstream is None:
+        if upstream is None or self.unknown_reads > 0:
+            self.unknown_reads = max(0, self.unknown_reads - 1)
             return self._json(404, {"message": "Not found"})
         if self.lag_reads > 0:
             self.lag_reads -= 1
@@ -668,3 +670,18 @@ def test_host_name_targets_are_refused_before_any_write():
         assert "host-name target(s) app.svc.example:8080" in str(err.value) and "resolves to" in str(err.value)
         assert "by IP address" in str(err.value) and fake.writes == []
         assert run(params())["achieved_share"] == 0.0          # reading the share is still fine
+
+
+def test_a_data_plane_that_does_not_know_the_upstream_yet_is_waited_for():
+    """Real Kong 3.9.3, hybrid: right after the control plane created an upstream, a data plane's Status API answers
+    404 for it until the new configuration arrives."""
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
+        cp = _control_plane(rsps, [_plane("dp-1")])
+        dp1 = FakeKong(rsps, base=DP1, upstreams=cp.upstreams)
+        dp1.unknown_reads = 3
+        result = run(params(container_share=50, verify_balancer_urls=[DP1], verify_timeout=5.0))
+        assert result["balancers"][DP1]["node_id"] == dp1.node_id and result["balancers"][DP1]["seconds"] > 0
+        dp1.unknown_reads = 10 ** 6
+        with pytest.raises(split.SplitError) as err:
+            run(params(container_share=10, verify_balancer_urls=[DP1], verify_timeout=0.6))
+        assert "not in the balancer yet" in str(err.value)
