@@ -87,9 +87,8 @@ def test_a_non_proportional_algorithm_and_host_names_are_refused_before_any_writ
         run_split(lab, 1)
     assert "uses the least-connections algorithm" in str(err.value) and "Nothing was changed" in str(err.value)
     requests.patch(admin(lab) + "/upstreams/" + UPSTREAM, json={"algorithm": "round-robin"}, timeout=10).raise_for_status()
-    requests.post(admin(lab) + "/upstreams/%s/targets" % UPSTREAM, json={"target": "localhost:18080", "weight": 0,
-                                                                        "tags": ["mixedrun-kind:container"]},
-                  timeout=10).raise_for_status()
+    host_name_target = {"target": "localhost:18080", "weight": 0, "tags": ["mixedrun-kind:container"]}
+    requests.post(admin(lab) + "/upstreams/%s/targets" % UPSTREAM, json=host_name_target, timeout=10).raise_for_status()
     with pytest.raises(split.SplitError) as err:
         run_split(lab, 1)
     assert "host-name target(s) localhost:18080" in str(err.value)
