@@ -19,6 +19,8 @@ import time
 
 import requests
 
+from tests.lab.lab import _read_json, _running, _write  # pylint: disable=cyclic-import
+
 ENGINE_FILE = "engine.json"
 UP_LOG = "kong-cluster.log"
 # Kong's prometheus plugin, global, with every metric option on (all default to false in Kong 3.9): the lab's
@@ -33,17 +35,7 @@ class RealKongError(RuntimeError):
 
 
 def _write_json(path, data):
-    with open(path + ".tmp", "w", encoding="utf-8") as fh:
-        json.dump(data, fh, indent=2)
-    os.replace(path + ".tmp", path)
-
-
-def _read_json(path):
-    try:
-        with open(path, encoding="utf-8") as fh:
-            return json.load(fh)
-    except (OSError, ValueError):
-        return None
+    _write(path, json.dumps(data, indent=2))
 
 
 def _tail(path, lines=25):
@@ -245,17 +237,8 @@ class RealKongCluster:
         if proc.returncode != 0:
             raise RealKongError("kong-cluster.sh down failed (exit %d): %s" % (proc.returncode, proc.stderr.strip()[-1500:]))
         deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and any(_alive(pid) for pid in pids):
+        while time.monotonic() < deadline and any(_running(pid) for pid in pids):
             time.sleep(0.1)
         os.unlink(os.path.join(state_dir, ENGINE_FILE))
         return pids
 
-
-def _alive(pid):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

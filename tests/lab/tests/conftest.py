@@ -161,6 +161,8 @@ class AdminClient:
 def hold_port(address, port):
     """Listen on address:port, as another lab would; None when it is taken already (taken either way)."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    # as a lab's listener does: a connection of an earlier lab in TIME_WAIT does not make the port taken
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((address, port))
         sock.listen(1)
