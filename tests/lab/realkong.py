@@ -241,4 +241,3 @@ class RealKongCluster:
             time.sleep(0.1)
         os.unlink(os.path.join(state_dir, ENGINE_FILE))
         return pids
-
