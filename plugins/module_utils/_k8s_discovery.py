@@ -541,8 +541,40 @@ class ContainerDiscovery:
                 self.result.skip(_qualified(service), why)
                 continue
             family = self._family_for(service)
+            candidates = []
             for endpoint_slice in service_slices:
-                self._slice_nodes(service, endpoint_slice, entry, family, labels)
+                candidates.extend(self._slice_nodes(endpoint_slice, entry, family))
+            self._add_unique(candidates, labels)
+
+    def _add_unique(self, candidates, labels):
+        """Add one node per address and port of one Service.
+
+        An endpoint may appear in several EndpointSlices of one Service (the controller's slice and a mirrored or
+        user-made one, or two slices while the controller moves endpoints): Kubernetes asks clients to build the
+        unique set, as kube-proxy and KIC do. Of the copies of one address:port, the one with the best conditions
+        wins (ready, then terminating but serving, then not ready); among equals one that names a pod
+        (``targetRef``), then the first slice by name. The node takes its name from a copy with a ``targetRef``
+        when the winner has none. A target found in two Services stays a duplicate (``assemble`` reports it).
+        """
+        groups, order = {}, []
+        for cand in candidates:
+            try:
+                key = format_target(cand["address"], cand["port"])        # one spelling per address (IPv6)
+            except (TargetError, ValueError):
+                key = (cand["address"], cand["port"])                     # result.add reports it
+            if key not in groups:
+                groups[key] = []
+                order.append(key)
+            groups[key].append(cand)
+        for key in order:
+            group = groups[key]
+            best = min(group, key=lambda c: (0 if c["ready"] else 1 if c["terminating"] and c["serving"] else 2, not c["has_ref"]))
+            name = best["name"]
+            if not best["has_ref"]:
+                name = next((c["name"] for c in group if c["has_ref"]), name)
+            if not self._keep(name, best["ready"], best["terminating"], best["serving"], best["why"]):
+                continue
+            self.result.add(name, best["address"], best["port"], labels, best["ready"], best["source"])
 
     def _slice_port(self, endpoint_slice, entry):
         ports = endpoint_slice.get("ports") or []
@@ -557,17 +589,19 @@ class ContainerDiscovery:
                 return port.get("port")
         return None
 
-    def _slice_nodes(self, service, endpoint_slice, entry, family, labels):
+    def _slice_nodes(self, endpoint_slice, entry, family):
+        """The endpoints of one EndpointSlice as candidates (``_add_unique`` picks one per address and port)."""
         slice_name = "%s/%s" % (_meta(endpoint_slice).get("namespace"), _meta(endpoint_slice).get("name"))
         address_type = endpoint_slice.get("addressType")
         if family and address_type in ("IPv4", "IPv6") and address_type != family:
-            return  # the other family of a dual-stack Service
+            return []  # the other family of a dual-stack Service
         port = self._slice_port(endpoint_slice, entry)
         if port is None:
             self.result.skip(slice_name, "EndpointSlice %s has no port %s" % (slice_name, entry.get("name") or entry.get("targetPort") or "(unnamed)"))
-            return
+            return []
         namespace = _meta(endpoint_slice).get("namespace")
         source = "k8s:%s/endpointslice/%s" % (namespace, _meta(endpoint_slice).get("name"))
+        out = []
         for endpoint in endpoint_slice.get("endpoints") or []:
             addresses = endpoint.get("addresses") or []
             ref = endpoint.get("targetRef") or {}
@@ -581,10 +615,10 @@ class ContainerDiscovery:
             serving = ready if conditions.get("serving") is None else conditions.get("serving") is True
             terminating = conditions.get("terminating") is True
             ready = ready and serving and not terminating
-            if not self._keep(name, ready, terminating, serving, "EndpointSlice condition ready=%s serving=%s"
-                              % (conditions.get("ready"), conditions.get("serving"))):
-                continue
-            self.result.add(name, addresses[0], port, labels, ready, source)
+            out.append({"name": name, "address": addresses[0], "port": port, "ready": ready, "serving": serving,
+                        "terminating": terminating, "has_ref": bool(ref.get("name")), "source": source,
+                        "why": "EndpointSlice condition ready=%s serving=%s" % (conditions.get("ready"), conditions.get("serving"))})
+        return out
 
     def _pods(self):
         pod_sets = []

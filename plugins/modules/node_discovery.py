@@ -115,6 +115,12 @@ options:
       address_mode:
         description:
           - V(endpoints) - the ready endpoints of each Service's EndpointSlices (the pods the Service routes to).
+            An endpoint listed in several EndpointSlices of one Service (the controller's slice and a mirrored or
+            user-made one labelled C(kubernetes.io/service-name)) is one node, as kube-proxy and KIC read it: the copy
+            with the best conditions wins (ready, then terminating but serving, then not ready; among equals one
+            with a C(targetRef), then the first slice by name), and the node is named after the pod of a copy with a
+            C(targetRef). The same address and port from two Services, or from a VM and a pod, is a duplicate
+            (O(allow_duplicates)).
           - V(pods) - pod IPs of the selected pods; ready means the pod's C(Ready) condition is true.
           - V(node_port) - each node's address (O(kubernetes.node_address_type)) with the Service's nodePort, for
             a Kong that runs outside the cluster. With C(externalTrafficPolicy=Local), nodes without a ready
@@ -191,7 +197,8 @@ options:
   allow_duplicates:
     description:
       - The same target found twice (two hosts with one address and port, a VM and a pod, or one pod behind two
-        selected Services) is always reported in RV(duplicates). By default it fails the task, because Kong has one
+        selected Services) is always reported in RV(duplicates). One endpoint in several EndpointSlices of one
+        Service is not a duplicate (see O(kubernetes.address_mode)). By default it fails the task, because Kong has one
         target per C(host:port).
       - When true, the first node of each target is kept (VMs before containers) and the others dropped.
     type: bool

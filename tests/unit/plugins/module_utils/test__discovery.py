@@ -755,3 +755,73 @@ def test_a_410_that_keeps_coming_gives_up():
     client.answer = lambda query: ScriptedResponse(410, {"message": "too old"}) if query.get("continue") else serve(query)
     with pytest.raises(K8sDiscoveryError, match="kept failing with 410 Gone"):
         KubernetesSource(client, page_size=10).list("pods", "shop")
+
+
+def _unlabelled(ip, ready=True, serving=None, terminating=None):
+    """An endpoint of a mirrored or user-made slice: no targetRef, no nodeName."""
+    entry = endpoint(ip, "x", ready=ready, serving=serving, terminating=terminating)
+    del entry["targetRef"], entry["nodeName"]
+    return entry
+
+
+def test_endpoints_mode_one_endpoint_in_two_slices_of_a_service_is_one_node():
+    # the controller's slice (named by pod) and a second slice of the same Service without targetRef (issue 12)
+    objects = [service("shop"),
+               endpoint_slice("shop", [endpoint("10.42.0.%d" % i, "shop-%d" % i) for i in (1, 2, 3)], suffix="ctrl"),
+               endpoint_slice("shop", [_unlabelled("10.42.0.%d" % i) for i in (1, 2, 3)], suffix="aa-mirror")]
+    result = assemble(None, run(objects, service=["shop"]))
+    assert [(n["name"], n["target"], n["ready"], n["source"]) for n in result["nodes"]] == [
+        ("shop/shop-%d" % i, "10.42.0.%d:8080" % i, True, "k8s:shop/endpointslice/shop-ctrl") for i in (1, 2, 3)]
+    assert result["duplicates"] == []
+
+
+def test_endpoints_mode_copies_in_two_slices_ready_wins_and_the_pod_names_the_node():
+    objects = [service("shop"),
+               # the controller's slice says not ready / terminating; the other slice (no targetRef) says ready
+               endpoint_slice("shop", [endpoint("10.42.0.1", "shop-1", ready=False, serving=False),
+                                       endpoint("10.42.0.2", "shop-2", ready=False, serving=True, terminating=True),
+                                       endpoint("10.42.0.3", "shop-3", ready=False, serving=False)], suffix="a"),
+               endpoint_slice("shop", [_unlabelled("10.42.0.1"), _unlabelled("10.42.0.2", ready=False, serving=False),
+                                       _unlabelled("10.42.0.3", ready=False, serving=False)], suffix="b")]
+    result = run(objects, service=["shop"])
+    # 10.42.0.1: ready in slice b wins; its name comes from slice a's targetRef
+    assert targets(result) == [("shop/shop-1", "10.42.0.1:8080", True)]
+    assert result["nodes"][0]["source"] == "k8s:shop/endpointslice/shop-b"
+    reasons = dict((s["name"], s["reason"]) for s in result["skipped"])
+    # 10.42.0.2: terminating but serving beats not ready; 10.42.0.3: not ready in both, reported once
+    assert reasons["shop/shop-2"].startswith("terminating (set include_terminating")
+    assert reasons["shop/shop-3"].startswith("not ready: ")
+    assert len(result["skipped"]) == 2
+    result = run(objects, service=["shop"], include_terminating=True, include_not_ready=True)
+    assert targets(result) == [("shop/shop-1", "10.42.0.1:8080", True), ("shop/shop-2", "10.42.0.2:8080", False),
+                               ("shop/shop-3", "10.42.0.3:8080", False)]
+    assert [n["source"] for n in result["nodes"]] == ["k8s:shop/endpointslice/shop-b", "k8s:shop/endpointslice/shop-a",
+                                                      "k8s:shop/endpointslice/shop-a"]
+
+
+def test_endpoints_mode_same_address_other_port_or_ipv6_spelling():
+    objects = [service("shop", families=("IPv6",)),
+               endpoint_slice("shop", [endpoint("fd00::1", "a")], address_type="IPv6", suffix="a"),
+               endpoint_slice("shop", [_unlabelled("fd00:0:0::1")], address_type="IPv6", suffix="b"),
+               endpoint_slice("shop", [_unlabelled("fd00::1")], address_type="IPv6", suffix="c", ports=[{"name": "http", "port": 9090}])]
+    result = run(objects, service=["shop"])
+    assert targets(result) == [("shop/a", "[fd00:0000:0000:0000:0000:0000:0000:0001]:8080", True),
+                               ("shop/fd00::1", "[fd00:0000:0000:0000:0000:0000:0000:0001]:9090", True)]
+
+
+def test_endpoints_mode_one_pod_behind_two_services_is_still_a_duplicate():
+    objects = [service("shop", labels={"app": "shop"}), service("shop-alt", labels={"app": "shop"}),
+               endpoint_slice("shop", [endpoint("10.42.0.1", "p")]), endpoint_slice("shop-alt", [endpoint("10.42.0.1", "p")]),
+               endpoint_slice("shop-alt", [_unlabelled("10.42.0.1")], suffix="mirror")]
+    part = run(objects, selector="app=shop")
+    with pytest.raises(DiscoveryError) as info:
+        assemble(None, part)
+    assert str(info.value).startswith("1 target(s) found more than once: 10.42.0.1:8080 from shop/p (k8s:shop/endpointslice/shop-abc), "
+                                      "shop/p (k8s:shop/endpointslice/shop-alt-abc). ")
+    # and a VM with the pod's address and port
+    vm_part = {"nodes": [{"name": "vm-1", "kind": "vm", "address": "10.42.0.9", "port": 8080, "target": "10.42.0.9:8080",
+                          "labels": {}, "ready": True, "source": "inventory"}]}
+    objects = [service("shop"), endpoint_slice("shop", [endpoint("10.42.0.9", "p9")]), endpoint_slice("shop", [_unlabelled("10.42.0.9")], suffix="m")]
+    with pytest.raises(DiscoveryError) as info:
+        assemble(vm_part, run(objects, service=["shop"]))
+    assert "1 target(s) found more than once: 10.42.0.9:8080 from vm-1, shop/p9" in str(info.value)
