@@ -33,7 +33,10 @@ description:
     C(decision=inconclusive) after O(inconclusive_limit) inconclusive evaluations in a row (hold, ask a human),
     and with C(decision=lock_lost) when O(lock) is given and another owner holds the rollout lock (checked before
     the hold and again after a passed one). The message names the gate, its measured value and its threshold.
-  - Every gate result is returned with its measured value and threshold, for the rollout report.
+  - Every gate result is returned with its measured value and threshold, for the rollout report. A result without a
+    value (a query without data, a Kong node listing no health) is marked C(no_data) and every gate that measured
+    nothing at some evaluation is named in a C(NO DATA) warning, whatever its no_data policy counted it as: a gate
+    that passes by O(no_data=pass) measured nothing and guarded nothing.
   - In check mode the gates are evaluated once, without holding, and the lock is not refreshed.
   - The task never reports a change; refreshing the lock's expiry is bookkeeping of the rollout.
 author:
@@ -385,8 +388,21 @@ gates:
     detail:
       description: What was seen (failing nodes, errors).
       type: str
+    no_data:
+      description:
+        - True when the gate measured nothing (no value), whatever status its no_data policy gave it. Reports and
+          summaries show such a result as C(NO DATA), never as a pass.
+      type: bool
   sample: [{"gate": "traffic", "name": "traffic", "status": "pass", "value": 1.0, "threshold": ">= 0.99",
-            "detail": "20/20 requests succeeded"}]
+            "detail": "20/20 requests succeeded", "no_data": false}]
+no_data:
+  description:
+    - Every gate that measured nothing at one evaluation or more, by name, with C(evaluations) (of that gate),
+      C(no_data) (how many of them saw no data) and C(statuses) (what the no_data policy counted them as). Empty
+      when every gate measured a value at every evaluation. Each entry also comes as a C(NO DATA) warning.
+  returned: always
+  type: dict
+  sample: {"pods 5xx ratio": {"evaluations": 2, "no_data": 2, "statuses": ["pass"]}}
 failing_gate:
   description: The first failing (or inconclusive) gate of the decisive evaluation; null when the step passed.
   returned: always
@@ -671,6 +687,9 @@ class GateRunner:
         with ThreadPoolExecutor(max_workers=len(checks)) as pool:
             for part in pool.map(lambda fn: fn(), checks):
                 results.extend(part)
+        for result in results:
+            # a gate that measured nothing says so, whatever its no_data policy made of it
+            result["no_data"] = result.get("value") is None
         return {"status": combine(r["status"] for r in results), "gates": results}
 
     # -- the gates ------------------------------------------------------------------------------------------
@@ -887,8 +906,36 @@ def run_gate(module_params, client, check_mode=False, clock=None, sleep=None, se
     finally:
         result["api_calls"] = runner.all_calls()
         result["finished_at"] = round(clock(), 3)
-        if runner.warnings:
-            result["warnings"] = sorted(set(runner.warnings))
+        result["no_data"] = no_data_counts(result.get("evaluations") or [])
+        warnings = sorted(set(runner.warnings)) + no_data_warnings(result["no_data"], params)
+        if warnings:
+            result["warnings"] = warnings
+
+
+def no_data_counts(evaluations):
+    """``{gate name: {"evaluations": n, "no_data": k, "statuses": [...]}}`` for every gate that measured nothing
+    (no value) at one evaluation or more."""
+    seen = {}
+    for evaluation in evaluations:
+        for gate in evaluation.get("gates") or []:
+            entry = seen.setdefault(gate.get("name"), {"evaluations": 0, "no_data": 0, "statuses": []})
+            entry["evaluations"] += 1
+            if gate.get("no_data", gate.get("value") is None):
+                entry["no_data"] += 1
+                if gate.get("status") not in entry["statuses"]:
+                    entry["statuses"].append(gate.get("status"))
+    return dict((name, entry) for name, entry in seen.items() if entry["no_data"])
+
+
+def no_data_warnings(counts, params):
+    """One loud line per gate that measured nothing: a gate without data guards nothing, even when it 'passes'."""
+    where = params.get("step_label") or "the current step"
+    out = []
+    for name, entry in sorted(counts.items(), key=lambda kv: str(kv[0])):
+        counted = "/".join(entry["statuses"])
+        out.append("NO DATA: gate '%s' measured nothing at %d of %d evaluations of %s (counted as %s by its no_data "
+                   "policy): it guarded nothing there" % (name, entry["no_data"], entry["evaluations"], where, counted))
+    return out
 
 
 def _run(runner, params, budget, hold, check_mode, clock, sleep, result):
