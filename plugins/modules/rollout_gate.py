@@ -35,8 +35,8 @@ description:
     the hold and again after a passed one). The message names the gate, its measured value and its threshold.
   - Every gate result is returned with its measured value and threshold, for the rollout report. A result without a
     value (a query without data, a Kong node listing no health) is marked C(no_data) and every gate that measured
-    nothing at some evaluation is named in a C(NO DATA) warning, whatever its no_data policy counted it as: a gate
-    that passes by O(no_data=pass) measured nothing and guarded nothing.
+    nothing at some evaluation is named in a C(NO DATA) warning, whatever its no_data policy counted it as (a gate
+    that passes by O(no_data=pass) measured nothing and guarded nothing).
   - In check mode the gates are evaluated once, without holding, and the lock is not refreshed.
   - The task never reports a change; refreshing the lock's expiry is bookkeeping of the rollout.
 author:
