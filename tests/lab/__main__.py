@@ -24,6 +24,9 @@ def main(argv=None):
     p_up.add_argument("--restart", action="store_true", help="stop a running lab first, even when it is healthy")
     sub.add_parser("down", help="stop everything the lab started")
     sub.add_parser("status", help="report each component (JSON); exit 0 up, 1 degraded, 3 down")
+    sub.add_parser("lb-reload", help="reload HAProxy (SIGUSR2 to its master: it reads haproxy.cfg again, as a service reload does)")
+    p_restart = sub.add_parser("kong-restart", help="restart one real Kong node (kong quit, then kong start; same ports and node id)")
+    p_restart.add_argument("node", help="the node's name in lab.json kong_nodes (kong-1, dp-2, ...)")
     p_serve = sub.add_parser("serve", help=argparse.SUPPRESS)
     p_serve.add_argument("--state-dir", dest="serve_state_dir", required=True)
     args = parser.parse_args(argv)
@@ -44,6 +47,20 @@ def main(argv=None):
             nodes = ", ".join("%s %s" % (n["name"], n["role"]) for n in info.get("kong_nodes") or [])
             print("lab up: Kong engine %s (%s mode, %s)" % (info.get("kong_engine"), info.get("kong_mode"), nodes), file=sys.stderr)
             print(json.dumps(info, indent=2))
+            return 0
+        if args.command == "lb-reload":
+            from tests.lab import haproxy as lab_haproxy  # pylint: disable=import-outside-toplevel
+            try:
+                print(json.dumps({"worker_pid": lab_haproxy.reload(lab.state_dir)}))
+            except (OSError, RuntimeError, ValueError) as exc:
+                raise LabError("lb-reload: %s" % exc) from None
+            return 0
+        if args.command == "kong-restart":
+            from tests.lab.realkong import RealKongError, restart_node  # pylint: disable=import-outside-toplevel
+            try:
+                print(json.dumps(restart_node(lab.state_dir, args.node)))
+            except (OSError, RealKongError) as exc:
+                raise LabError("kong-restart: %s" % exc) from None
             return 0
         if args.command == "down":
             with lab.locked():

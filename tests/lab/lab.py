@@ -289,7 +289,8 @@ class Lab:
         stats_port = hcfg["stats_port"] or _free_port(hcfg["host"])
         binary = lab_haproxy.find_binary()
         hpath = self.path("haproxy.cfg")
-        _write(hpath, lab_haproxy.render_config(hcfg["host"], lb_port, stats_port, kong.proxy_urls, self.state_dir))
+        runtime_port = _free_port(hcfg["host"])
+        _write(hpath, lab_haproxy.render_config(hcfg["host"], lb_port, stats_port, kong.proxy_urls, self.state_dir, runtime_port))
         try:
             lab_haproxy.check_config(binary, hpath)
         except RuntimeError as exc:
@@ -347,6 +348,10 @@ class Lab:
             "kong_tls": cfg.kong["tls"], "kong_ca_path": kong.ca_path,
             "kong_client_cert": kong.client_cert, "kong_client_key": kong.client_key,
             "lb_url": lb_url, "lb_stats_url": stats_url,
+            # HAProxy's Runtime API (admin level) and its configuration file (backend kong_proxy; issue 15)
+            "lb_runtime_api": lab_haproxy.socket_path(self.state_dir),
+            "lb_runtime_api_tcp": "ipv4@%s:%d" % (hcfg["host"], runtime_port),
+            "lb_config": hpath, "lb_backend": lab_haproxy.BACKEND,
             "prometheus_url": prom_url,
             "kubeconfig": kubeconfig_path, "kubeconfig_forbidden": forbidden_path, "k8s_url": fleet["k8s_url"], "k8s_context": "mixedrun-lab",
             "control_url": control,

@@ -241,3 +241,62 @@ class RealKongCluster:
             time.sleep(0.1)
         os.unlink(os.path.join(state_dir, ENGINE_FILE))
         return pids
+
+
+def restart_node(lab_state_dir, name, timeout=90):
+    """Stop one node of the lab's real Kong cluster and start it again with its own configuration (same ports, same
+    prefix, so the same node id): ``kong quit`` (graceful: open requests finish) then ``kong start``, both through the
+    kit's build. The kit's records (``pids``, ``cluster.json``) and lab.json get the new nginx master pid, so
+    ``status`` and ``down`` keep working. Returns {"name", "pid", "seconds"}; RealKongError when the node does not
+    come back (its /status, and for a data plane /status/ready, answering 200) within ``timeout`` seconds."""
+    kong_dir = os.path.join(lab_state_dir, "kong")
+    cluster = _read_json(os.path.join(kong_dir, "cluster.json"))
+    rec = RealKongCluster.engine_record(kong_dir)
+    if not cluster or not rec:
+        raise RealKongError("no real Kong cluster recorded in %s" % kong_dir)
+    node = next((n for n in cluster.get("nodes") or [] if n["name"] == name), None)
+    if node is None:
+        raise RealKongError("no Kong node %r in %s (nodes: %s)" % (name, kong_dir, ", ".join(n["name"] for n in cluster["nodes"])))
+    kit = os.path.join(rec["kit"], "kong-cluster.sh")
+    env = RealKongCluster._env(kong_dir)  # pylint: disable=protected-access
+    cwd = os.path.join(cluster.get("kong_build") or "", "kong-cwd")
+    started = time.monotonic()
+    subprocess.run([kit, "kong", "quit", "-p", node["prefix"], "--timeout", "20"], stdin=subprocess.DEVNULL, capture_output=True,
+                   text=True, env=env, cwd=cwd, timeout=60, check=False)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and _running(node["pid"]):
+        time.sleep(0.1)
+    proc = subprocess.run([kit, "kong", "start", "-c", node["conf"]], stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                          env=env, cwd=cwd, timeout=timeout, check=False)
+    if proc.returncode != 0:
+        raise RealKongError("kong start %s failed (exit %d): %s" % (name, proc.returncode, (proc.stderr or proc.stdout).strip()[-1500:]))
+    with open(os.path.join(node["prefix"], "pids", "nginx.pid"), encoding="utf-8") as fh:
+        pid = int(fh.read().strip())
+    # the kit's records: pids (kind, name, pid, marker; tab-separated) and cluster.json; the lab's lab.json
+    pids_path = os.path.join(kong_dir, "pids")
+    with open(pids_path, encoding="utf-8") as fh:
+        lines = fh.read().splitlines()
+    lines = ["\t".join(["kong", name, str(pid)] + line.split("\t")[3:]) if line.split("\t")[:2] == ["kong", name] else line
+             for line in lines]
+    _write(pids_path, "\n".join(lines) + "\n")
+    node["pid"] = pid
+    _write_json(os.path.join(kong_dir, "cluster.json"), cluster)
+    lab_json = os.path.join(lab_state_dir, "lab.json")
+    info = _read_json(lab_json)
+    if info:
+        for entry in info.get("kong_nodes") or []:
+            if entry.get("name") == name:
+                entry["pid"] = pid
+        _write(lab_json, json.dumps(info, indent=2) + "\n")
+    paths = ["/status"] + (["/status/ready"] if node.get("role") == "data_plane" else [])
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if all(requests.get(node["status_url"] + p, timeout=2).status_code == 200 for p in paths):
+                break
+        except requests.RequestException:
+            pass
+        if time.monotonic() > deadline:
+            raise RealKongError("Kong node %s did not answer 200 on %s within %s s after its restart" % (name, paths, timeout))
+        time.sleep(0.2)
+    return {"name": name, "pid": pid, "seconds": round(time.monotonic() - started, 2)}
