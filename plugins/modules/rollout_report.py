@@ -15,7 +15,10 @@ description:
   - Writes one JSON file per run with every step (planned and achieved share, weights, gate results with their
     measured values and thresholds, timings) and the run's outcome, and a self-contained HTML page (inline SVG, no
     network, no JavaScript) charting the share and every gate's value over time, with thresholds.
-  - Returns a readable summary table for the end of the play.
+  - Returns a readable summary table for the end of the play, with every gate's value at every evaluation.
+  - A gate result without a value (C(no_data), or no C(value)) measured nothing, whatever status its no_data policy
+    gave it. The table, the chart and the summary show it as C(NO DATA), never as a pass, and the table ends with
+    one C(WARNING) line per gate that measured nothing.
   - Runs where the play runs (the controller); no connection to Kong.
 author:
   - mixedrun.kong maintainers (@mixedrun)
@@ -95,9 +98,17 @@ table:
   type: list
   elements: str
 summary:
-  description: Counts of the run (steps applied, evaluations, failed evaluations) and its outcome.
+  description:
+    - Counts of the run (steps applied, evaluations, failed evaluations) and its outcome.
+    - When a gate measured nothing at one evaluation or more, C(no_data) maps each such gate's name to the number of
+      its results without data.
   returned: always
   type: dict
+no_data_warnings:
+  description: One line per gate that measured nothing at one evaluation or more (also the table's C(WARNING) lines).
+  returned: always
+  type: list
+  elements: str
 """
 
 import json
@@ -125,6 +136,74 @@ def _esc(text):
     return (str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace('"', "&quot;"))
 
 
+NO_DATA = "NO DATA"
+
+
+def measured_nothing(result):
+    """A gate result without a value measured nothing, whatever status its no_data policy gave it."""
+    if "no_data" in result:
+        return bool(result["no_data"])
+    return result.get("value") is None
+
+
+def result_text(result):
+    """A gate result's value for people: the number, or NO DATA (with the status a policy gave it when not pass)."""
+    if measured_nothing(result):
+        return NO_DATA if result.get("status") == "pass" else "%s (%s)" % (NO_DATA, result.get("status"))
+    text = _num(result.get("value"))
+    return text if result.get("status") == "pass" else "%s (%s)" % (text, result.get("status"))
+
+
+def _label(record):
+    index = record.get("index")
+    if index is not None and record.get("total"):
+        return "%s/%s" % (index, record.get("total"))
+    if index is None:
+        return record.get("kind") or "step"
+    return _num(index)
+
+
+def no_data_gates(steps):
+    """``[(gate name, results without data, results, [step labels])]`` for every gate that measured nothing once."""
+    seen = {}
+    for record in steps:
+        for evaluation in (record.get("gate") or {}).get("evaluations") or []:
+            for result in evaluation.get("gates") or []:
+                entry = seen.setdefault(result.get("name"), [0, 0, []])
+                entry[1] += 1
+                if measured_nothing(result):
+                    entry[0] += 1
+                    if _label(record) not in entry[2]:
+                        entry[2].append(_label(record))
+    return [(name, e[0], e[1], e[2]) for name, e in sorted(seen.items(), key=lambda kv: str(kv[0])) if e[0]]
+
+
+def no_data_warnings(steps):
+    return ["WARNING: %s: gate '%s' measured nothing at %d of %d evaluations (%s): it guarded nothing there, whatever "
+            "its no_data policy counted it as" % (NO_DATA, name, count, total, ", ".join(labels))
+            for name, count, total, labels in no_data_gates(steps)]
+
+
+def gate_lines(steps):
+    """Every gate's value at every evaluation of every step, one line per step and gate."""
+    rows = []
+    for record in steps:
+        per_gate = {}
+        for evaluation in (record.get("gate") or {}).get("evaluations") or []:
+            for result in evaluation.get("gates") or []:
+                entry = per_gate.setdefault(result.get("name"), {"threshold": result.get("threshold"), "values": []})
+                entry["values"].append(result_text(result))
+        for name, entry in per_gate.items():
+            rows.append((_label(record), str(name), str(entry["threshold"]), ", ".join(entry["values"])))
+    if not rows:
+        return []
+    widths = [max(len(r[i]) for r in rows) for i in range(3)]
+    out = ["gate values at each evaluation (%s: the gate measured nothing):" % NO_DATA]
+    out.extend(("  %s  %s  %s  %s" % (r[0].ljust(widths[0]), r[1].ljust(widths[1]), ("(" + r[2] + ")").ljust(widths[2] + 2),
+                                      r[3])).rstrip() for r in rows)
+    return out
+
+
 def build_table(run, steps):
     header = ["#", "kind", "planned %", "achieved %", "vm w", "ct w", "split s", "held s", "evals", "failed", "decision",
               "worst gate (value / threshold)"]
@@ -134,8 +213,18 @@ def build_table(run, steps):
         evaluations = gate.get("evaluations") or []
         failed = sum(1 for e in evaluations if e.get("status") != "pass")
         worst = gate.get("failing_gate")
+        blind = []
+        for evaluation in evaluations:
+            for result in evaluation.get("gates") or []:
+                if measured_nothing(result) and result.get("name") not in blind:
+                    blind.append(result.get("name"))
         if worst:
-            worst_text = "%s: %s / %s" % (worst.get("name"), _num(worst.get("value")), worst.get("threshold"))
+            worst_text = "%s: %s / %s" % (worst.get("name"), NO_DATA if measured_nothing(worst) else _num(worst.get("value")),
+                                          worst.get("threshold"))
+            if blind and [worst.get("name")] != blind:
+                worst_text += "; %s: %s" % (NO_DATA, ", ".join(str(n) for n in blind))
+        elif blind:
+            worst_text = "%s: %s" % (NO_DATA, ", ".join(str(n) for n in blind))
         else:
             worst_text = "all %d gates passed" % len(gate.get("gates") or []) if gate.get("gates") else "-"
         split_s = None
@@ -143,10 +232,12 @@ def build_table(run, steps):
             split_s = float(record["applied_at"]) - float(record["started_at"])
         index = record.get("index")
         label = "%s/%s" % (index, record.get("total")) if index is not None and record.get("total") else _num(index)
+        decision = record.get("decision") or gate.get("decision") or "-"
+        if blind and decision == "pass":
+            decision = "pass, %s" % NO_DATA
         rows.append([label, record.get("kind", "step"), _num(record.get("planned_share")), _num(record.get("achieved_share")),
                      _num(record.get("vm_weight")), _num(record.get("container_weight")), _num(split_s, 2),
-                     _num(gate.get("held"), 1), str(len(evaluations)), str(failed),
-                     record.get("decision") or gate.get("decision") or "-", worst_text])
+                     _num(gate.get("held"), 1), str(len(evaluations)), str(failed), decision, worst_text])
     widths = [max(len(header[i]), *(len(r[i]) for r in rows)) if rows else len(header[i]) for i in range(len(header))]
 
     def line(cells):
@@ -158,6 +249,7 @@ def build_table(run, steps):
     out.append(line(header))
     out.append("-+-".join("-" * w for w in widths))
     out.extend(line(r) for r in rows)
+    out.extend(gate_lines(steps))
     if run.get("finish_started_at") is not None and run.get("finished_at") is not None:
         out.append("finish (VM targets, lock release, report): %s s"
                    % _num(float(run["finished_at"]) - float(run["finish_started_at"]), 1))
@@ -166,6 +258,7 @@ def build_table(run, steps):
         out.append("rollback: every Kong node (%d) routed with the rolled-back weights %s s after the failing gate evaluation "
                    "(slowest balancer %s s after the writes)"
                    % (nodes, _num(run["rollback_routed_seconds"], 2), _num(run.get("rollback_converged_seconds"), 2)))
+    out.extend(no_data_warnings(steps))
     if run.get("message"):
         out.append(str(run["message"]))
     return out
@@ -192,7 +285,7 @@ def _series(run, steps):
             t = float(hold_start) + float(evaluation.get("at") or 0) - origin
             for result in evaluation.get("gates") or []:
                 entry = gates.setdefault(result.get("name"), {"threshold": result.get("threshold"), "points": []})
-                entry["points"].append((t, result.get("value"), result.get("status")))
+                entry["points"].append((t, None if measured_nothing(result) else result.get("value"), result.get("status")))
     end = None
     if run.get("finished_at") is not None and origin is not None:
         end = float(run["finished_at"]) - origin
@@ -237,7 +330,15 @@ def _panel(title, points, y_max, width, height, x_max, step_line=False, y_min=0.
             parts.append('<circle cx="%.1f" cy="%.1f" r="3" fill="%s"><title>%s at %ss: %s</title></circle>' % (
                 x(point[0]), y(float(point[1])), colour, _esc(point[2]), _num(point[0], 1), _esc(_num(point[1]))))
         elif len(point) > 2:
-            parts.append('<text x="%.1f" y="%d" font-size="10" fill="#bf8700" text-anchor="middle">no data</text>' % (x(point[0]), top + 12))
+            # a gate evaluation that measured nothing: a hatched band over the whole height, never a point on the line
+            parts.append('<rect x="%.1f" y="%d" width="8" height="%d" fill="#d33" fill-opacity="0.25"><title>%s at %ss '
+                         '(counted as %s by the no_data policy)</title></rect>' % (x(point[0]) - 4, top, plot_h, NO_DATA,
+                                                                                   _num(point[0], 1), _esc(point[2])))
+            parts.append('<text x="%.1f" y="%d" font-size="10" font-weight="bold" fill="#d33" text-anchor="middle">%s</text>'
+                         % (x(point[0]), top + 12, NO_DATA))
+    if points and all(len(p) > 2 and p[1] is None for p in points):
+        parts.append('<text x="%.1f" y="%.1f" font-size="16" font-weight="bold" fill="#d33" text-anchor="middle">%s at every '
+                     'evaluation: this gate measured nothing</text>' % (left + plot_w / 2.0, top + plot_h / 2.0, NO_DATA))
     parts.append("</svg>")
     return "\n".join(parts)
 
@@ -264,13 +365,21 @@ def build_html(run, steps, table):
         top = max(values + ([threshold] if threshold is not None else []) + [0.0])
         low = min(values + ([threshold] if threshold is not None else []) + [0.0])
         top = top * 1.1 if top > 0 else 1.0
-        panels.append(_panel("%s (threshold %s)" % (name, entry["threshold"]), entry["points"], top, 900, 160, x_max,
-                             y_min=low, threshold=threshold))
+        blind = sum(1 for p in entry["points"] if p[1] is None)
+        title = "%s (threshold %s)" % (name, entry["threshold"])
+        if blind:
+            title += " - %s at %d of %d evaluations" % (NO_DATA, blind, len(entry["points"]))
+        panels.append(_panel(title, entry["points"], top, 900, 160, x_max, y_min=low, threshold=threshold))
     title = "Rollout of %s: %s" % (run.get("service", ""), run.get("outcome", ""))
+    warnings = no_data_warnings(steps)
+    banner = ""
+    if warnings:
+        banner = '<div class="nodata">%s</div>\n' % "<br>".join(_esc(w) for w in warnings)
     return ("<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>%s</title>\n"
-            "<style>body{font-family:sans-serif;margin:20px}pre{background:#f6f8fa;padding:10px;overflow:auto}</style>"
-            "</head><body>\n<h1>%s</h1>\n<pre>%s</pre>\n%s\n</body></html>\n" % (
-                _esc(title), _esc(title), _esc("\n".join(table)), "\n".join(panels)))
+            "<style>body{font-family:sans-serif;margin:20px}pre{background:#f6f8fa;padding:10px;overflow:auto}"
+            ".nodata{background:#ffebe9;border:2px solid #d33;color:#82071e;font-weight:bold;padding:10px;margin:10px 0}</style>"
+            "</head><body>\n<h1>%s</h1>\n%s<pre>%s</pre>\n%s\n</body></html>\n" % (
+                _esc(title), _esc(title), banner, _esc("\n".join(table)), "\n".join(panels)))
 
 
 def rollback_timing(steps):
@@ -301,7 +410,11 @@ def write_report(params, check_mode=False, clock=time.time):
     failed = sum(1 for s in steps for e in (s.get("gate") or {}).get("evaluations") or [] if e.get("status") == "fail")
     summary = {"outcome": run.get("outcome"), "steps_applied": len(applied), "evaluations": evaluations,
                "failed_evaluations": failed, "final_share": run.get("final_share")}
-    result = {"changed": False, "json_path": None, "chart_path": None, "table": table, "summary": summary}
+    blind = no_data_gates(steps)
+    if blind:
+        summary["no_data"] = dict((name, count) for name, count, _total, _labels in blind)
+    result = {"changed": False, "json_path": None, "chart_path": None, "table": table, "summary": summary,
+              "no_data_warnings": no_data_warnings(steps)}
     if check_mode:
         return result
     dest = params["dest"]
