@@ -74,8 +74,9 @@ def test_a_failed_gate_without_data_and_a_failed_gate_with_a_value(tmp_path):
 
 
 def test_every_gate_measured_a_value_no_warning(tmp_path):
-    steps = [step(1, [[result("pods 5xx ratio", None), result("traffic", 1.0)], [result("pods 5xx ratio", 0.0, no_data=False),
-                                                                                result("traffic", 1.0)]]),
+    first = [[result("pods 5xx ratio", None), result("traffic", 1.0)],
+             [result("pods 5xx ratio", 0.0, no_data=False), result("traffic", 1.0)]]
+    steps = [step(1, first),
              step(2, [[result("pods 5xx ratio", 0.01), result("traffic", 1.0)]] * 2)]
     out = write(tmp_path, steps)
     assert "1/2 pods 5xx ratio (<= 0.05) NO DATA, 0" in squash(out["table"])
