@@ -38,7 +38,17 @@ KONG_CONNECTION_SPEC = dict(
 
 
 # "argument 'interval' is of type str found in 'healthchecks -> active -> healthy'. and we were unable to convert ..."
-_TYPE_ERROR_RE = re.compile(r"^argument '([^']+)' is of type \S+(?: found in '([^']+)')?\.? and we were unable to convert")
+# (ansible-core 2.17 and 2.18 write the type as "<class 'str'>")
+_TYPE_ERROR_RE = re.compile(r"^argument '([^']+)' is of type (?:<class '[^']+'>|\S+)(?: found in '([^']+)')?\.? and we were unable to convert")
+
+
+class _LongestFirst(set):
+    """The module's no_log values, handed to Ansible's masking longest first, as ansible-core 2.19 sorts them itself.
+    ansible-core 2.17 and 2.18 replace them in set order: a URL's password masked before its whole user part
+    (``ops:password``) left the user name in the output."""
+
+    def __iter__(self):
+        return iter(sorted(set.__iter__(self), key=lambda value: len(str(value)), reverse=True))
 
 
 def kong_argument_spec(**extra):
@@ -61,6 +71,7 @@ class KongModule(AnsibleModule):
         if not HAS_REQUESTS:
             self.fail_json(msg=missing_required_lib("requests"), exception=str(REQUESTS_IMPORT_ERROR))
         self._client = None
+        self.no_log_values = _LongestFirst(self.no_log_values)
         self._mask_url_secrets(self.params)
         if "upstream" in self.argument_spec and self.params.get("upstream") is not None:
             try:

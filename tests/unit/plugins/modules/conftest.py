@@ -10,9 +10,7 @@ import json
 import pytest
 import responses
 
-from ansible.module_utils.testing import patch_module_args
-
-from kong_module_helpers import ADMIN
+from kong_module_helpers import ADMIN, patch_module_args
 
 
 @pytest.fixture

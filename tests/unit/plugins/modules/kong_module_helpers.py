@@ -4,8 +4,23 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+
+try:
+    from ansible.module_utils.testing import patch_module_args  # pylint: disable=unused-import  # ansible-core >= 2.19
+except ImportError:  # ansible-core 2.17 and 2.18 (the core matrix, `make core-matrix`)
+    from unittest import mock
+
+    from ansible.module_utils import basic
+
+    @contextlib.contextmanager
+    def patch_module_args(args=None):
+        """What ansible-core 2.19's ansible.module_utils.testing.patch_module_args does, for the older cores."""
+        payload = json.dumps({"ANSIBLE_MODULE_ARGS": args or {}}).encode()
+        with mock.patch.object(basic, "_ANSIBLE_ARGS", payload):
+            yield
 
 FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures")
 ADMIN = "http://kong.test:8001"

@@ -13,7 +13,7 @@ import uuid
 import pytest
 import responses
 
-from ansible.module_utils.testing import patch_module_args
+from kong_module_helpers import patch_module_args
 
 from ansible_collections.mixedrun.kong.plugins.module_utils import _balancer as split_balancer
 from ansible_collections.mixedrun.kong.plugins.module_utils._kong_api import KongClient

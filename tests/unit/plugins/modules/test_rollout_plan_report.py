@@ -10,7 +10,7 @@ import os
 
 import pytest
 
-from ansible.module_utils.testing import patch_module_args
+from kong_module_helpers import patch_module_args
 
 from ansible_collections.mixedrun.kong.plugins.modules import rollout_plan, rollout_report
 
