@@ -194,13 +194,13 @@ def gate_lines(steps):
                 entry = per_gate.setdefault(result.get("name"), {"threshold": result.get("threshold"), "values": []})
                 entry["values"].append(result_text(result))
         for name, entry in per_gate.items():
-            rows.append((_label(record), str(name), str(entry["threshold"]), ", ".join(entry["values"])))
+            rows.append((_label(record), str(name), ", ".join(entry["values"]), str(entry["threshold"])))
     if not rows:
         return []
     widths = [max(len(r[i]) for r in rows) for i in range(3)]
-    out = ["gate values at each evaluation (%s: the gate measured nothing):" % NO_DATA]
-    out.extend(("  %s  %s  %s  %s" % (r[0].ljust(widths[0]), r[1].ljust(widths[1]), ("(" + r[2] + ")").ljust(widths[2] + 2),
-                                      r[3])).rstrip() for r in rows)
+    out = ["gate values at each evaluation:"]
+    out.extend("  %s  %s  %s  threshold %s" % (r[0].ljust(widths[0]), r[1].ljust(widths[1]), r[2].ljust(widths[2]), r[3])
+               for r in rows)
     return out
 
 

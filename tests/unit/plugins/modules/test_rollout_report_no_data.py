@@ -43,8 +43,8 @@ def test_a_gate_that_passed_by_its_no_data_policy_is_no_data_everywhere(tmp_path
     rows = [line for line in table if line.startswith(("1/2 |", "2/2 |"))]
     # the step row does not say "all gates passed": it names the gate that measured nothing
     assert all("pass, NO DATA" in row and "NO DATA: pods 5xx ratio" in row and "gates passed" not in row for row in rows)
-    assert "1/2 pods 5xx ratio (<= 0.05) NO DATA, NO DATA" in squash(table)
-    assert "2/2 traffic (>= 0.99) 1, 1" in squash(table)
+    assert "1/2 pods 5xx ratio NO DATA, NO DATA threshold <= 0.05" in squash(table)
+    assert "2/2 traffic 1, 1 threshold >= 0.99" in squash(table)
     warning = ("WARNING: NO DATA: gate 'pods 5xx ratio' measured nothing at 4 of 4 evaluations (1/2, 2/2): it guarded "
                "nothing there, whatever its no_data policy counted it as")
     assert warning in table and table[-1] == "done" and out["no_data_warnings"] == [warning]
@@ -67,8 +67,8 @@ def test_a_failed_gate_without_data_and_a_failed_gate_with_a_value(tmp_path):
     out = write(tmp_path, [step(1, [[nothing, tripped]], decision="rollback", failing=tripped)], outcome="rolled_back")
     row = [line for line in out["table"] if line.startswith("1/2 |")][0]
     assert "| rollback | traffic: 0.85 / >= 0.99; NO DATA: pods 5xx ratio" in " ".join(row.split())
-    assert "1/2 pods 5xx ratio (<= 0.05) NO DATA (fail)" in squash(out["table"])
-    assert "1/2 traffic (>= 0.99) 0.85 (fail)" in squash(out["table"])
+    assert "1/2 pods 5xx ratio NO DATA (fail) threshold <= 0.05" in squash(out["table"])
+    assert "1/2 traffic 0.85 (fail) threshold >= 0.99" in squash(out["table"])
     only = write(tmp_path, [step(1, [[nothing]], decision="rollback", failing=nothing)], outcome="rolled_back")
     assert "| rollback | pods 5xx ratio: NO DATA / <= 0.05" in squash(only["table"])[3]
 
@@ -79,7 +79,7 @@ def test_every_gate_measured_a_value_no_warning(tmp_path):
     steps = [step(1, first),
              step(2, [[result("pods 5xx ratio", 0.01), result("traffic", 1.0)]] * 2)]
     out = write(tmp_path, steps)
-    assert "1/2 pods 5xx ratio (<= 0.05) NO DATA, 0" in squash(out["table"])
+    assert "1/2 pods 5xx ratio NO DATA, 0 threshold <= 0.05" in squash(out["table"])
     assert [line for line in squash(out["table"]) if line.startswith("2/2 |")][0].endswith("| pass | all 2 gates passed")
     assert out["summary"]["no_data"] == {"pods 5xx ratio": 1} and len(out["no_data_warnings"]) == 1
     clean = write(tmp_path, steps[1:])
