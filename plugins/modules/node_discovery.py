@@ -116,7 +116,7 @@ options:
         description:
           - V(endpoints) - the ready endpoints of each Service's EndpointSlices (the pods the Service routes to).
             An endpoint listed in several EndpointSlices of one Service (the controller's slice and a mirrored or
-            user-made one labelled C(kubernetes.io/service-name)) is one node, as kube-proxy and KIC read it: the copy
+            user-made one labelled C(kubernetes.io/service-name)) is one node, as kube-proxy and KIC read it; the copy
             with the best conditions wins (ready, then terminating but serving, then not ready; among equals one
             with a C(targetRef), then the first slice by name), and the node is named after the pod of a copy with a
             C(targetRef). The same address and port from two Services, or from a VM and a pod, is a duplicate
