@@ -106,8 +106,14 @@ def k8s(lab):
         os.unlink(handle.verify)
 
 
+def pod_target(node):
+    """The target Kubernetes lists for a container node: its pod IP (the real control plane's, which refuses loopback
+    addresses in EndpointSlices: tests/lab/realk8s.py) or, on the stand-in, its address."""
+    return "%s:%d" % (node.get("pod_ip") or node["address"], node["port"])
+
+
 def lab_containers(lab):
-    return sorted("%s:%d" % (n["address"], n["port"]) for n in lab["nodes"] if n["kind"] == "container")
+    return sorted(pod_target(n) for n in lab["nodes"] if n["kind"] == "container")
 
 
 def targets(result):
@@ -170,7 +176,7 @@ def test_service_mode(k8s):
 
 def test_unhealthy_container_leaves_and_comes_back(k8s, lab, lab_control):
     victim = sorted((n for n in lab["nodes"] if n["kind"] == "container"), key=lambda n: n["name"])[0]
-    victim_target = "%s:%d" % (victim["address"], victim["port"])
+    victim_target = pod_target(victim)
     lab_control(victim["name"], unhealthy=True)
 
     def gone():

@@ -21,6 +21,9 @@ def main(argv=None):
                       help="real Kong from the kit (../shared/realkong or $MIXEDRUN_REALKONG_KIT), the simulator, or auto: real where "
                            "the kit is present (overrides kong.engine)")
     p_up.add_argument("--kong-mode", choices=("traditional", "hybrid", "dbless"), help="Kong's deployment mode (overrides kong.mode)")
+    p_up.add_argument("--k8s-engine", choices=("auto", "real", "standin"),
+                      help="the real Kubernetes control plane from the kit (../shared/realk8s or $MIXEDRUN_REALK8S_KIT) with the lab as "
+                           "kubelet, the API stand-in, or auto: real where the kit is present (overrides k8s.engine)")
     p_up.add_argument("--restart", action="store_true", help="stop a running lab first, even when it is healthy")
     sub.add_parser("down", help="stop everything the lab started")
     sub.add_parser("status", help="report each component (JSON); exit 0 up, 1 degraded, 3 down")
@@ -41,11 +44,12 @@ def main(argv=None):
                 raise LabConfigError("--kong-nodes: must be between 1 and 16, got %d" % args.kong_nodes)
             with lab.locked():
                 info = lab.up(args.config, kong_nodes=args.kong_nodes, restart=args.restart, kong_engine=args.kong_engine,
-                              kong_mode=args.kong_mode)
+                              kong_mode=args.kong_mode, k8s_engine=args.k8s_engine)
             if info.get("already_running"):
                 print("lab already running in %s; reporting it (use --restart to start it again)" % lab.state_dir, file=sys.stderr)
             nodes = ", ".join("%s %s" % (n["name"], n["role"]) for n in info.get("kong_nodes") or [])
-            print("lab up: Kong engine %s (%s mode, %s)" % (info.get("kong_engine"), info.get("kong_mode"), nodes), file=sys.stderr)
+            print("lab up: Kong engine %s (%s mode, %s), Kubernetes %s (%s)"
+                  % (info.get("kong_engine"), info.get("kong_mode"), nodes, info.get("k8s_engine"), info.get("k8s_version")), file=sys.stderr)
             print(json.dumps(info, indent=2))
             return 0
         if args.command == "lb-reload":

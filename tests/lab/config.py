@@ -32,6 +32,27 @@ KONG_ENGINES = ("auto", "real", "simulator")
 KONG_MODES = ("traditional", "hybrid", "dbless")
 KONG_ENGINE_ENV = "MIXEDRUN_LAB_KONG_ENGINE"    # overrides kong.engine: auto (the default) for every lab started
 REALKONG_KIT_ENV = "MIXEDRUN_REALKONG_KIT"      # the real Kong kit's directory (default: ../shared/realkong)
+K8S_ENGINES = ("auto", "real", "standin")
+K8S_ENGINE_ENV = "MIXEDRUN_LAB_K8S_ENGINE"      # overrides k8s.engine
+REALK8S_KIT_ENV = "MIXEDRUN_REALK8S_KIT"        # the real Kubernetes kit's directory (default: ../shared/realk8s)
+
+
+def realk8s_kit():
+    """The real Kubernetes kit's directory (``$MIXEDRUN_REALK8S_KIT``, else ``<repo>/../shared/realk8s``) when it holds
+    ``k8s-cluster.sh``, else None."""
+    path = os.environ.get(REALK8S_KIT_ENV) or os.path.join(os.path.dirname(REPO_ROOT), "shared", "realk8s")
+    return os.path.abspath(path) if os.path.isfile(os.path.join(path, "k8s-cluster.sh")) else None
+
+
+def resolve_k8s_engine(engine):
+    """``auto`` -> ``real`` where the kit is present, else ``standin``; ``real`` without a kit is an error."""
+    if engine == "auto":
+        return "real" if realk8s_kit() else "standin"
+    if engine == "real" and not realk8s_kit():
+        raise LabConfigError("k8s.engine: real needs the real Kubernetes kit (k8s-cluster.sh), found neither in $%s nor in %s; set %s "
+                             "to the kit's directory or use k8s.engine: standin"
+                             % (REALK8S_KIT_ENV, os.path.join(os.path.dirname(REPO_ROOT), "shared", "realk8s"), REALK8S_KIT_ENV))
+    return engine
 
 
 def realkong_kit():
@@ -137,7 +158,7 @@ class LabConfig:
     def fingerprint(self):
         """A stable hash of the configuration (to tell whether a running lab uses the same one)."""
         # the resolved Kong engine too: `auto` means another engine once the kit appears or MIXEDRUN_LAB_KONG_ENGINE is set
-        data = {"raw": self.raw, "kong_engine": self.kong["engine"], "kong_mode": self.kong["mode"]}
+        data = {"raw": self.raw, "kong_engine": self.kong["engine"], "kong_mode": self.kong["mode"], "k8s_engine": self.k8s["engine"]}
         return hashlib.sha256(yaml.safe_dump(data, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -310,6 +331,24 @@ def validate(raw):
     extra = k8s.get("extra_objects") or []
     _need(isinstance(extra, list), "k8s.extra_objects", "must be a list of objects or file paths")
     k8s["extra_objects"] = extra
+    k8s_engine = os.environ.get(K8S_ENGINE_ENV) or k8s.get("engine", "auto")
+    _need(k8s_engine in K8S_ENGINES, "k8s.engine" if not os.environ.get(K8S_ENGINE_ENV) else "$" + K8S_ENGINE_ENV,
+          "must be auto (the real control plane where the kit is present, else the stand-in), real or standin, got %r" % (k8s_engine,))
+    k8s["engine"] = resolve_k8s_engine(k8s_engine)
+    pod_cidr = k8s.get("pod_cidr", "10.0.0.0/8")
+    try:
+        pod_net = ipaddress.IPv4Network(str(pod_cidr))
+    except ValueError:
+        pod_net = None
+    _need(pod_net is not None and pod_net.prefixlen == 8 and pod_net.network_address.packed[0] not in (0, 127, 169)
+          and not pod_net.is_multicast and not pod_net.is_reserved, "k8s.pod_cidr",
+          "must be an IPv4 /8 outside 0/8, 127/8, 169/8 and 224/3 (the real engine's pod IPs: a container's loopback address "
+          "moved into it, because Kubernetes refuses loopback addresses in EndpointSlices), got %r" % (pod_cidr,))
+    k8s["pod_cidr"] = str(pod_net)
+    if k8s["engine"] == "real":
+        _need(not extra, "k8s.extra_objects", "is for the stand-in; with k8s.engine: real create objects through the API")
+        _need(not k8s.get("tls") and not k8s.get("token") and not k8s.get("forbidden_token"), "k8s",
+              "tls, token and forbidden_token are the stand-in's; the real control plane makes its own CA and tokens")
 
     services_raw = raw.get("services")
     _need(isinstance(services_raw, list) and services_raw, "services", "must be a non-empty list of services")

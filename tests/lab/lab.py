@@ -39,6 +39,7 @@ PIDS_DIR = "pids"
 FLEET_READY = "fleet.json"
 TOKENS_FILE = "k8s-tokens.json"
 KONG_DIR = "kong"
+K8S_DIR = "k8s"                 # the real Kubernetes engine's state (tests/lab/realk8s.py)
 PROM_DATA = "prometheus-data"
 SECRET_FILES = (TOKENS_FILE, "kubeconfig", "kubeconfig-forbidden", "k8s.key")
 
@@ -198,12 +199,15 @@ class Lab:
                 fcntl.flock(fh, fcntl.LOCK_UN)
 
     # -- up ------------------------------------------------------------------------------------------------
-    def up(self, config_path=None, kong_nodes=None, restart=False, kong_engine=None, kong_mode=None):
+    def up(self, config_path=None, kong_nodes=None, restart=False, kong_engine=None, kong_mode=None, k8s_engine=None):
         """Start the lab (or report the running one); returns the lab.json dict."""
         kong_over = {key: value for key, value in (("nodes", kong_nodes), ("engine", kong_engine), ("mode", kong_mode)) if value}
         if kong_mode and kong_mode != "dbless":
             kong_over["dbless"] = False
-        overrides = {"kong": kong_over} if kong_over else None
+        overrides = {"kong": kong_over} if kong_over else {}
+        if k8s_engine:
+            overrides["k8s"] = {"engine": k8s_engine}
+        overrides = overrides or None
         user_raw = labconfig.load_user(config_path, overrides)
         cfg = labconfig.load(config_path, overrides)
         # what was asked for, before ports are picked: the same request finds the running lab again
@@ -230,7 +234,7 @@ class Lab:
             if os.path.exists(self.path(stale)):
                 os.unlink(self.path(stale))
         # Kong starts EMPTY and Prometheus without old series: drop the previous run's databases.
-        for stale_dir in (KONG_DIR, PROM_DATA):
+        for stale_dir in (KONG_DIR, PROM_DATA, K8S_DIR):
             shutil.rmtree(self.path(stale_dir), ignore_errors=True)
         try:
             return self._start(cfg, fingerprint)
@@ -266,10 +270,18 @@ class Lab:
 
     def _start(self, cfg, fingerprint=None):
         started = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        from tests.lab import realk8s  # pylint: disable=import-outside-toplevel
+        k8s = None
+        if cfg.k8s["engine"] == "real":
+            # 0. the real control plane first: its ReplicaSets name the pods, and the fleet's container nodes take those names
+            k8s, cfg = self._start_real_k8s(cfg)
         _write(self.path("config.yml"), "# The resolved configuration of the running lab (written by `up`).\n"
                + yaml.safe_dump(cfg.raw, sort_keys=False))
-        tokens = {"token": cfg.k8s.get("token") or secrets.token_urlsafe(32),
-                  "forbidden_token": cfg.k8s.get("forbidden_token") or secrets.token_urlsafe(32)}
+        if k8s is not None:
+            tokens = {"token": k8s.token, "forbidden_token": k8s.forbidden_token()}
+        else:
+            tokens = {"token": cfg.k8s.get("token") or secrets.token_urlsafe(32),
+                      "forbidden_token": cfg.k8s.get("forbidden_token") or secrets.token_urlsafe(32)}
         _write_private(self.path(TOKENS_FILE), json.dumps(tokens))
         if cfg.k8s["tls"]:
             self._make_cert(cfg.k8s["host"])
@@ -277,7 +289,12 @@ class Lab:
         # 1. fleet + Kubernetes API
         proc = self._spawn("fleet", [sys.executable, "-m", "tests.lab", "serve", "--state-dir", self.state_dir],
                            env=self._env(), cwd=labconfig.REPO_ROOT)
-        fleet = self._wait_file(proc, "fleet", self.path(FLEET_READY), 30)
+        fleet = self._wait_file(proc, "fleet", self.path(FLEET_READY), 30 if k8s is None else 90)
+        if k8s is not None:
+            try:
+                k8s.wait_endpoints(cfg)          # the kubelet player made the pods Running and Ready: the slices follow
+            except (realk8s.RealK8sError, requests.RequestException) as exc:
+                raise LabError("%s; the kubelet player's log: %s" % (exc, self.path("fleet.log"))) from None
 
         # 2. Kong: the real one from the kit, or the simulator
         kong = self._start_kong(cfg)
@@ -322,7 +339,7 @@ class Lab:
         # 5. kubeconfigs and lab.json
         from tests.lab.k8s_api import kubeconfig  # pylint: disable=import-outside-toplevel
         ca_data = None
-        if cfg.k8s["tls"]:
+        if cfg.k8s["tls"] or k8s is not None:
             with open(self.path("k8s-ca.crt"), "rb") as fh:
                 ca_data = base64.b64encode(fh.read()).decode()
         kubeconfig_path = self.path("kubeconfig")
@@ -354,6 +371,7 @@ class Lab:
             "lb_config": hpath, "lb_backend": lab_haproxy.BACKEND,
             "prometheus_url": prom_url,
             "kubeconfig": kubeconfig_path, "kubeconfig_forbidden": forbidden_path, "k8s_url": fleet["k8s_url"], "k8s_context": "mixedrun-lab",
+            "k8s_engine": cfg.k8s["engine"], "k8s_version": k8s.cluster.get("version") if k8s is not None else "v%s.0" % cfg.k8s["version"],
             "control_url": control,
             "state_dir": self.state_dir,
             "nodes": [n.as_dict(control) for n in cfg.nodes],
@@ -362,8 +380,36 @@ class Lab:
             "config_fingerprint": fingerprint or cfg.fingerprint(),
             "started_at": started,
         }
+        if k8s is not None:
+            for node in info["nodes"]:
+                if node["kind"] == "container":
+                    node["pod_ip"] = realk8s.pod_ip(node["address"], cfg.k8s["pod_cidr"])      # what Kubernetes lists
+            for svc in info["services"]:
+                found = k8s.call("GET", "/api/v1/namespaces/%s/services/%s" % (svc["namespace"], svc["name"]), ok=(200, 404))
+                if found:
+                    svc["cluster_ip"] = found["spec"].get("clusterIP")
+            info["k8s_pods_file"] = self.path(K8S_DIR, realk8s.PODS_FILE)
         _write(self.path(LAB_JSON), json.dumps(info, indent=2) + "\n")
         return info
+
+    def _start_real_k8s(self, cfg):
+        """Start the kit's control plane in <state>/k8s and seed it; returns (the cluster, cfg with the pods' names)."""
+        from tests.lab import realk8s  # pylint: disable=import-outside-toplevel
+        k8s = realk8s.RealK8s(self.path(K8S_DIR), labconfig.realk8s_kit())
+        cidr = realk8s.service_cidr(cfg)
+        try:
+            k8s.start(cidr)
+            names = k8s.seed(cfg, keep_cluster_ip=bool(cidr))
+        except (realk8s.RealK8sError, OSError, requests.RequestException) as exc:
+            raise LabError("the real Kubernetes control plane (kit %s) did not start: %s" % (k8s.kit, exc)) from None
+        shutil.copyfile(k8s.ca_path, self.path("k8s-ca.crt"))
+        services = []
+        for raw_svc, svc in zip(cfg.raw["services"], cfg.services):
+            raw_svc = dict(raw_svc)
+            if svc.name in names:
+                raw_svc["containers"] = dict(raw_svc["containers"], names=names[svc.name])
+            services.append(raw_svc)
+        return k8s, labconfig.validate(labconfig.deep_merge(cfg.raw, {"services": services}))
 
     def _start_kong(self, cfg):
         """Start the configured Kong engine in <state>/kong; returns the cluster object (admin_urls, proxy_urls, ...)."""
@@ -444,10 +490,16 @@ class Lab:
         stopped, leftovers = [], []
         records = self._records()
         # HAProxy first so no new traffic arrives, Kong next, then the fleet; Prometheus last.
-        order = ["haproxy", "kong"] + sorted(set(records) - {"haproxy", "fleet", "prometheus"}) + ["fleet", "prometheus"]
+        order = ["haproxy", "kong"] + sorted(set(records) - {"haproxy", "fleet", "prometheus"}) + ["fleet", "k8s", "prometheus"]
         for component in order:
             if component == "kong":
                 stopped.extend(self._stop_kong())
+                continue
+            if component == "k8s":
+                try:
+                    stopped.extend(self._stop_k8s())
+                except LabError as exc:
+                    leftovers.append({"component": "k8s", "error": str(exc)})
                 continue
             if component not in records:
                 continue
@@ -470,6 +522,14 @@ class Lab:
         if leftovers:
             raise LabError("processes left after down: %s" % json.dumps(leftovers))
         return result
+
+    def _stop_k8s(self):
+        """The real control plane through the kit's own down (nothing for the stand-in, which runs in the fleet)."""
+        from tests.lab.realk8s import RealK8s, RealK8sError  # pylint: disable=import-outside-toplevel
+        try:
+            return [{"component": "k8s", "pid": pid} for pid in RealK8s.stop_from_state_dir(self.path(K8S_DIR))]
+        except (RealK8sError, OSError, subprocess.SubprocessError) as exc:
+            raise LabError(str(exc)) from None
 
     def _stop_kong(self):
         kong_dir = self.path(KONG_DIR)
@@ -570,6 +630,9 @@ class Lab:
                 entry["healthy"] = entry["running"]
             comps[component] = entry
         kong_infos = self._kong_status(comps)
+        from tests.lab.realk8s import RealK8s  # pylint: disable=import-outside-toplevel
+        for kinfo in RealK8s.status_from_state_dir(self.path(K8S_DIR)):
+            comps[kinfo["name"]] = {"pid": kinfo["pid"], "running": kinfo["running"], "healthy": kinfo["healthy"], "engine": "real"}
         for kinfo in kong_infos:
             if "engine" in kinfo:
                 continue                    # a real Kong component, already reported
@@ -608,13 +671,16 @@ async def _serve(lab, cfg, tokens):
     from tests.lab.nodes import Fleet  # pylint: disable=import-outside-toplevel
 
     fleet = Fleet(cfg)
-    api = K8sApi(cfg, tokens, fleet)
-    for item in cfg.k8s.get("extra_objects") or []:
-        api.load_objects(load_extra_objects(item))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    if cfg.k8s["engine"] == "real":
+        await _serve_real_k8s(lab, cfg, fleet, stop)
+        return
+    api = K8sApi(cfg, tokens, fleet)
+    for item in cfg.k8s.get("extra_objects") or []:
+        api.load_objects(load_extra_objects(item))
     await fleet.start()
     runner = web.AppRunner(api.app(), access_log=None)
     await runner.setup()
@@ -639,6 +705,25 @@ async def _serve(lab, cfg, tokens):
         await stop.wait()
     finally:
         await runner.cleanup()
+        await fleet.stop()
+
+
+async def _serve_real_k8s(lab, cfg, fleet, stop):
+    """The fleet and the kubelet player for the real control plane (tests/lab/realk8s.py)."""
+    from tests.lab.realk8s import PODS_FILE, KubeletPlayer  # pylint: disable=import-outside-toplevel
+    kit = _read_json(lab.path(K8S_DIR, "cluster.json"))
+    if not kit:
+        raise LabError("%s is missing: the real control plane is not running" % lab.path(K8S_DIR, "cluster.json"))
+    with open(kit["token_file"], encoding="utf-8") as fh:
+        cluster = {"server": kit["server"], "token": fh.read().strip(), "ca_path": lab.path(K8S_DIR, "pki", "ca.crt")}
+    player = KubeletPlayer(cfg, fleet, cluster, lab.path(K8S_DIR, PODS_FILE))
+    await fleet.start()
+    try:
+        await player.start()
+        _write(lab.path(FLEET_READY), json.dumps({"pid": os.getpid(), "control_url": fleet.control_url, "k8s_url": kit["server"]}))
+        await stop.wait()
+    finally:
+        await player.stop()
         await fleet.stop()
 
 

@@ -1,0 +1,105 @@
+"""The real Kubernetes engine (tests/lab/realk8s.py): configuration, address mapping, and one lab `up` -> kubelet
+player -> `down` on the kit's control plane (skipped, with the reason, where the kit is absent)."""
+
+import os
+import time
+
+import pytest
+import requests
+from kubernetes import client as k8s_client
+from kubernetes import config as k8s_config
+
+from tests.lab import config as labconfig
+from tests.lab import realk8s
+from tests.lab.pytest_plugin import _run_lab, start_lab, stop_lab
+
+needs_realk8s = pytest.mark.skipif(not labconfig.realk8s_kit(), reason="the real Kubernetes kit is absent ($%s or ../shared/realk8s)"
+                                   % labconfig.REALK8S_KIT_ENV)
+
+# loopback addresses of this test's own (other labs may run at once)
+CONFIG = {"node_port": 18787,
+          "k8s": {"engine": "real", "nodes": {"count": 2, "address_base": "127.0.37.1"}},
+          "services": [{"name": "shop", "namespace": "shop", "labels": {"app": "shop", "tier": "web"}, "cluster_ip": "127.0.47.1",
+                        "node_port": 30087, "vms": {"count": 1, "address_base": "127.0.17.1"},
+                        "containers": {"count": 2, "address_base": "127.0.27.1"}}]}
+
+
+def test_realk8s_pod_ips_and_service_cidr():
+    assert realk8s.pod_ip("127.0.27.1", "10.0.0.0/8") == "10.0.27.1"
+    assert realk8s.pod_ip("127.3.27.1", "172.0.0.0/8") == "172.3.27.1"
+    assert realk8s.loopback_of("10.0.27.1") == "127.0.27.1"
+    cfg = labconfig.validate(labconfig.deep_merge(labconfig.load_raw(), {"k8s": {"engine": "standin"}}))
+    assert realk8s.service_cidr(cfg) == "127.0.0.0/16"              # 127.0.40.1 is no Service CIDR's first address
+    other = labconfig.deep_merge(cfg.raw, {"services": [dict(cfg.raw["services"][0], cluster_ip="127.0.0.1")]})
+    assert realk8s.service_cidr(labconfig.validate(other)) is None
+
+
+def test_realk8s_engine_config(monkeypatch, tmp_path):
+    base = labconfig.load_raw()
+    assert labconfig.validate(base).k8s["engine"] == "standin"          # the default, see default.yml
+    monkeypatch.setenv(labconfig.REALK8S_KIT_ENV, str(tmp_path))        # no kit there
+    assert labconfig.validate(labconfig.deep_merge(base, {"k8s": {"engine": "auto"}})).k8s["engine"] == "standin"
+    with pytest.raises(labconfig.LabConfigError, match=r"k8s.engine: real needs the real Kubernetes kit"):
+        labconfig.validate(labconfig.deep_merge(base, {"k8s": {"engine": "real"}}))
+    (tmp_path / "k8s-cluster.sh").write_text("#!/bin/sh\n")
+    assert labconfig.validate(labconfig.deep_merge(base, {"k8s": {"engine": "auto"}})).k8s["engine"] == "real"
+    monkeypatch.setenv(labconfig.K8S_ENGINE_ENV, "standin")
+    assert labconfig.validate(labconfig.deep_merge(base, {"k8s": {"engine": "real"}})).k8s["engine"] == "standin"
+    monkeypatch.setenv(labconfig.K8S_ENGINE_ENV, "kind")
+    with pytest.raises(labconfig.LabConfigError, match=r"\$MIXEDRUN_LAB_K8S_ENGINE: must be auto"):
+        labconfig.validate(base)
+    monkeypatch.delenv(labconfig.K8S_ENGINE_ENV)
+    for bad in ("127.0.0.0/8", "10.0.0.0/16", "nope", "224.0.0.0/8"):
+        with pytest.raises(labconfig.LabConfigError, match=r"k8s.pod_cidr: must be an IPv4 /8"):
+            labconfig.validate(labconfig.deep_merge(base, {"k8s": {"pod_cidr": bad}}))
+    with pytest.raises(labconfig.LabConfigError, match=r"k8s.extra_objects: is for the stand-in"):
+        labconfig.validate(labconfig.deep_merge(base, {"k8s": {"engine": "real", "extra_objects": [{"kind": "Pod"}]}}))
+    cfg = labconfig.validate(labconfig.deep_merge(base, {"k8s": {"engine": "real"}}))
+    assert cfg.fingerprint() != labconfig.validate(base).fingerprint()
+
+
+def _pod_ready(core, name):
+    pod = core.read_namespaced_pod(name, "shop")
+    return [c.status for c in pod.status.conditions or [] if c.type == "Ready"] == ["True"]
+
+
+@needs_realk8s
+def test_realk8s_lab_up_kubelet_player_down(tmp_path):
+    state_dir = str(tmp_path / "lab")
+    started = time.monotonic()
+    info = start_lab(state_dir, extra_config=CONFIG, kong_engine="simulator")
+    up_seconds = time.monotonic() - started
+    try:
+        assert info["k8s_engine"] == "real" and info["k8s_version"] == "v1.26.0" and info["k8s_context"] == "mixedrun-lab"
+        k8s_config.load_kube_config(info["kubeconfig"], context=info["k8s_context"])     # the kubernetes client takes it as is
+        core = k8s_client.CoreV1Api()
+        pods = {p.metadata.name: p for p in core.list_namespaced_pod("shop").items}
+        containers = [n for n in info["nodes"] if n["kind"] == "container"]
+        assert sorted(pods) == sorted(n["name"] for n in containers)                      # the ReplicaSet's names
+        for node in containers:
+            pod = pods[node["name"]]
+            assert pod.metadata.owner_references[0].kind == "ReplicaSet"
+            assert pod.status.pod_ip == node["pod_ip"] == realk8s.pod_ip(node["address"], "10.0.0.0/8")
+            assert pod.spec.node_name in {k["name"] for k in info["k8s_nodes"]} and pod.status.phase == "Running"
+        assert sorted(n.metadata.name for n in core.list_node().items) == ["lab-worker-1", "lab-worker-2"]
+        assert core.read_namespaced_service("shop", "shop").spec.cluster_ip == "127.0.47.1" == info["services"][0]["cluster_ip"]
+        status = _run_lab(["status"], state_dir)
+        assert status.returncode == 0, status.stdout
+        assert {"k8s-etcd", "k8s-kube-apiserver", "k8s-kube-controller-manager"} <= set(__import__("json").loads(status.stdout)["components"])
+        # a fault turns the pod NotReady and back
+        victim = containers[0]["name"]
+        requests.post(info["control_url"] + "/nodes/" + victim, json={"unhealthy": True}, timeout=10).raise_for_status()
+        deadline = time.monotonic() + 15
+        while _pod_ready(core, victim) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not _pod_ready(core, victim)
+        requests.post(info["control_url"] + "/nodes/" + victim + "/reset", timeout=10).raise_for_status()
+        deadline = time.monotonic() + 15
+        while not _pod_ready(core, victim) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert _pod_ready(core, victim)
+        print("lab up with the real control plane: %.1f s" % up_seconds)
+    finally:
+        report = stop_lab(state_dir)
+    assert {s["component"] for s in report["stopped"]} >= {"fleet", "k8s"}
+    assert not os.path.exists(os.path.join(state_dir, "k8s", "engine.json"))
