@@ -40,7 +40,7 @@ help:
 	@echo "make demo         run the migration demo on the lab (README's first command)"
 	@echo "make test         run every test (unit, lab, sanity, lint, integration, molecule, e2e)"
 	@echo "make units | lab-tests | sanity | lint | integration | molecule | demo-test | bench"
-	@echo "make lab-up | lab-down | build | conformance"
+	@echo "make lab-up | lab-down | build | package-check | conformance"
 
 # --- environment --------------------------------------------------------------------------------
 $(BIN)/activate:
@@ -74,7 +74,7 @@ lab-down:
 	$(BIN)/python -m tests.lab down
 
 # --- tests ----------------------------------------------------------------------------------------
-.PHONY: test units lab-tests sanity lint integration molecule demo-test bench build realkong _static _lab_suites _integration _integration_on
+.PHONY: test units lab-tests sanity lint integration molecule demo-test bench build package-check realkong _static _lab_suites _integration _integration_on
 # Two streams at once (a test run is mostly one single-threaded ansible-playbook or pytest at a time, and the
 # machine has two cores): the suites that need no lab, plus the demo on a lab of its own, beside the lab's own
 # tests and everything that runs against the integration lab. Each stream's output is printed when it ends.
@@ -179,3 +179,19 @@ bench: venv collection-link system-deps
 build: venv
 	@mkdir -p $(TMP)/dist
 	$(BIN)/ansible-galaxy collection build --force --output-path $(TMP)/dist .
+
+# The collection as its users get it (tests/tools/package_check.sh): the tarball (nothing local inside), galaxy-importer
+# on it (Galaxy's upload check, tests/tools/galaxy-importer.cfg), the tarball installed into an empty path and used
+# from there, and the execution environment's build context (ansible-builder create, validated; no image: no
+# container engine here). galaxy-importer and ansible-builder get a virtual environment of their own (their pins
+# conflict with .venv's), installed once.
+IMPORTER_VENV := $(TMP)/venv-importer
+$(IMPORTER_VENV)/.stamp: tests/tools/importer-requirements.txt
+	rm -rf $(IMPORTER_VENV)
+	$(PYTHON) -m venv $(IMPORTER_VENV)
+	$(IMPORTER_VENV)/bin/python -m pip install -q --upgrade pip
+	$(IMPORTER_VENV)/bin/python -m pip install -q -r tests/tools/importer-requirements.txt
+	touch $@
+
+package-check: venv $(IMPORTER_VENV)/.stamp
+	VENV=$(VENV) IMPORTER_VENV=$(IMPORTER_VENV) bash tests/tools/package_check.sh
