@@ -3,7 +3,10 @@
 The demo starts its own lab (in a temporary state dir here, so a developer's lab and the integration lab are left
 alone), binds shop.lab.test, runs a gated rollout 10 -> 50 -> 100 % while measuring the traffic through
 HAProxy -> Kong, rolls back, shows a failing rollout being stopped by its gates, and stops the lab. This test reads
-the demo's own summary table and checks it against the plan, and that nothing of the lab is left running.
+the demo's own summary table and checks it against the plan, and that nothing of the lab is left running. From the
+rollout reports: every gate of every step of both rollouts measured a value at every evaluation (the background
+traffic gives the Prometheus gate data to measure; no gate passes by a no_data policy), and the failing rollout was
+stopped by a gate that measured the failing pods.
 Run: PYTHONPATH=. .venv/bin/pytest tests/integration/test_demo.py
 """
 
@@ -68,3 +71,50 @@ def test_demo_moves_traffic_and_stops_its_lab(tmp_path):
     reports = [name for name in os.listdir(str(tmp_path / "reports")) if name.endswith(".json")]
     assert len(reports) >= 2, reports
     assert status.get("state") == "down", "the demo stopped the lab it started: %s" % status
+    _check_gates_measured(str(tmp_path / "reports"), proc.stdout)
+
+
+def _rollout_reports(report_dir):
+    """The reports of the two rollouts (the rollback's own report has no gated step), oldest first."""
+    out = []
+    for name in sorted(os.listdir(report_dir)):
+        if name.endswith(".json"):
+            with open(os.path.join(report_dir, name)) as handle:
+                doc = json.load(handle)
+            if any(s.get("kind", "step") == "step" and s.get("gate") for s in doc["steps"]):
+                out.append(doc)
+    return sorted(out, key=lambda d: float(d["run"].get("started_at") or 0))
+
+
+def _check_gates_measured(report_dir, stdout):
+    # the background traffic ran through both rollouts and every request of it was answered
+    match = re.search(r"Background traffic: (\d+) requests in ([\d.]+) s", stdout)
+    assert match and int(match.group(1)) > 0, stdout[-3000:]
+    # no gate of either rollout measured nothing: no NO DATA warning, no NO DATA in a report table
+    assert "NO DATA" not in stdout, [line for line in stdout.splitlines() if "NO DATA" in line][:10]
+    finished, failed = _rollout_reports(report_dir)
+    assert finished["run"]["outcome"] == "finished" and failed["run"]["outcome"] == "rolled_back"
+    seen = {}
+    for doc in (finished, failed):
+        assert "no_data" not in doc["summary"], doc["summary"]
+        for record in doc["steps"]:
+            if record.get("kind", "step") != "step":
+                continue
+            names = set()
+            for evaluation in record["gate"]["evaluations"]:
+                for gate in evaluation["gates"]:
+                    where = "%s, step %s at %ss: %s" % (doc["run"]["outcome"], record.get("index"), evaluation.get("at"), gate)
+                    assert gate["value"] is not None and not gate.get("no_data"), "a gate measured nothing: " + where
+                    names.add(gate["gate"])
+                    seen.setdefault((doc["run"]["outcome"], gate["name"]), []).append(gate["value"])
+            # every kind of gate the README names ran at each step: Kong health, probes, Prometheus, traffic
+            assert names == {"kong_health", "probes", "prometheus", "traffic"}, (record.get("index"), names)
+    healthy = seen[("finished", "pods 5xx ratio")]
+    assert len(healthy) >= 3 * 2 and all(v <= 0.05 for v in healthy), "the healthy pods' 5xx ratio: %s" % healthy
+    # the failing rollout: its first step was stopped by a gate that measured the failing pods (a value, not no data)
+    stopped = [r for r in failed["steps"] if r.get("kind", "step") == "step" and r.get("decision") == "rollback"]
+    assert len(stopped) == 1 and stopped[0]["index"] == 1, failed["steps"]
+    tripped = stopped[0]["gate"]["failing_gate"]
+    assert tripped["status"] == "fail" and tripped["value"] is not None, tripped
+    decisive = dict((g["name"], g) for g in stopped[0]["gate"]["gates"])
+    assert decisive["pods 5xx ratio"]["value"] is not None, decisive
