@@ -61,6 +61,13 @@ if [ "$ok" = 1 ] && [ -f "$TARBALL" ]; then
         role=${role%/}; role=${role#"$ROOT"/}
         required+=("$role/README.md" "$role/meta/main.yml" "$role/meta/argument_specs.yml")
     done
+    # a role README a user can act on: an example play that uses the role by its FQCN
+    for role in "$ROOT"/roles/*/; do
+        role=$(basename "$role")
+        readme=$(tar -xzOf "$TARBALL" "roles/$role/README.md" 2>/dev/null || true)
+        { grep -q '^```yaml' <<< "$readme" && grep -qF "$FQCN.$role" <<< "$readme"; } \
+            || { fail "roles/$role/README.md has no example play (a \`\`\`yaml block using $FQCN.$role)"; ok=0; }
+    done
     for module in "$ROOT"/plugins/modules/*.py; do required+=("plugins/modules/$(basename "$module")"); done
     for f in "${required[@]}"; do
         grep -qxF "$f" "$WORK/contents.txt" || { fail "the tarball lacks $f"; ok=0; }
