@@ -398,14 +398,19 @@ def ensure_backend_servers(module, client, params):
     result["config_changed"] = new_config is not None and new_config != config_text
     result["changed"] = plan_changed(plan) or result["config_changed"]
     try:
-        for name in plan["delete"]:
-            delete_server(client, backend, name, params["drain_timeout"], result["drained_seconds"])
-        for update in plan["update"]:
-            for cmd in update_commands(backend, update):
-                client.action(cmd)
+        # new servers first, then changes, and only once the new ones take traffic the deletions: the pool never empties
         for server in plan["add"]:
             for cmd in add_commands(backend, server, params["server_options"]):
                 client.action(cmd)
+        for update in plan["update"]:
+            for cmd in update_commands(backend, update):
+                client.action(cmd)
+        if plan["delete"] and not client.check_mode:
+            fresh = [s["name"] for s in plan["add"] if s["state"] == "ready"]
+            if fresh:
+                wait_up(client, backend, fresh, max(params["wait_up"], 30))
+        for name in plan["delete"]:
+            delete_server(client, backend, name, params["drain_timeout"], result["drained_seconds"])
         if not client.check_mode:
             draining = [s["name"] for s in after if s["state"] == "drain"]
             if params["wait_drained"] and draining:

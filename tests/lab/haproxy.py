@@ -60,6 +60,7 @@ def render_config(bind_host, port, stats_port, proxy_urls, state_dir, runtime_po
         "    option http-keep-alive",
         "    option forwardfor",
         "    option redispatch",
+        "    option idle-close-on-response",    # a reload answers idle keep-alive clients once, with Connection: close
         "    retries 2",
         "    timeout connect 2s",
         "    timeout client 60s",
