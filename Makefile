@@ -183,8 +183,8 @@ build: venv
 # The collection as its users get it (tests/tools/package_check.sh): the tarball (nothing local inside), galaxy-importer
 # on it (Galaxy's upload check, tests/tools/galaxy-importer.cfg), the tarball installed into an empty path and used
 # from there, and the execution environment's build context (ansible-builder create, validated; no image: no
-# container engine here). galaxy-importer and ansible-builder get a virtual environment of their own (their pins
-# conflict with .venv's), installed once.
+# container engine here). galaxy-importer and ansible-builder get a virtual environment of their own (galaxy-importer
+# pins attrs<24 and flake8<7, which would downgrade .venv), installed once (the stamp).
 IMPORTER_VENV := $(TMP)/venv-importer
 $(IMPORTER_VENV)/.stamp: tests/tools/importer-requirements.txt
 	rm -rf $(IMPORTER_VENV)
