@@ -244,6 +244,7 @@ class KongClient:
         self.check_mode = bool(check_mode)
         self.backoff_base = backoff_base
         self.calls = []
+        self._node_info = None
         self._lock = threading.Lock()
         self.session = requests.Session()
         self.pool_size = 0
@@ -508,8 +509,11 @@ class KongClient:
             return list(pool.map(run, items))
 
     def node_info(self):
-        """``GET /`` of the node (version, node_id); not workspace-prefixed."""
-        return self.request("GET", "/", url=self.base_url + "/")
+        """``GET /`` of the node (version, node_id, role); not workspace-prefixed. Read once per client: a module
+        run asks several times (role checks, node ids) and the answer does not change within it."""
+        if self._node_info is None:
+            self._node_info = self.request("GET", "/", url=self.base_url + "/") or {}
+        return self._node_info
 
     def close(self):
         self.session.close()

@@ -337,7 +337,7 @@ EXAMPLES = r"""
       url: http://prometheus:9090
       queries:
         - name: 5xx ratio
-          query: sum(rate(kong_http_requests_total{service="shop",code=~"5.."}[1m])) / sum(rate(kong_http_requests_total{service="shop"}[1m]))
+          query: (sum(rate(kong_http_requests_total{service="shop",code=~"5.."}[1m])) or vector(0)) / sum(rate(kong_http_requests_total{service="shop"}[1m]))
           max: 0.01
         - name: p99 latency ms
           query: histogram_quantile(0.99, sum(rate(kong_request_latency_ms_bucket{service="shop"}[1m])) by (le))

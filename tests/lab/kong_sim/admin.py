@@ -44,6 +44,26 @@ PLUGIN_FIELDS = [
 ]
 
 
+# GET /schemas/plugins/prometheus as Kong 3.9 answers it (the parts a client reads: field names, types, defaults).
+PROMETHEUS_SCHEMA = {"fields": [
+    {"protocols": {"type": "set", "required": True, "default": ["grpc", "grpcs", "http", "https"],
+                   "elements": {"type": "string", "one_of": ["grpc", "grpcs", "http", "https", "tcp", "tls", "tls_passthrough",
+                                                             "udp", "ws", "wss"]}}},
+    {"config": {"type": "record", "required": True,
+                "fields": [{option: {"type": "boolean", "default": False}} for option in PROMETHEUS_OPTIONS]}},
+]}
+
+
+def _plugin_cache_key(entity):
+    return {"name": entity.get("name"), "route": entity.get("route"), "service": entity.get("service"),
+            "consumer": entity.get("consumer")}
+
+
+def _plugin_uniq(entity):
+    """Kong's uniqueness of a plugin instance: one per name and scope (its cache_key)."""
+    return ":".join([entity.get("name") or ""] + [str((entity.get(s) or {}).get("id") or "") for s in ("service", "route", "consumer")])
+
+
 def dumps(value):
     return json.dumps(value, separators=(",", ":"))
 
@@ -183,6 +203,12 @@ class AdminApi:  # pylint: disable=too-many-public-methods
             return web.Response(text=self.node.metrics.render(self.node), content_type="text/plain", charset="utf-8")
         if head == "config" and len(segs) == 1:
             return await self.declarative_config(request)
+        if head == "schemas" and len(segs) == 3 and segs[1] == "plugins":
+            if method != "GET":
+                raise errors.method_not_allowed()
+            if segs[2] != "prometheus":
+                raise errors.ApiError(404, {"message": "No plugin named '%s'" % segs[2]})
+            return json_response(200, PROMETHEUS_SCHEMA)
         if head == "plugins" and len(segs) <= 2:
             body = await self._read_body(request, PLUGIN_FIELDS)
             return self.plugins(Request(method, ws, segs, request.rel_url.query, body, raw_path))
@@ -570,6 +596,13 @@ class AdminApi:  # pylint: disable=too-many-public-methods
                 raise errors.foreign_key_restricted("services", "routes")
             if kind == "upstreams":
                 self.store.delete_children("targets", entity["id"])
+            scope = {"services": "service", "routes": "route", "consumers": "consumer"}.get(kind)
+            if scope:
+                # Kong: a plugin's service, route and consumer keys cascade on delete
+                for (plugin_id,) in self.store.conn.execute(
+                        "SELECT id FROM entities WHERE kind = 'plugins' AND ws = ? AND json_extract(body, ?) = ?",
+                        (ws, "$.%s.id" % scope, entity["id"])).fetchall():
+                    self.store.delete("plugins", ws, plugin_id)
             self.store.delete(kind, ws, entity["id"])
 
     def consumer_by_custom_id(self, req):
@@ -712,10 +745,12 @@ class AdminApi:  # pylint: disable=too-many-public-methods
             return json_response(204)
         raise errors.method_not_allowed()
 
-    # -- plugins: the prometheus plugin only (global instances) ---------------------------------------------------
+    # -- plugins: the prometheus plugin only (global, or scoped to a service, route or consumer) ------------------
 
     def plugins(self, req):  # pylint: disable=too-many-return-statements
-        """``/plugins`` and ``/plugins/{id}`` for global prometheus plugin instances (what the lab models of plugins)."""
+        """``/plugins`` and ``/plugins/{id}`` for prometheus plugin instances (what the lab models of plugins). Scoped
+        instances are stored and listed like Kong's; for the metrics the simulator applies every enabled instance's
+        options to every request (real Kong runs the most specific instance per request)."""
         segs, method = req.segs, req.method
         if len(segs) == 1:
             if method == "GET":
@@ -746,15 +781,17 @@ class AdminApi:  # pylint: disable=too-many-public-methods
         if method == "PATCH":
             base = {k: v for k, v in current.items() if k not in ("id", "created_at", "updated_at", "ws")}
             body = schema.merge(PLUGIN_FIELDS, base, body)
-        entity = self._prepare_plugin(body)
+        entity = self._prepare_plugin(body, req.ws)
         entity["id"] = current["id"]
         self._stamp("plugins", entity, created=current["created_at"])
         with self.store.transaction():
-            self.store.update("plugins", req.ws, dict(entity, ws=req.ws), None, None)
+            try:
+                self.store.update("plugins", req.ws, dict(entity, ws=req.ws), _plugin_uniq(entity), None)
+            except UniqueConflict as exc:
+                raise errors.unique_violation(_plugin_cache_key(entity)) from exc
         return json_response(200, self.public(entity))
 
-    @staticmethod
-    def _prepare_plugin(body):
+    def _prepare_plugin(self, body, ws):
         body = {k: v for k, v in body.items() if k not in ("id", "created_at", "updated_at", "ws")}
         name = body.get("name")
         if name is None:
@@ -763,9 +800,15 @@ class AdminApi:  # pylint: disable=too-many-public-methods
             raise errors.schema_violation({"name": "plugin '%s' not enabled; add it to the 'plugins' configuration property" % name})
         entity = schema.fill_defaults(PLUGIN_FIELDS, body)
         errs = schema.validate_fields(PLUGIN_FIELDS, entity)
-        for scope in ("service", "route", "consumer"):
-            if entity.get(scope) is not None and scope not in errs:
-                errs[scope] = "the lab's simulator models global prometheus plugins only"
+        kinds = {"service": "services", "route": "routes", "consumer": "consumers"}
+        for scope, kind in kinds.items():
+            ref = entity.get(scope)
+            if ref is None or scope in errs:
+                continue
+            ident = str(ref.get("id") or "").lower()
+            if not schema.is_uuid(ident) or self.store.get_by_id(kind, ws, ident) is None:
+                raise errors.foreign_key_invalid({"id": ident}, scope, kind)
+            entity[scope] = {"id": ident}
         if errs:
             raise errors.schema_violation(errs)
         return entity
@@ -775,14 +818,14 @@ class AdminApi:  # pylint: disable=too-many-public-methods
         given_id = body.get("id")
         if given_id is not None and not schema.is_uuid(given_id):
             raise errors.schema_violation({"id": "expected a valid UUID"})
-        entity = self._prepare_plugin(body)
+        entity = self._prepare_plugin(body, ws)
         entity["id"] = given_id.lower() if given_id else str(uuid.uuid4())
         self._stamp("plugins", entity)
         with self.store.transaction():
             try:
-                self.store.insert("plugins", ws, dict(entity, ws=ws), "prometheus", None)
+                self.store.insert("plugins", ws, dict(entity, ws=ws), _plugin_uniq(entity), None)
             except UniqueConflict as exc:
-                raise errors.unique_violation({"name": "prometheus", "route": None, "service": None, "consumer": None}) from exc
+                raise errors.unique_violation(_plugin_cache_key(entity)) from exc
         return self.public(entity)
 
     # -- DB-less declarative config ----------------------------------------------------------------------------
