@@ -54,7 +54,7 @@ if [ "$ok" = 1 ] && [ -f "$TARBALL" ]; then
     # local state, caches, tool output and earlier builds stay out (galaxy.yml build_ignore)
     leaked=$(grep -E '^(\.venv|\.tmp|\.lab|\.ci|\.git|\.cache|\.ansible|\.pytest_cache|\.mypy_cache|reports|tests/output)(/|$)|(^|/)(__pycache__|\.pytest_cache)(/|$)|\.pyc$|\.retry$|\.tar\.gz$|^tests/integration/(integration_config\.yml|inventory)$|importer_result\.json$' \
         "$WORK/contents.txt" || true)
-    if [ -n "$leaked" ]; then fail "the tarball holds local state (add it to build_ignore in galaxy.yml):"; echo "$leaked" | head -20 | sed 's/^/    /'; ok=0; fi
+    if [ -n "$leaked" ]; then fail "the tarball holds local state (add it to build_ignore in galaxy.yml):"; sed -n '1,20s/^/    /p' <<< "$leaked"; ok=0; fi
     required=(MANIFEST.json FILES.json README.md meta/runtime.yml meta/execution-environment.yml requirements.txt bindep.txt
               changelogs/changelog.yaml)
     for role in "$ROOT"/roles/*/; do
@@ -148,12 +148,14 @@ if [ -f "$TARBALL" ]; then
         || { cat "$WORK/install.log"; fail "ansible-galaxy collection install"; ok=0; }
     if [ "$ok" = 1 ]; then
         list=$(clean_env env ANSIBLE_COLLECTIONS_PATH="$INSTALL" "$VENV/bin/ansible-galaxy" collection list "$FQCN" 2>/dev/null || true)
-        echo "$list" | grep -qE "^$FQCN +$VERSION *\$" || { echo "$list"; fail "ansible-galaxy collection list does not show $FQCN $VERSION in $INSTALL"; ok=0; }
+        grep -qE "^$FQCN +$VERSION *\$" <<< "$list" || { echo "$list"; fail "ansible-galaxy collection list does not show $FQCN $VERSION in $INSTALL"; ok=0; }
         doc=$(clean_env env ANSIBLE_COLLECTIONS_PATH="$INSTALL" "$VENV/bin/ansible-doc" -t module "$FQCN.kong_upstream" 2>&1) \
-            || { echo "$doc" | head -20; fail "ansible-doc -t module $FQCN.kong_upstream"; ok=0; }
-        echo "$doc" | head -1 | grep -qF "$COLL_DIR/plugins/modules/kong_upstream.py" \
-            || { echo "$doc" | head -3; fail "ansible-doc did not read kong_upstream from the installed tarball ($COLL_DIR)"; ok=0; }
-        echo "$doc" | head -1
+            || { sed -n 1,20p <<< "$doc"; fail "ansible-doc -t module $FQCN.kong_upstream"; ok=0; }
+        # (no `echo | head` under pipefail: head closing the pipe early fails the pipeline)
+        doc_head=${doc%%$'\n'*}
+        grep -qF "$COLL_DIR/plugins/modules/kong_upstream.py" <<< "$doc_head" \
+            || { sed -n 1,3p <<< "$doc"; fail "ansible-doc did not read kong_upstream from the installed tarball ($COLL_DIR)"; ok=0; }
+        echo "$doc_head"
         # every module's documentation (the modules' JSON), every role's argument spec
         modules=""; for f in "$COLL_DIR"/plugins/modules/*.py; do
             f=$(basename "$f" .py); [ "$f" = __init__ ] || modules="$modules $FQCN.$f"; done
