@@ -262,6 +262,25 @@ def test_workflow_deny_path(lab, awx):
         assert_secret_kept(job, token)
 
 
+def test_file_and_extra_vars_injectors(tmp_path):
+    """The injector kinds controller_config.yml does not use, as AWX renders them: files (tower.filename) and extra
+    vars (a file of !unsafe values passed with -e @file)."""
+    ctype = {"name": "t", "kind": "cloud",
+             "inputs": {"fields": [{"id": "url", "type": "string"}, {"id": "token", "type": "string", "secret": True},
+                                   {"id": "verify", "type": "boolean"}]},
+             "injectors": {"file": {"template.cfg": "url={{ url }}\ntoken={{ token }}\n"},
+                           "env": {"KONG_CFG": "{{ tower.filename.cfg }}"},
+                           "extra_vars": {"kong_admin_url": "{{ url }}", "kong_verify": "{{ verify }}"}}}
+    check_credential_type(ctype)
+    env, extra_vars_file, files = inject_credential(ctype, {"url": "http://k:8001", "token": "t0k"}, str(tmp_path))
+    assert env == {"KONG_CFG": files["template.cfg"]}
+    with open(files["template.cfg"], encoding="utf-8") as handle:
+        assert handle.read() == "url=http://k:8001\ntoken=t0k"      # Jinja drops the last newline, in AWX too
+    with open(extra_vars_file, encoding="utf-8") as handle:
+        text = handle.read()
+    assert "!unsafe 'kong_admin_url': !unsafe 'http://k:8001'" in text and "!unsafe 'False'" in text, text
+
+
 def test_driver_refuses_what_awx_refuses(tmp_path):
     """The driver's checks are AWX's: a blocked injector variable, an undeclared reference, a dropped launch var."""
     config = ControllerConfig()

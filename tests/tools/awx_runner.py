@@ -321,7 +321,13 @@ def survey_extra_vars(survey_spec, answers=None, as_text=False):
     answers = dict(answers or {})
     out = {}
     seen = set()
-    for question in (survey_spec or {}).get("spec") or []:
+    missing = [key for key in ("name", "description", "spec") if key not in (survey_spec or {})]
+    if missing or not isinstance(survey_spec["spec"], list):
+        raise AwxConfigError("survey_spec: AWX needs name, description and a list spec (missing: %s)" % missing)
+    for number, question in enumerate(survey_spec["spec"], 1):
+        lacking = [key for key in ("question_name", "variable", "type", "required") if key not in question]
+        if lacking:
+            raise AwxConfigError("survey question %d: %s missing" % (number, ", ".join(lacking)))
         var = question.get("variable")
         qtype = question.get("type")
         if as_text:                                 # a text question: min and max would be lengths, choices none
