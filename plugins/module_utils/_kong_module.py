@@ -51,6 +51,17 @@ class _LongestFirst(set):
         return iter(sorted(set.__iter__(self), key=lambda value: len(str(value)), reverse=True))
 
 
+# ansible-core 2.17 and 2.18 render a value that is one expression giving None ("{{ x if y else none }}") as "": for an
+# option that takes a dict, a list or a number, an empty string means "not given", as None does on ansible-core 2.19.
+_EMPTY_IS_NONE = frozenset(("dict", "list", "int", "float"))
+
+
+def _empty_as_none(params, spec):
+    for name, entry in spec.items():
+        if isinstance(entry, dict) and entry.get("type") in _EMPTY_IS_NONE and params.get(name) == "":
+            params[name] = None
+
+
 def kong_argument_spec(**extra):
     """The connection options plus a module's own options."""
     spec = dict((k, dict(v)) for k, v in KONG_CONNECTION_SPEC.items())
@@ -81,6 +92,8 @@ class KongModule(AnsibleModule):
 
     def _load_params(self):
         super(KongModule, self)._load_params()
+        if isinstance(self.params, dict):
+            _empty_as_none(self.params, self.argument_spec)
         if self._prepare_params is not None and isinstance(self.params, dict):
             self._prepare_params(self.params)
         self._raw_params = copy.deepcopy(self.params) if isinstance(self.params, dict) else {}

@@ -45,6 +45,8 @@ options:
         this report),
         C(origin_share), C(final_share), C(outcome) (V(finished), V(rolled_back), V(frozen), V(stopped), V(paused)),
         C(message).
+      - Numbers and booleans may come as strings (ansible-core 2.17 and 2.18 render each templated value of a dict as
+        text, and C(none) as an empty string); the report holds them as numbers, booleans and nulls.
       - When a gate failed and the run rolled back, the report adds C(rollback_routed_seconds) (from the end of the
         failing gate evaluation until every Kong node's balancer routed with the rolled-back weights),
         C(rollback_converged_seconds) (the slowest balancer, after the rollback's writes) and C(rollback_nodes).
@@ -57,6 +59,7 @@ options:
         C(container_weight), C(weights), C(started_at), C(applied_at), C(finished_at), C(gate) (a
         M(mixedrun.kong.rollout_gate) result), C(decision), C(balancers) and C(converged_seconds) (per Kong node, the
         seconds until its balancer routed with the step's weights).
+      - Their numbers may come as strings, as in O(run).
     type: list
     elements: dict
     default: []
@@ -399,10 +402,38 @@ def rollback_timing(steps):
             "rollback_nodes": sorted((last.get("balancers") or {}).keys())}
 
 
+_RUN_NUMBERS = ("started_at", "finish_started_at", "finished_at", "start_share", "origin_share", "final_share")
+_STEP_NUMBERS = ("planned_share", "achieved_share", "previous_share", "error", "converged_seconds", "started_at", "applied_at",
+                 "finished_at")
+_STEP_INTEGERS = ("index", "total", "vm_weight", "container_weight")
+
+
+def _typed(record, numbers=(), integers=(), booleans=()):
+    """``record`` with its number and boolean fields as such: ansible-core 2.17 and 2.18 hand every templated value of
+    a dict over as text ("25.0", "True") and a template giving None as ""."""
+    out = dict(record)
+    for key in numbers + integers + booleans:
+        value = out.get(key)
+        if not isinstance(value, str):
+            continue
+        text = value.strip()
+        if text in ("", "None", "null"):
+            out[key] = None
+        elif key in booleans:
+            out[key] = text.lower() in ("true", "yes", "1")
+        else:
+            try:
+                number = float(text)
+            except ValueError:
+                continue
+            out[key] = int(number) if key in integers and number == int(number) else number
+    return out
+
+
 def write_report(params, check_mode=False, clock=time.time):
-    run = dict(params["run"])
+    run = _typed(params["run"], _RUN_NUMBERS, booleans=("resumed",))
     run.setdefault("service", params["service"])
-    steps = params["steps"] or []
+    steps = [_typed(step, _STEP_NUMBERS, _STEP_INTEGERS) for step in params["steps"] or []]
     run.update(rollback_timing(steps) or {})
     table = build_table(run, steps)
     applied = [s for s in steps if s.get("kind", "step") == "step"]
