@@ -12,12 +12,13 @@ artifacts passed on as AWX passes them.
     ends failed;
 (c) both: the token never appears in the job events, stdout/stderr, the reports or the runner's output, while it
     demonstrably reached the job (ansible-runner's record of the job's environment) and the Kong modules (their
-    invocation shows it masked).
+    invocation shows it masked). The approve path runs the configuration's credential type (the token in
+    KONG_ADMIN_TOKEN); the deny path a variant whose extra_vars injector sets rollout_admin_token instead.
 
 Lab-specific overrides of the configuration's variables (what a site's vars file would set): the Kong admin URL and
 token, the lab's gateway and Kong nodes, no per-step hold override and no Prometheus queries (the configuration's
 queries are production-shaped); the schedule, approvals and everything else come from the file. Hold 1 s and gate
-interval 1 s through the survey. About 2.5 min (a) and 1.5 min (b) on a loaded two-core machine. Run:
+interval 1 s through the survey. About 2.5-4 min (a) and 1.5-2.5 min (b) on a loaded two-core machine. Run:
     PYTHONPATH=.tmp/collections:. .venv/bin/pytest -p tests.lab.pytest_plugin tests/integration/test_awx_runner.py
 """
 
@@ -124,10 +125,11 @@ def report_of(job):
         return json.load(handle)
 
 
-def assert_secret_kept(job, token):
+def assert_secret_kept(job, token, via_env=True):
     """The token reached the job and the Kong modules, and appears nowhere in what the job produced."""
-    with open(os.path.join(job.artifact_dir, "command"), encoding="utf-8") as handle:
-        assert json.load(handle)["env"].get("KONG_ADMIN_TOKEN") == token, "the credential did not inject the token"
+    if via_env:
+        with open(os.path.join(job.artifact_dir, "command"), encoding="utf-8") as handle:
+            assert json.load(handle)["env"].get("KONG_ADMIN_TOKEN") == token, "the credential did not inject the token"
     args = [e["event_data"]["res"]["invocation"]["module_args"] for e in job.events
             if isinstance((e.get("event_data") or {}).get("res"), dict) and "invocation" in e["event_data"]["res"]]
     assert any(a.get("admin_token") == MASKED for a in args), "no Kong module was given the token"
@@ -233,8 +235,20 @@ def test_workflow_approve_path(lab, awx):
         assert_secret_kept(job, token)
 
 
+def use_extra_vars_injector(config):
+    """The other way a credential can hand over the token: an extra_vars injector setting rollout_admin_url and
+    rollout_admin_token (an Ansible variable the role passes to every Kong module) instead of the environment."""
+    types = config.vars["controller_credential_types"]
+    index = [t["name"] for t in types].index(config.vars["controller_credentials"][0]["credential_type"])
+    types[index] = dict(types[index], injectors={"extra_vars": {"rollout_admin_url": "{{ admin_url }}",
+                                                                "rollout_admin_token": "{{ admin_token }}"}})
+
+
 def test_workflow_deny_path(lab, awx):
+    """The deny path, with every survey answer a string and the token handed over as an extra var (the approve path
+    runs the configuration's own environment injector)."""
     runner, token, service = awx
+    use_extra_vars_injector(runner.config)
     workflow = runner.config.workflow()
     chain, nodes = success_chain(workflow)
     deny = [i for i in chain if "approval_node" in nodes[i] and nodes[i].get("failure_nodes")]
@@ -259,7 +273,10 @@ def test_workflow_deny_path(lab, awx):
     assert float(run["final_share"]) == 0.0 and run["owner"] == "awx-workflow-%d" % result["workflow_job_id"], run
     assert float(rollback.artifacts["mixedrun_rollout_reports"][service]["final_share"]) == 0.0
     for job in result["jobs"]:
-        assert_secret_kept(job, token)
+        with open(os.path.join(job.artifact_dir, "command"), encoding="utf-8") as handle:
+            command = json.load(handle)
+        assert "KONG_ADMIN_TOKEN" not in command["env"] and "-e" in command["command"], command["command"]
+        assert_secret_kept(job, token, via_env=False)
 
 
 def test_file_and_extra_vars_injectors(tmp_path):
