@@ -10,7 +10,7 @@ __metaclass__ = type
 DOCUMENTATION = r"""
 module: haproxy_backend_info
 short_description: Read the servers of HAProxy backends, their state, health and sessions
-version_added: 2.1.0
+version_added: 1.1.0
 description:
   - Reads one backend (or every backend) of HAProxy through its Runtime API (C(show servers state) and
     C(show stat)); per server its address, port, weight, administrative state (C(ready), C(drain), C(maint)),
@@ -33,7 +33,7 @@ options:
 seealso:
   - module: mixedrun.kong.haproxy_backend_servers
 author:
-  - mixedrun.kong contributors
+  - mixedrun.kong maintainers (@mixedrun)
 """
 
 EXAMPLES = r"""

@@ -10,7 +10,7 @@ __metaclass__ = type
 DOCUMENTATION = r"""
 module: haproxy_backend_servers
 short_description: Manage the Kong proxy nodes of an HAProxy backend (the front load balancer's pool) as a whole
-version_added: 2.1.0
+version_added: 1.1.0
 description:
   - Reconciles the servers of one HAProxy backend with a list in one task, through HAProxy's Runtime API (the admin
     socket), without a reload; it adds (C(add server)) and deletes (C(del server)) servers, changes their address, port
@@ -127,7 +127,7 @@ seealso:
     description: add server, del server, set server, show servers state.
     link: https://docs.haproxy.org/2.6/management.html#9.3
 author:
-  - mixedrun.kong contributors
+  - mixedrun.kong maintainers (@mixedrun)
 """
 
 EXAMPLES = r"""

@@ -10,7 +10,7 @@ __metaclass__ = type
 DOCUMENTATION = r"""
 module: kong_route_check
 short_description: Check that each domain, requested through a load balancer or a Kong node, is answered by Kong's route
-version_added: 2.1.0
+version_added: 1.1.0
 description:
   - Requests every domain of O(domains) (as the C(Host) header) at every URL of O(urls), O(requests) times each, and
     checks the answer came from Kong's route for it; Kong proxied it to an upstream (its C(X-Kong-Upstream-Latency)
@@ -60,7 +60,7 @@ options:
 seealso:
   - module: mixedrun.kong.haproxy_backend_servers
 author:
-  - mixedrun.kong contributors
+  - mixedrun.kong maintainers (@mixedrun)
 """
 
 EXAMPLES = r"""

@@ -5,8 +5,8 @@
 from __future__ import annotations
 
 import json
-import re
 import os
+import re
 import sys
 
 import pytest
