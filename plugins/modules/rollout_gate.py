@@ -883,6 +883,10 @@ def _message(decision, label, failing, budget, evaluation, params):
     others = [g for g in evaluation.get("gates") or [] if g["status"] != STATUS_PASS and g is not failing]
     if others:
         text += "; also: " + "; ".join(gate_summary(g) for g in others)
+    blind = [g for g in evaluation.get("gates") or [] if g["status"] == STATUS_PASS and g.get("no_data")]
+    if blind:
+        text += "; NO DATA (measured nothing, counted as pass by the no_data policy): " + ", ".join(
+            "gate '%s'" % g.get("name") for g in blind)
     return text
 
 

@@ -133,6 +133,15 @@ def test_an_evaluation_without_data_is_named_even_when_the_step_passes(kong, run
                for w in result["warnings"])
 
 
+def test_a_failed_step_names_the_gates_that_passed_without_data(kong, run_module):
+    kong.get("http://%s/" % CT1, status=500)
+    kong.get(PROM + "/api/v1/query", json=vector())
+    result = run_module(rollout_gate, dict(BASE, container_targets=[CT1], probes={"enabled": True}, no_data="pass",
+                                           prometheus={"url": PROM, "queries": [{"name": "5xx", "query": "x", "max": 0.05}]}))
+    assert result["decision"] == "rollback" and result["failing_gate"]["name"] == "probes"
+    assert result["msg"].endswith("; NO DATA (measured nothing, counted as pass by the no_data policy): gate '5xx'")
+
+
 def test_unhealthy_container_on_one_kong_node_rolls_back_naming_the_gate(kong, run_module):
     mock_targets(kong)
     mock_upstream(kong)
