@@ -53,7 +53,9 @@ def test_other_nodes_balancer_follows_a_weight_change_in_the_db_update_class(adm
         assert local and remote, "weight %d: writing node %s, other node %s" % (weight, local, remote)
         record_timing("weight %d -> writing node's balancer" % weight, local_s)
         record_timing("weight %d -> other node's balancer" % weight, remote_s)
-        assert local_s < 1.0, "the writing node's balancer took %.2f s" % local_s
+        # how fast is a benchmark's business (docs/benchmarks.md); here only the class: the writing node does not wait
+        # for a cluster-event poll the way the others do
+        assert local_s < DB_UPDATE_CLASS[1], "the writing node's balancer took %.2f s" % local_s
         delays.append(remote_s)
     # the second change is made right after the other node applied the first (just after one of its polls), so it
     # waits for a whole poll period: the class of db_update_frequency, not immediate

@@ -511,7 +511,8 @@ def test_a_hanging_api_server_fails_after_one_request_timeout(silent_server):
     with pytest.raises(K8sDiscoveryError) as info:
         discover_containers(source, {"namespaces": ["shop"]})
     elapsed = time.monotonic() - started
-    assert 0.9 <= elapsed < 1.8, elapsed          # urllib3's default 3 retries would make it 4 request timeouts
+    # one request timeout (1 s), not urllib3's default 3 retries (4 timeouts, 4 s and more); wide margin for a busy machine
+    assert 0.9 <= elapsed < 3.5, elapsed
     assert str(info.value).startswith("cannot reach the Kubernetes API at %s while listing services in namespace shop" % silent_server)
     assert "timed out" in str(info.value) and "secret-token-abc" not in str(info.value)
 
