@@ -210,7 +210,8 @@ def test_rolling_restart_under_traffic(lab, front):
     """Every Kong node restarted in turn (drain, kong quit + start, healthy and current, enable): 0 failed requests."""
     if lab.get("kong_engine") != "real":
         pytest.skip("the rolling restart restarts real Kong nodes (kong_engine real)")
-    playbook(front, "kong_gateway.yml")
+    if set(lb_servers(lab)) != set(front["names"]):
+        playbook(front, "kong_gateway.yml")          # this test alone: bind every node first
     pids = dict((n["name"], n.get("pid")) for n in kong_nodes(lab))
     with Traffic(lab["lb_url"], DOMAINS) as traffic:
         out, seconds = playbook(front, "kong_maintenance.yml", "-e", "kong_maintenance_hook=%s" % front["hook"], timeout=900)

@@ -121,3 +121,12 @@ def test_info(lb, run):
     assert not res["changed"] and [s["name"] for s in res["servers"]] == ["dp-1", "old"] and res["haproxy_version"].startswith("2.6")
     res = run(haproxy_backend_info, {"runtime_api": sock, "backend": "other"})
     assert res["failed"] and "backend: 'other' does not exist" in res["msg"]
+
+
+def test_route_check_describe():
+    from ansible_collections.mixedrun.kong.plugins.modules.kong_route_check import describe  # pylint: disable=import-outside-toplevel
+    ok = [200, 301]
+    assert describe(200, {"x-kong-upstream-latency": "3"}, "", ok) is None
+    assert "not in status_code" in describe(500, {"x-kong-upstream-latency": "3"}, "", ok)
+    assert "no Route matched" in describe(404, {"server": "kong/3.9.3"}, '{"message":"no Route matched with those values"}', ok)
+    assert "not proxied by a Kong route (Server: nginx)" in describe(200, {"server": "nginx"}, "default backend", ok)
