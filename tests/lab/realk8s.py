@@ -268,11 +268,10 @@ class RealK8s:
         if self.session is None:
             self.session = requests.Session()
             self.session.headers["Authorization"] = "Bearer " + self.token
-            self.session.verify = self.ca_path
         headers = {"Content-Type": content_type} if content_type else None
         data = json.dumps(body) if body is not None else None
         resp = self.session.request(method, self.server + path, data=data, params=params, headers=headers or {"Content-Type": "application/json"},
-                                    timeout=30)
+                                    timeout=30, verify=self.ca_path)          # per request: $REQUESTS_CA_BUNDLE overrides a session's
         if resp.status_code not in ok:
             raise RealK8sError("%s %s -> %d %s" % (method, path, resp.status_code, resp.text[:400]))
         return resp.json() if resp.status_code != 404 and resp.content else None

@@ -1,6 +1,7 @@
 """The real Kubernetes engine (tests/lab/realk8s.py): configuration, address mapping, and one lab `up` -> kubelet
 player -> `down` on the kit's control plane (skipped, with the reason, where the kit is absent)."""
 
+import json
 import os
 import time
 
@@ -85,7 +86,7 @@ def test_realk8s_lab_up_kubelet_player_down(tmp_path):
         assert core.read_namespaced_service("shop", "shop").spec.cluster_ip == "127.0.47.1" == info["services"][0]["cluster_ip"]
         status = _run_lab(["status"], state_dir)
         assert status.returncode == 0, status.stdout
-        assert {"k8s-etcd", "k8s-kube-apiserver", "k8s-kube-controller-manager"} <= set(__import__("json").loads(status.stdout)["components"])
+        assert {"k8s-etcd", "k8s-kube-apiserver", "k8s-kube-controller-manager"} <= set(json.loads(status.stdout)["components"])
         # a fault turns the pod NotReady and back
         victim = containers[0]["name"]
         requests.post(info["control_url"] + "/nodes/" + victim, json={"unhealthy": True}, timeout=10).raise_for_status()
