@@ -18,10 +18,10 @@ needs_realk8s = pytest.mark.skipif(not labconfig.realk8s_kit(), reason="the real
                                    % labconfig.REALK8S_KIT_ENV)
 
 # loopback addresses of this test's own (other labs may run at once)
-CONFIG = {"node_port": 18787,
+CONFIG = {"node_port": "auto",
           "k8s": {"engine": "real", "nodes": {"count": 2, "address_base": "127.0.37.1"}},
           "services": [{"name": "shop", "namespace": "shop", "labels": {"app": "shop", "tier": "web"}, "cluster_ip": "127.0.47.1",
-                        "node_port": 30087, "vms": {"count": 1, "address_base": "127.0.17.1"},
+                        "node_port": "auto", "vms": {"count": 1, "address_base": "127.0.17.1"},
                         "containers": {"count": 2, "address_base": "127.0.27.1"}}]}
 
 
