@@ -56,7 +56,7 @@ class Traffic:
         self.failures = []
         self._stop = threading.Event()
         self._lock = threading.Lock()
-        self._threads = [threading.Thread(target=self._run, args=(d,), daemon=True) for d in domains for _ in range(2)]
+        self._threads = [threading.Thread(target=self._run, args=(d,), daemon=True) for d in domains for _copy in range(2)]
 
     def _run(self, domain):
         session = requests.Session()
@@ -96,7 +96,7 @@ def front(lab, tmp_path_factory):
     fleet = [n for n in lab["nodes"] if n["service"] == "shop"]
     backends = [fleet[0], fleet[-1]]
     for domain, node in zip(DOMAINS, backends):
-        name = domain.split(".")[0]
+        name = domain.split(".", maxsplit=1)[0]
         resp = requests.put("%s/services/%s" % (admin, name), json={"url": node["url"], "tags": ["mixedrun-front-lb-test"]}, timeout=10)
         assert resp.status_code in (200, 201), resp.text
         resp = requests.put("%s/routes/%s" % (admin, name), json={"hosts": [domain], "service": {"name": name}}, timeout=10)
@@ -137,7 +137,7 @@ def front(lab, tmp_path_factory):
     wait_routed(lab, nodes)
     yield {"inventory": str(inv_path), "hook": str(hook), "names": names, "tmp": tmp}
     for domain in DOMAINS:
-        name = domain.split(".")[0]
+        name = domain.split(".", maxsplit=1)[0]
         requests.delete("%s/routes/%s" % (admin, name), timeout=10)
         requests.delete("%s/services/%s" % (admin, name), timeout=10)
 
@@ -218,8 +218,8 @@ def test_rolling_restart_under_traffic(lab, front):
         time.sleep(1)
     with open(os.path.join(lab["state_dir"], "lab.json"), encoding="utf-8") as fh:
         after = dict((n["name"], n.get("pid")) for n in json.load(fh)["kong_nodes"] if n.get("proxy_url"))
-    print("rolling restart of %d Kong nodes: %.1f s, %d requests, %d failed" % (len(pids), seconds, traffic.ok + len(traffic.failures),
-                                                                               len(traffic.failures)))
+    total = traffic.ok + len(traffic.failures)
+    print("rolling restart of %d Kong nodes: %.1f s, %d requests, %d failed" % (len(pids), seconds, total, len(traffic.failures)))
     assert all(after[name] != pid for name, pid in pids.items()), "not every node was restarted: %s -> %s" % (pids, after)
     assert set(lb_servers(lab)) == set(front["names"]) and all(s[1] == "ready" for s in lb_servers(lab).values())
     assert traffic.ok > 50

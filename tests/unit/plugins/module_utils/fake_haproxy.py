@@ -50,7 +50,7 @@ class FakeHAProxy:
                     rows.append("%s,%s,0,0,%d,0,,%d,%s,%d,L4OK," % (words[2], name, s.get("scur", 0), 10, status, s["weight"]))
                 return "\n".join(rows) + "\n"
             if words[:2] == ["add", "server"]:
-                be, _, name = words[2].partition("/")
+                be, _sep, name = words[2].partition("/")
                 if be not in self.backends:
                     return "No such backend.\n"
                 if name in self.backends[be]:
@@ -60,7 +60,7 @@ class FakeHAProxy:
                 self.backends[be][name] = {"addr": addr, "port": int(port), "weight": weight, "admin": 0x01, "scur": 0}
                 return "New server registered.\n\n"
             if words[:2] == ["del", "server"]:
-                be, _, name = words[2].partition("/")
+                be, _sep, name = words[2].partition("/")
                 server = self.backends.get(be, {}).get(name)
                 if server is None:
                     return "No such server.\n"
@@ -69,7 +69,7 @@ class FakeHAProxy:
                 del self.backends[be][name]
                 return "Server deleted.\n"
             if words[:2] in (["set", "server"], ["enable", "health"]):
-                be, _, name = words[2].partition("/")
+                be, _sep, name = words[2].partition("/")
                 server = self.backends.get(be, {}).get(name)
                 if server is None:
                     return "No such server.\n\n"
