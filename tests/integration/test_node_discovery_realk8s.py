@@ -68,6 +68,10 @@ def lab(tmp_path_factory):
         pytest.skip(reason)
     with open(LAB_CONFIG, encoding="utf-8") as fh:
         extra = yaml.safe_load(fh)
+    # free ports (the addresses stay): `make test` may run this module in two integration slots at once
+    extra["node_port"] = "auto"
+    for svc in extra["services"]:
+        svc["node_port"] = "auto"
     state_dir = str(tmp_path_factory.mktemp("lab-realk8s"))
     started = time.monotonic()
     info = start_lab(state_dir, extra_config=extra, kong_engine="simulator")     # Kong is not what these tests are about
