@@ -78,7 +78,7 @@ def bind(lab):
             call("POST", "/upstreams/%s/targets" % SERVICE, dict(body, target=target))
     call("PUT", "/services/" + SERVICE, {"host": SERVICE, "port": 80, "protocol": "http"})
     call("PUT", "/routes/" + SERVICE, {"hosts": [domain(lab)], "service": {"name": SERVICE}})
-    deadline = time.time() + 15
+    deadline = time.time() + 60
     while True:
         try:
             if requests.get(lab["lb_url"] + "/", headers={"Host": domain(lab)}, timeout=3).status_code == 200:
@@ -381,7 +381,7 @@ def test_c_killed_controller_resumes_from_the_share_kong_holds(lab, fresh):
     variables = base_vars(lab, fresh, rollout_steps=schedule, rollout_hold=2, rollout_gate_interval=1)
     with Traffic(lab) as traffic:
         proc = start_playbook("rollout.yml", variables)
-        deadline = time.time() + 60
+        deadline = time.time() + 180
         while share(lab) < 19.9 and time.time() < deadline and proc.poll() is None:
             time.sleep(0.1)
         time.sleep(0.7)               # mid-hold of step 2 or a little later
@@ -421,7 +421,7 @@ def test_d_second_rollout_is_refused_by_the_lock(lab, fresh):
     first_vars = base_vars(lab, fresh, rollout_steps=[10, 50], rollout_hold=2, rollout_lock_owner="job-a@ctl")
     first = start_playbook("rollout.yml", first_vars)
     try:
-        deadline = time.time() + 30
+        deadline = time.time() + 120
         while lock_owners(lab) != ["job-a@ctl"]:
             assert time.time() < deadline and first.poll() is None, "the first rollout never took the lock"
             time.sleep(0.1)
@@ -512,7 +512,7 @@ def test_f_killed_mid_rollback_the_rerun_finishes_the_rollback(lab, fresh):
                               rollout_hooks_before_step=[{"url": hooks.url}])
         proc = start_playbook("rollout.yml", variables)
         try:
-            deadline = time.time() + 90
+            deadline = time.time() + 240
             # the rollback has begun (its tag is on the upstream) and made its first step back, 70 % -> 40 %
             while not ("mixedrun-rollout-rollback:0" in state_tags(lab) and abs(share(lab) - 40) < 0.5):
                 assert time.time() < deadline and proc.poll() is None, "the rollback never started"
