@@ -368,15 +368,19 @@ class KubeletPlayer:  # pylint: disable=too-many-instance-attributes
     # -- life cycle ---------------------------------------------------------------------------------------------
     async def start(self):
         """Open the session and start the loop (one pass first: the pods of `up` turn Running before `serve` reports ready)."""
-        import aiohttp  # pylint: disable=import-outside-toplevel
-        ctx = ssl.create_default_context(cafile=self.ca_path)
-        self._session = aiohttp.ClientSession(headers={"Authorization": "Bearer " + self.token}, connector=aiohttp.TCPConnector(ssl=ctx),
-                                              timeout=aiohttp.ClientTimeout(total=30))
+        await self.open()
         try:
             await self.sync()
         except Exception as exc:  # pylint: disable=broad-except
             self._error("first pass: %s" % exc)
         self._task = asyncio.ensure_future(self._loop())
+
+    async def open(self):
+        """The HTTP session (bearer token; the cluster CA when ``ca_path`` is set)."""
+        import aiohttp  # pylint: disable=import-outside-toplevel
+        connector = aiohttp.TCPConnector(ssl=ssl.create_default_context(cafile=self.ca_path)) if self.ca_path else aiohttp.TCPConnector()
+        self._session = aiohttp.ClientSession(headers={"Authorization": "Bearer " + self.token}, connector=connector,
+                                              timeout=aiohttp.ClientTimeout(total=30))
 
     async def stop(self):
         """Stop the loop and close the session."""

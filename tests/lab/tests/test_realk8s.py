@@ -104,3 +104,100 @@ def test_realk8s_lab_up_kubelet_player_down(tmp_path):
         report = stop_lab(state_dir)
     assert {s["component"] for s in report["stopped"]} >= {"fleet", "k8s"}
     assert not os.path.exists(os.path.join(state_dir, "k8s", "engine.json"))
+
+
+class FakeApi:
+    """Just the pod calls the kubelet player makes, over an in-memory pod store (for a run without the kit)."""
+
+    def __init__(self):
+        self.pods = {}
+        self.deleted = []
+
+    def add(self, name, labels):
+        self.pods[name] = {"metadata": {"name": name, "namespace": "shop", "labels": dict(labels), "creationTimestamp": "2026-01-01T00:00:%02dZ"
+                                        % len(self.pods)}, "spec": {"containers": [{"name": "app", "image": "x"}]}, "status": {"phase": "Pending"}}
+
+    async def handle(self, request):
+        from aiohttp import web  # pylint: disable=import-outside-toplevel
+        parts = request.path.strip("/").split("/")          # api v1 namespaces shop pods [name [binding|status]]
+        if request.method == "GET":
+            return web.json_response({"items": list(self.pods.values())})
+        pod = self.pods.get(parts[5])
+        if pod is None:
+            return web.json_response({}, status=404)
+        if request.method == "DELETE":
+            if request.query.get("gracePeriodSeconds") == "0":
+                self.deleted.append(parts[5])
+                del self.pods[parts[5]]
+            else:
+                pod["metadata"]["deletionTimestamp"] = "2026-01-01T00:01:00Z"
+            return web.json_response({})
+        body = json.loads(await request.text())
+        if parts[6] == "binding":
+            pod["spec"]["nodeName"] = body["target"]["name"]
+            return web.json_response({}, status=201)
+        pod["status"] = body["status"]
+        return web.json_response(pod)
+
+
+def test_realk8s_kubelet_player_without_the_kit():
+    """Binding, status, readiness from faults, a pod added by scaling (a new fleet node on the next free address),
+    the terminating fault and a deletion, against a fake API."""
+    import asyncio  # pylint: disable=import-outside-toplevel
+    from aiohttp import web  # pylint: disable=import-outside-toplevel
+    from tests.lab.nodes import Fleet  # pylint: disable=import-outside-toplevel
+
+    raw = labconfig.deep_merge(labconfig.load_raw(), {
+        "node_port": "auto", "k8s": {"engine": "standin", "nodes": {"count": 2, "address_base": "127.0.38.1"}},
+        "services": [{"name": "shop", "labels": {"app": "shop"}, "node_port": 0,
+                      "containers": {"count": 2, "address_base": "127.0.28.1", "names": ["shop-a", "shop-b"]}}]})
+    cfg = labconfig.resolve_ports(labconfig.validate(raw), {"node_port": "auto"})
+    api = FakeApi()
+    for name in ("shop-a", "shop-b"):
+        api.add(name, {"app": "shop"})
+
+    async def scenario(tmp):
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", api.handle)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        server = "http://127.0.0.1:%d" % site._server.sockets[0].getsockname()[1]  # pylint: disable=protected-access
+        fleet = Fleet(cfg)
+        await fleet.start()
+        player = realk8s.KubeletPlayer(cfg, fleet, {"server": server, "token": "t", "ca_path": None}, os.path.join(tmp, "pods.json"))
+        try:
+            await player.open()
+            await player.sync()
+            for name, address in (("shop-a", "10.0.28.1"), ("shop-b", "10.0.28.2")):
+                pod = api.pods[name]
+                assert pod["status"]["podIP"] == address and pod["status"]["phase"] == "Running" and realk8s.pod_ready(pod) is True
+            assert sorted(p["spec"]["nodeName"] for p in api.pods.values()) == ["lab-worker-1", "lab-worker-2"]
+            await fleet.nodes["shop-a"].set_faults({"unhealthy": True})
+            await player.sync()
+            assert realk8s.pod_ready(api.pods["shop-a"]) is False
+            api.add("shop-c", {"app": "shop"})                                       # scaled up
+            await player.sync()
+            assert api.pods["shop-c"]["status"]["podIP"] == "10.0.28.3" and fleet.nodes["shop-c"].listening
+            assert fleet.nodes["shop-c"].spec.address == "127.0.28.3"
+            await fleet.nodes["shop-b"].set_faults({"terminating": True})            # graceful delete, held open
+            await player.sync()
+            await player.sync()
+            assert api.pods["shop-b"]["metadata"].get("deletionTimestamp") and "shop-b" in fleet.nodes
+            await fleet.nodes["shop-b"].reset()                                      # the fault ends: the delete completes
+            await player.sync()
+            assert "shop-b" not in api.pods and "shop-b" not in fleet.nodes
+            api.pods["shop-c"]["metadata"]["deletionTimestamp"] = "2026-01-01T00:02:00Z"   # scaled down by the ReplicaSet
+            await player.sync()
+            assert api.deleted == ["shop-b", "shop-c"] and sorted(fleet.nodes) == ["shop-a"]
+            with open(os.path.join(tmp, "pods.json"), encoding="utf-8") as fh:
+                assert [p["name"] for p in json.load(fh)["pods"]] == ["shop-a"]
+        finally:
+            await player.stop()
+            await fleet.stop()
+            await runner.cleanup()
+
+    import tempfile  # pylint: disable=import-outside-toplevel
+    with tempfile.TemporaryDirectory() as tmp:
+        asyncio.run(scenario(tmp))
