@@ -23,6 +23,10 @@ HAVE_REALKONG := $(wildcard $(REALKONG_KIT)/kong-cluster.sh)
 # The Kong clusters the integration suites run on: real Kong, traditional (2 nodes on PostgreSQL) and hybrid (control
 # plane + 2 data planes); the simulator (2 nodes) where there is no kit.
 INTEG_KONGS := $(if $(HAVE_REALKONG),real-traditional real-hybrid,simulator-traditional)
+# A real Kubernetes v1.26 control plane from the kit beside the project (built once into ~/.cache/realk8s-1.26.0): the
+# lab's real Kubernetes engine (tests/lab/realk8s.py) and the discovery tests on it; skipped, and said so, without it.
+REALK8S_KIT := $(or $(MIXEDRUN_REALK8S_KIT),$(abspath $(ROOT)/../shared/realk8s))
+HAVE_REALK8S := $(wildcard $(REALK8S_KIT)/k8s-cluster.sh)
 export PATH := $(BIN):$(PATH)
 export ANSIBLE_COLLECTIONS_PATH := $(COLL_ROOT)
 export PYTHONPATH := $(COLL_ROOT):$(ROOT)
@@ -38,7 +42,7 @@ COPY_COLLECTION = rm -rf $(1) && mkdir -p $(1) && tar -C $(ROOT) --exclude=./.gi
 .PHONY: help
 help:
 	@echo "make demo         run the migration demo on the lab (README's first command)"
-	@echo "make test         run every test (unit, lab, sanity, lint, integration, molecule, e2e)"
+	@echo "make test         run every test (unit, lab, sanity, lint, packaging, core matrix, integration, molecule, e2e)"
 	@echo "make units | lab-tests | sanity | lint | integration | molecule | demo-test | bench"
 	@echo "make lab-up | lab-down | build | package-check | conformance"
 
@@ -78,9 +82,9 @@ lab-down:
 # Two streams at once (a test run is mostly one single-threaded ansible-playbook or pytest at a time, and the
 # machine has two cores): the suites that need no lab, plus the demo on a lab of its own, beside the lab's own
 # tests and everything that runs against the integration lab. Each stream's output is printed when it ends.
-test: venv collection-link system-deps realkong
+test: venv collection-link system-deps realkong realk8s
 	$(MAKE) --no-print-directory -j2 --output-sync=recurse _static _lab_suites
-	@echo "make test: all suites passed ($(if $(HAVE_REALKONG),Kong suites on real Kong 3.9.3: $(INTEG_KONGS),no real Kong kit: Kong suites on the simulator only))"
+	@echo "make test: all suites passed ($(if $(HAVE_REALKONG),Kong suites on real Kong 3.9.3: $(INTEG_KONGS),no real Kong kit: Kong suites on the simulator only); $(if $(HAVE_REALK8S),Kubernetes discovery also on a real v1.26 control plane,no realk8s kit: Kubernetes discovery on the lab's API stand-in only)"
 
 # Builds real Kong from the kit's sources once (a few minutes; afterwards under a second), before the suites start.
 realkong:
@@ -91,24 +95,44 @@ else
 	@echo "make: no real Kong kit ($(REALKONG_KIT) or MIXEDRUN_REALKONG_KIT): the Kong suites run on the simulator only"
 endif
 
+# Builds kube-apiserver and kube-controller-manager v1.26 from the kit's sources once (about 3 minutes on an idle
+# 2-core machine; afterwards under a second).
+.PHONY: realk8s
+realk8s:
+ifneq ($(HAVE_REALK8S),)
+	@echo "make: real Kubernetes from $(REALK8S_KIT) (build cached in $${REALK8S_PREFIX:-$$HOME/.cache/realk8s-1.26.0})"
+	@$(REALK8S_KIT)/build.sh
+else
+	@echo "make: no realk8s kit ($(REALK8S_KIT) or MIXEDRUN_REALK8S_KIT): Kubernetes tests use the lab's API stand-in only"
+endif
+
 # Stream 1: the suites that need no lab, the demo on a lab of its own, then the conformance suite and the second
 # integration cluster (real Kong's hybrid mode). Stream 2: the lab's own tests, then integration on the first cluster.
 _static:
 	$(MAKE) --no-print-directory units
 	$(MAKE) --no-print-directory sanity
 	$(MAKE) --no-print-directory lint
+	$(MAKE) --no-print-directory package-check
 	$(MAKE) --no-print-directory demo-test
 	$(MAKE) --no-print-directory conformance
 	$(if $(word 2,$(INTEG_KONGS)),$(MAKE) --no-print-directory _integration_on KONG=$(word 2,$(INTEG_KONGS)) SLOT=2)
 
 _lab_suites:
 	$(MAKE) --no-print-directory lab-tests
+	$(MAKE) --no-print-directory discovery-realk8s
+	$(MAKE) --no-print-directory core-matrix
 	$(MAKE) --no-print-directory _integration_on KONG=$(word 1,$(INTEG_KONGS)) SLOT=1
+
+# node_discovery on the real Kubernetes control plane (a lab of its own, tests/integration/lab-realk8s.yml); skipped
+# with the reason printed where there is no realk8s kit.
+.PHONY: discovery-realk8s
+discovery-realk8s: venv collection-link system-deps realk8s
+	$(PYTEST) -q tests/integration/test_node_discovery_realk8s.py
 
 units: venv collection-link
 	$(PYTEST) -q -n 2 tests/unit
 
-lab-tests: venv collection-link system-deps realkong
+lab-tests: venv collection-link system-deps realkong realk8s
 	$(PYTEST) -q tests/lab/tests
 
 sanity: venv
@@ -149,6 +173,12 @@ integration: venv collection-link system-deps realkong
 	  $(MAKE) --no-print-directory _integration_on KONG=$$kong SLOT=$$slot || exit 1; done
 
 SLOT ?= 1
+# Suites that do not depend on the Kong cluster's mode run on one cluster only: the AWX run (ansible-runner, the
+# workflow's approve and deny paths) on the first, the front load balancer (bind, remove, rolling restart of every
+# Kong node; hybrid also checks each data plane's config hash) on the second. Where only one cluster runs (no
+# real Kong kit), it runs both.
+INTEG_ONLY_ELSEWHERE_1 := $(if $(word 2,$(INTEG_KONGS)),--ignore=tests/integration/test_front_lb.py)
+INTEG_ONLY_ELSEWHERE_2 := --ignore=tests/integration/test_awx_runner.py
 INTEG_COPY = /tmp/mixedrun-kong-$(ROOT_HASH)-integration-$(SLOT)/ansible_collections/mixedrun/kong
 _integration_on:
 	@engine=$${KONG%%-*}; mode=$${KONG#*-}; lab=$(TEST_LAB)-$(KONG); \
@@ -164,7 +194,8 @@ _integration:
 	$(call COPY_COLLECTION,$(INTEG_COPY))
 	$(BIN)/python tests/tools/integration_config.py $(LAB_JSON) > $(INTEG_COPY)/tests/integration/integration_config.yml
 	cd $(INTEG_COPY) && $(BIN)/ansible-test integration --python $$($(BIN)/python -c 'import sys; print("%d.%d" % sys.version_info[:2])') --color no
-	MIXEDRUN_LAB_JSON=$(LAB_JSON) $(PYTEST) -q -p tests.lab.pytest_plugin tests/integration --ignore=tests/integration/test_demo.py
+	MIXEDRUN_LAB_JSON=$(LAB_JSON) $(PYTEST) -q -p tests.lab.pytest_plugin tests/integration --ignore=tests/integration/test_demo.py \
+	  --ignore=tests/integration/test_node_discovery_realk8s.py $(INTEG_ONLY_ELSEWHERE_$(SLOT))
 	@# molecule keeps its state by project directory: each cluster runs the scenarios from its own copy
 	@mkdir -p $(INTEG_COPY)/.tmp/collections/ansible_collections/mixedrun && ln -sfn $(INTEG_COPY) $(INTEG_COPY)/.tmp/collections/ansible_collections/mixedrun/kong
 	MIXEDRUN_LAB_JSON=$(LAB_JSON) $(MAKE) --no-print-directory -C $(INTEG_COPY) -f $(ROOT)/Makefile molecule ROOT=$(INTEG_COPY) BIN=$(BIN) VENV=$(VENV)
