@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# shellcheck disable=SC2317  # (file-wide) the step functions are run through step(), which shellcheck does not follow
 # The ansible-core matrix (`make core-matrix`): on every older ansible-core minor that meta/runtime.yml claims
 # (requires_ansible >= 2.17) and that installs here, run
 #   - the unit tests (pytest -n 2),
@@ -82,7 +83,7 @@ sanity() {
     # it again costs half a minute per run.
     mkdir -p "$copy"
     find "$copy" -mindepth 1 -maxdepth 1 ! -name tests -exec rm -rf {} +
-    [ -d "$copy/tests" ] && find "$copy/tests" -mindepth 1 -maxdepth 1 ! -name output -exec rm -rf {} +
+    if [ -d "$copy/tests" ]; then find "$copy/tests" -mindepth 1 -maxdepth 1 ! -name output -exec rm -rf {} +; fi
     tar -C "$ROOT" --exclude=./.git --exclude=./.venv --exclude=./.tmp --exclude=./.lab --exclude=__pycache__ \
         --exclude=.pytest_cache --exclude=./reports --exclude=./tests/output -cf - . | tar -C "$copy" -xf -
     # Offline: ansible-test bootstraps pip with get_pip_<its pip version>.py from its cache; each core pins its own
@@ -103,7 +104,9 @@ lab_up() {
 }
 
 lab_down() {
-    [ -d "$LAB_DIR" ] && MIXEDRUN_LAB_DIR=$LAB_DIR "$MAIN_BIN/python" -m tests.lab down > /dev/null 2>&1 || true
+    if [ -d "$LAB_DIR" ]; then
+        MIXEDRUN_LAB_DIR=$LAB_DIR "$MAIN_BIN/python" -m tests.lab down > /dev/null 2>&1 || true
+    fi
 }
 
 smoke() {

@@ -229,3 +229,22 @@ def test_report_times_the_rollback_until_every_node_routes_with_it(run, tmp_path
     # a run that did not roll back after a failed gate has no such line
     plain = run(rollout_report, {"dest": str(tmp_path), "service": "shop", "steps": steps_fixture()[:1], "run": {"outcome": "finished"}})
     assert not any(line.startswith("rollback:") for line in plain["table"])
+
+
+def test_report_types_numbers_the_role_hands_over_as_text(run, tmp_path):
+    # ansible-core 2.17 and 2.18 render every templated value of a dict as text, and a template giving None as ""
+    steps = [dict((k, v if k in ("kind", "decision", "gate") else str(v)) for k, v in s.items()) for s in steps_fixture()]
+    steps.insert(0, {"kind": "preflight", "planned_share": "0.0", "achieved_share": "0.0", "started_at": "999.0",
+                     "finished_at": "999.5", "decision": "pass", "index": "", "converged_seconds": ""})
+    result = run(rollout_report, {"dest": str(tmp_path), "service": "shop", "steps": steps,
+                                  "run": {"upstream": "shop", "outcome": "rolled_back", "started_at": "999.0",
+                                          "finished_at": "1004.0", "origin_share": "0.0", "final_share": "0.0",
+                                          "finish_started_at": "", "resumed": "False"}})
+    assert not result.get("failed"), result.get("msg")
+    with open(result["json_path"]) as handle:
+        report = json.load(handle)
+    assert report["run"]["started_at"] == 999.0 and report["run"]["finish_started_at"] is None
+    assert report["run"]["resumed"] is False
+    assert report["steps"][0]["index"] is None and report["steps"][0]["converged_seconds"] is None
+    assert report["steps"][1]["index"] == 1 and report["steps"][1]["vm_weight"] == 9
+    assert report["steps"][1]["achieved_share"] == 10.0 and report["steps"][2]["applied_at"] == 1003.2
