@@ -61,12 +61,13 @@ def bound(lab):
 def test_rollout_takes_every_number_and_boolean_as_an_e_string(bound, tmp_path):
     lab = bound
     variables = base_vars(lab, str(tmp_path))
-    # the -e strings below replace these; only the lists stay JSON
+    # the -e strings below replace these (the steps as an AWX survey's text answer gives a list: "[5,25]")
     for key in ("rollout_hold", "rollout_gate_interval", "rollout_traffic_requests", "rollout_traffic_min_success_ratio",
-                "rollout_lock_settle", "rollout_upstream", "rollout_admin_url", "rollout_admin_urls", "rollout_balancer_urls"):
+                "rollout_lock_settle", "rollout_upstream", "rollout_admin_url", "rollout_admin_urls", "rollout_balancer_urls",
+                "rollout_steps"):
         variables.pop(key, None)
-    variables["rollout_steps"] = [5, 25]
     pairs = [
+        ("rollout_steps", "[5,25]"),
         ("rollout_upstream", SERVICE), ("rollout_admin_url", admin(lab)),
         ("rollout_admin_urls", ",".join(lab.get("admin_urls") or [admin(lab)])),
         ("rollout_balancer_urls", ",".join(lab.get("kong_balancer_urls") or [])),
