@@ -80,7 +80,7 @@ def awx_queries():
 
 
 def send_traffic(lab, count=20):
-    for _ in range(count):
+    for _request in range(count):
         try:
             requests.get(lab["lb_url"] + "/", headers={"Host": "shop.lab.test"}, timeout=5)
         except requests.RequestException:
