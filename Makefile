@@ -179,15 +179,19 @@ SLOT ?= 1
 # real Kong kit), it runs both.
 INTEG_ONLY_ELSEWHERE_1 := $(if $(word 2,$(INTEG_KONGS)),--ignore=tests/integration/test_front_lb.py)
 INTEG_ONLY_ELSEWHERE_2 := --ignore=tests/integration/test_awx_runner.py
+# Proxy nodes per cluster: 2 on the first; 3 data planes on the second, where the front load balancer test binds 2,
+# then 3 Kong nodes, removes one and restarts each in turn.
+INTEG_NODES_1 := 2
+INTEG_NODES_2 := 3
 INTEG_COPY = /tmp/mixedrun-kong-$(ROOT_HASH)-integration-$(SLOT)/ansible_collections/mixedrun/kong
 _integration_on:
 	@engine=$${KONG%%-*}; mode=$${KONG#*-}; lab=$(TEST_LAB)-$(KONG); \
 	  config=tests/integration/lab$(if $(filter-out 1,$(SLOT)),-$(SLOT)).yml; \
-	  echo "== integration on Kong $$engine, $$mode mode, 2 proxy nodes (lab config $$config)"; \
+	  echo "== integration on Kong $$engine, $$mode mode, $(INTEG_NODES_$(SLOT)) proxy nodes (lab config $$config)"; \
 	  rm -rf $$lab; mkdir -p $$lab; \
 	  trap "MIXEDRUN_LAB_DIR=$$lab $(BIN)/python -m tests.lab down >/dev/null 2>&1 || true" EXIT; \
 	  MIXEDRUN_LAB_DIR=$$lab $(BIN)/python -m tests.lab up --config $$config --kong-engine $$engine \
-	    --kong-mode $$mode --kong-nodes 2 > $$lab/up.json; \
+	    --kong-mode $$mode --kong-nodes $(INTEG_NODES_$(SLOT)) > $$lab/up.json; \
 	  $(MAKE) --no-print-directory _integration LAB_JSON=$$lab/lab.json
 
 _integration:
