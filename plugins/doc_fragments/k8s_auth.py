@@ -21,7 +21,7 @@ options:
     type: path
   context:
     description:
-      - The kubeconfig context to use. Its namespace is the default for O(kubernetes.namespaces).
+      - The kubeconfig context to use. Its namespace is the module's default namespace (for example for C(kubernetes.namespaces)).
       - If not set, the E(K8S_AUTH_CONTEXT) environment variable is used; else the kubeconfig's current context.
       - With O(context) and no O(kubeconfig), the default kubeconfig is loaded with this context (no in-cluster attempt).
     type: str

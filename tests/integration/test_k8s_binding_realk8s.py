@@ -1,0 +1,232 @@
+# -*- coding: utf-8 -*-
+# Copyright: mixedrun.kong contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""kong_k8s_binding against a REAL Kubernetes v1.26 control plane (the kit in ../shared/realk8s, or
+$MIXEDRUN_REALK8S_KIT), started here (``k8s-cluster.sh up`` in a temporary state directory, ``down`` at the end),
+with the Gateway API v1.2.1 standard CRDs from the kit's ``crds/`` installed with the kubernetes client, so the
+API server's own validation (the CRDs' schemas and CEL rules included) judges every object the module writes.
+
+API-only: no traffic goes to the addresses, which are 10.x / fd00:: because the API server refuses loopback ones
+in EndpointSlices. Skipped, with the reason printed, where the kit is absent.
+
+Run: cd /work/main && PYTHONPATH=.:.tmp/collections .venv/bin/pytest -q -rs tests/integration/test_k8s_binding_realk8s.py
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import json
+import os
+import subprocess
+import time
+from fractions import Fraction
+
+import pytest
+
+kubernetes = pytest.importorskip("kubernetes")
+yaml = pytest.importorskip("yaml")
+
+from ansible_collections.mixedrun.kong.plugins.module_utils import _kic, _weights  # noqa: E402
+from ansible_collections.mixedrun.kong.plugins.module_utils._k8s_binding import K8sApi, K8sBindingError  # noqa: E402
+from ansible_collections.mixedrun.kong.plugins.module_utils._k8s_discovery import build_api_client  # noqa: E402
+from ansible_collections.mixedrun.kong.plugins.modules.kong_k8s_binding import run  # noqa: E402
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+KIT = os.environ.get("MIXEDRUN_REALK8S_KIT") or os.path.normpath(os.path.join(HERE, "..", "..", "..", "shared", "realk8s"))
+CRDS = os.path.join(KIT, "crds", "gateway-api-v1.2.1-standard.yaml")
+NS = "kic-binding"
+ROUTE_PATH = "/apis/gateway.networking.k8s.io/v1/namespaces/%s/httproutes/%s"
+
+
+def _kit_reason():
+    if not os.path.isfile(os.path.join(KIT, "k8s-cluster.sh")):
+        return "the realk8s kit is absent (no %s/k8s-cluster.sh; set MIXEDRUN_REALK8S_KIT)" % KIT
+    if not os.path.isfile(CRDS):
+        return "the realk8s kit has no Gateway API CRDs at %s" % CRDS
+    return None
+
+
+class Cluster:
+    def __init__(self, info):
+        self.info = info
+        self.api_client, _ns, _described = build_api_client({"kubeconfig": info["kubeconfig"]})
+        self.core = kubernetes.client.CoreV1Api(self.api_client)
+        self.discovery = kubernetes.client.DiscoveryV1Api(self.api_client)
+        self.custom = kubernetes.client.CustomObjectsApi(self.api_client)
+
+    def raw(self, method, path, body=None, query=None, content_type=None):
+        """A raw request through the module's own client (either generation of the kubernetes client)."""
+        return K8sApi(self.api_client).request(method, path, query=query, body=body, content_type=content_type)
+
+    def slices(self, service):
+        items = self.discovery.list_namespaced_endpoint_slice(NS, label_selector="kubernetes.io/service-name=%s" % service).items
+        return [self.api_client.sanitize_for_serialization(item) for item in items]
+
+    def route(self, name="shop"):
+        return self.custom.get_namespaced_custom_object("gateway.networking.k8s.io", "v1", NS, "httproutes", name)
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    reason = _kit_reason()
+    if reason:
+        print("SKIP: " + reason)
+        pytest.skip(reason)
+    state = str(tmp_path_factory.mktemp("realk8s-binding"))
+    env = dict(os.environ, REALK8S_STATE=state)
+    started = time.time()
+    proc = subprocess.run([os.path.join(KIT, "k8s-cluster.sh"), "up"], env=env, stdin=subprocess.DEVNULL,
+                          capture_output=True, text=True, timeout=240, check=False)
+    if proc.returncode != 0:
+        pytest.fail("k8s-cluster.sh up failed (exit %d): %s" % (proc.returncode, (proc.stderr or proc.stdout)[-2000:]))
+    info = json.loads(proc.stdout[proc.stdout.index("{"):])
+    print("realk8s up in %.1f s: %s" % (time.time() - started, info.get("server")))
+    handle = Cluster(info)
+    try:
+        handle.core.create_namespace({"metadata": {"name": NS}})
+        # the containers' Service: selector-less, its endpoints written here as the pods' (2 ready, 1 not ready)
+        handle.core.create_namespaced_service(NS, {"metadata": {"name": "shop"}, "spec": {"ports": [
+            {"name": "http", "port": 80, "targetPort": 8080, "protocol": "TCP"}]}})
+        handle.discovery.create_namespaced_endpoint_slice(NS, {
+            "metadata": {"name": "shop-pods", "labels": {"kubernetes.io/service-name": "shop",
+                                                         "endpointslice.kubernetes.io/managed-by": "test.mixedrun-pods"}},
+            "addressType": "IPv4", "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}],
+            "endpoints": [{"addresses": ["10.244.0.%d" % i], "conditions": {"ready": i != 3}} for i in (1, 2, 3)]})
+        yield handle
+    finally:
+        handle.api_client.close()
+        down = subprocess.run([os.path.join(KIT, "k8s-cluster.sh"), "down"], env=env, stdin=subprocess.DEVNULL,
+                              capture_output=True, text=True, timeout=120, check=False)
+        print("realk8s down: exit %d" % down.returncode)
+
+
+@pytest.fixture(scope="module")
+def crds(cluster):
+    """The Gateway API standard CRDs, installed with the kubernetes client, and served."""
+    ext = kubernetes.client.ApiextensionsV1Api(cluster.api_client)
+    with open(CRDS, encoding="utf-8") as handle:
+        for doc in yaml.safe_load_all(handle):
+            if doc and doc.get("kind") == "CustomResourceDefinition":
+                ext.create_custom_resource_definition(doc)
+    deadline = time.time() + 30
+    while True:
+        try:
+            cluster.custom.list_namespaced_custom_object("gateway.networking.k8s.io", "v1", NS, "httproutes")
+            return True
+        except kubernetes.client.ApiException:
+            if time.time() > deadline:
+                raise
+            time.sleep(0.3)
+
+
+def params(cluster, **overrides):
+    base = dict(kubeconfig=cluster.info["kubeconfig"], context=None, host=None, api_key=None, ca_cert=None, validate_certs=None,
+                name="shop", namespace=NS, route_name=None, domains=["shop.lab.test"], container_service="shop",
+                port_name=None, container_port=None, container_endpoints=None,
+                vm_endpoints=[{"target": "10.1.0.%d:8080" % i, "drained": False} for i in (1, 2, 3)],
+                vm_target_weight=1, container_target_weight=1, gateway={"name": "kong", "namespace": None, "section_name": None},
+                force_conflicts=False, request_timeout=20.0)
+    base.update(overrides)
+    return base
+
+
+def _share_from_live(cluster, route_name="shop"):
+    """Forward translation of what is live: the HTTPRoute's weights over the Services' slices, as KIC reads them."""
+    refs = cluster.route(route_name)["spec"]["rules"][0]["backendRefs"]
+    backends, kinds = [], {}
+    for ref in refs:
+        targets = _kic.slice_endpoints(cluster.slices(ref["name"]), "http")
+        backends.append({"weight": ref.get("weight"), "endpoints": targets})
+        for target in targets:
+            kinds[target] = "vm" if ref["name"].endswith("-vms") else "container"
+    weights = _kic.translate(backends)
+    total = sum(weights.values())
+    container = sum(w for t, w in weights.items() if kinds[t] == "container")
+    return weights, kinds, (Fraction(100 * container, total) if total else None)
+
+
+def test_missing_gateway_api_crds_is_a_clear_error(cluster):
+    with pytest.raises(K8sBindingError) as info:
+        run(params(cluster), False)
+    message = str(info.value)
+    assert "Gateway API" in message and "crds" in message and "gateway-api" in message
+    with pytest.raises(kubernetes.client.ApiException):    # nothing written before the check
+        cluster.core.read_namespaced_service("shop-vms", NS)
+
+
+def test_exact_split_accepted_idempotent(cluster, crds):
+    plan = _weights.plan_weights(3, 2, 12.5, max_error=0)
+    args = params(cluster, vm_target_weight=plan["vm_weight"], container_target_weight=plan["container_weight"])
+    checked = run(args, True)
+    assert checked["changed"] and all(call.endswith("(check mode: not sent)") for call in checked["calls"])
+    with pytest.raises(kubernetes.client.ApiException):
+        cluster.core.read_namespaced_service("shop-vms", NS)
+    first = run(args, False)
+    assert first["changed"] and {o["action"] for o in first["objects"]} == {"created"}
+    assert first["weights"]["container_ready_endpoints"] == 2 and first["weights"]["vm_ready_endpoints"] == 3
+    service = cluster.core.read_namespaced_service("shop-vms", NS)
+    assert service.spec.selector is None and service.spec.ports[0].name == "http"
+    route = cluster.route()
+    assert route["spec"]["hostnames"] == ["shop.lab.test"]
+    assert route["spec"]["parentRefs"][0]["name"] == "kong"
+    weights, kinds, share = _share_from_live(cluster)
+    assert share == 12.5
+    assert {w for t, w in weights.items() if kinds[t] == "vm"} == {plan["vm_weight"]}
+    assert {w for t, w in weights.items() if kinds[t] == "container"} == {plan["container_weight"]}
+    version = route["metadata"]["resourceVersion"]
+    second = run(args, False)
+    assert not second["changed"] and second["calls"] == []
+    assert cluster.route()["metadata"]["resourceVersion"] == version
+
+
+def test_half_percent_unequal_counts(cluster, crds):
+    vms = [{"target": "10.1.0.%d:8080" % i, "drained": False} for i in range(1, 8)]
+    plan = _weights.plan_weights(7, 2, 0.5, max_error=0)
+    run(params(cluster, vm_endpoints=vms, vm_target_weight=plan["vm_weight"], container_target_weight=plan["container_weight"]), False)
+    assert _share_from_live(cluster)[2] == Fraction(1, 2)
+
+
+def test_slices_split_drained_ipv6_and_foreign_slice(cluster, crds):
+    foreign = cluster.discovery.create_namespaced_endpoint_slice(NS, {
+        "metadata": {"name": "shop-vms-by-someone", "labels": {"kubernetes.io/service-name": "shop-vms",
+                                                               "endpointslice.kubernetes.io/managed-by": "someone.else"}},
+        "addressType": "IPv4", "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}],
+        "endpoints": [{"addresses": ["10.9.9.9"]}]})
+    vms = [{"target": "10.20.%d.%d:8080" % (i // 250, i % 250 + 1), "drained": i == 7} for i in range(1200)]
+    vms.append({"target": "[fd00::10]:8080", "drained": False})
+    started = time.time()
+    result = run(params(cluster, vm_endpoints=vms), False)
+    print("1201 endpoints applied in %.2f s" % (time.time() - started))
+    ours = sorted((s for s in cluster.slices("shop-vms") if s["metadata"]["labels"]["endpointslice.kubernetes.io/managed-by"] == "mixedrun.kong"),
+                  key=lambda s: s["metadata"]["name"])
+    assert [(s["addressType"], len(s["endpoints"])) for s in ours] == [("IPv4", 1000), ("IPv4", 200), ("IPv6", 1)]
+    assert all(s["ports"][0]["name"] == "http" for s in ours)
+    not_ready = [e["addresses"][0] for s in ours for e in s["endpoints"] if e["conditions"]["ready"] is False]
+    assert not_ready == ["10.20.0.8"]
+    assert result["weights"]["vm_ready_endpoints"] == 1200
+    assert not run(params(cluster, vm_endpoints=vms), False)["changed"]
+    # back to 3 VMs: the collection's surplus slices go, the foreign one stays as it was
+    shrunk = run(params(cluster), False)
+    assert sorted(o["name"] for o in shrunk["objects"] if o["action"] == "deleted") == ["shop-vms-ipv4-8080-1", "shop-vms-ipv6-8080-0"]
+    names = sorted(s["metadata"]["name"] for s in cluster.slices("shop-vms"))
+    assert names == ["shop-vms-by-someone", "shop-vms-ipv4-8080-0"]
+    after = cluster.discovery.read_namespaced_endpoint_slice("shop-vms-by-someone", NS)
+    assert after.metadata.resource_version == foreign.metadata.resource_version
+
+
+def test_conflicting_field_manager_reported_then_forced(cluster, crds):
+    run(params(cluster), False)
+    route = cluster.route()
+    refs = route["spec"]["rules"][0]["backendRefs"]
+    other = {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute", "metadata": {"name": "shop", "namespace": NS},
+             "spec": {"rules": [{"backendRefs": [dict(refs[0], weight=7), dict(refs[1], weight=70)]}]}}
+    cluster.raw("PATCH", ROUTE_PATH % (NS, "shop"), body=other, query={"fieldManager": "weights-editor", "force": "true"},
+                content_type="application/apply-patch+yaml")
+    with pytest.raises(K8sBindingError) as info:
+        run(params(cluster), False)
+    assert info.value.status == 409 and "weights-editor" in str(info.value) and "force_conflicts" in str(info.value)
+    assert [r["weight"] for r in cluster.route()["spec"]["rules"][0]["backendRefs"]] == [7, 70]
+    forced = run(params(cluster, force_conflicts=True), False)
+    assert forced["changed"]
+    assert [r["weight"] for r in cluster.route()["spec"]["rules"][0]["backendRefs"]] == [3, 2]
