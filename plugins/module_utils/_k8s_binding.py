@@ -186,9 +186,8 @@ def desired_slices(spec, port_name):
         members = sorted(groups[(family, port)], key=lambda e: ipaddress.ip_address(e["address"]))
         for index in range(0, len(members), MAX_ENDPOINTS_PER_SLICE):
             chunk = members[index:index + MAX_ENDPOINTS_PER_SLICE]
-            port_entry = {"port": port, "protocol": "TCP"}
-            if port_name:
-                port_entry["name"] = port_name
+            # the name always (KIC compares it with the Service port's name; "" for an unnamed port)
+            port_entry = {"name": port_name or "", "port": port, "protocol": "TCP"}
             slices.append({
                 "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
                 "metadata": {
@@ -363,6 +362,7 @@ def ensure_binding(api, spec, check_mode=False):
     except KicWeightError as exc:
         raise BindingInputError(str(exc))
     translated = translate([{"weight": weights["vm"], "endpoints": vm_targets}, {"weight": weights["container"], "endpoints": container_targets}])
+    vm_set = set(vm_targets)
     container_count = container_targets if isinstance(container_targets, int) else len(container_targets)
 
     objects = [desired_service(spec, port)]
@@ -390,7 +390,7 @@ def ensure_binding(api, spec, check_mode=False):
                           "vm_target": spec["vm_target_weight"], "container_target": spec["container_target_weight"],
                           "vm_ready_endpoints": len(vm_targets), "container_ready_endpoints": container_count},
               "kic_target_weights": {"vm": sorted(set(translated[t] for t in vm_targets)),
-                                     "container": sorted(set(v for t, v in translated.items() if t not in set(vm_targets)))},
+                                     "container": sorted(set(v for t, v in translated.items() if t not in vm_set))},
               "route": route, "slices": [s["metadata"]["name"] for s in slices]}
     foreign = sorted(n for n, s in existing.items() if (s["metadata"].get("labels") or {}).get(MANAGED_BY_LABEL) != FIELD_MANAGER)
     if foreign:

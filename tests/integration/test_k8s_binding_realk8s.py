@@ -19,6 +19,7 @@ __metaclass__ = type
 import json
 import os
 import subprocess
+import sys
 import time
 from fractions import Fraction
 
@@ -33,6 +34,7 @@ from ansible_collections.mixedrun.kong.plugins.module_utils._k8s_discovery impor
 from ansible_collections.mixedrun.kong.plugins.modules.kong_k8s_binding import run  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(os.path.dirname(HERE))
 KIT = os.environ.get("MIXEDRUN_REALK8S_KIT") or os.path.normpath(os.path.join(HERE, "..", "..", "..", "shared", "realk8s"))
 CRDS = os.path.join(KIT, "crds", "gateway-api-v1.2.1-standard.yaml")
 NS = "kic-binding"
@@ -213,6 +215,81 @@ def test_slices_split_drained_ipv6_and_foreign_slice(cluster, crds):
     assert names == ["shop-vms-by-someone", "shop-vms-ipv4-8080-0"]
     after = cluster.discovery.read_namespaced_endpoint_slice("shop-vms-by-someone", NS)
     assert after.metadata.resource_version == foreign.metadata.resource_version
+
+
+PLAYBOOK = """
+- hosts: localhost
+  gather_facts: false
+  module_defaults:
+    group/mixedrun.kong.k8s:
+      kubeconfig: "{{ kubeconfig }}"
+      namespace: kic-binding
+  tasks:
+    - name: bind in check mode with diff
+      mixedrun.kong.kong_k8s_binding: &bind
+        name: cart
+        domains: [cart.lab.test, "*.cart.lab.test"]
+        container_service: shop
+        port_name: http
+        vm_endpoints:
+          - target: 10.30.0.1:8080
+          - target: 10.30.0.2:8080
+            drained: true
+          - target: "[fd00::30]:8080"
+        vm_target_weight: 199
+        container_target_weight: 1
+        gateway: {name: kong, namespace: kong-system, section_name: http}
+      check_mode: true
+      diff: true
+      register: checked
+    - name: bind
+      mixedrun.kong.kong_k8s_binding: *bind
+      register: bound
+    - name: bind again
+      mixedrun.kong.kong_k8s_binding: *bind
+      register: again
+    - name: bad input fails naming the option
+      mixedrun.kong.kong_k8s_binding:
+        name: cart
+        domains: [cart.lab.test]
+        container_service: shop
+        vm_endpoints: [{target: "vm-1.lab.test:8080"}]
+        vm_target_weight: 1
+        container_target_weight: 1
+        gateway: {name: kong}
+      register: bad
+      ignore_errors: true
+    - name: results
+      ansible.builtin.copy:
+        content: "{{ {'checked': checked, 'bound': bound, 'again': again, 'bad': bad} | to_json }}"
+        dest: "{{ out }}"
+      check_mode: false
+"""
+
+
+def test_task_through_ansible_playbook(cluster, crds, tmp_path):
+    (tmp_path / "inventory.yml").write_text(yaml.safe_dump({"all": {"hosts": {"localhost": {
+        "ansible_connection": "local", "ansible_python_interpreter": sys.executable}}}}))
+    (tmp_path / "play.yml").write_text(PLAYBOOK)
+    out = tmp_path / "out.json"
+    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=os.path.join(REPO, ".tmp", "collections"), ANSIBLE_CONFIG=os.path.join(REPO, "ansible.cfg"))
+    for name in ("K8S_AUTH_KUBECONFIG", "K8S_AUTH_HOST", "K8S_AUTH_API_KEY"):
+        env.pop(name, None)
+    command = [os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), "-i", str(tmp_path / "inventory.yml"), str(tmp_path / "play.yml"),
+               "-e", json.dumps({"kubeconfig": cluster.info["kubeconfig"], "out": str(out)})]
+    proc = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
+    result = json.loads(out.read_text())
+    assert result["checked"]["changed"] and "HTTPRoute/cart" in result["checked"]["diff"]["after"]
+    assert result["bound"]["changed"] and result["bound"]["weights"]["vm_backend"] == 398 and result["bound"]["weights"]["container_backend"] == 2
+    assert not result["again"]["changed"] and result["again"]["calls"] == []
+    assert result["bad"]["failed"] and "vm_endpoints[0].target must be an IP:port" in result["bad"]["msg"]
+    route = cluster.route("cart")
+    assert route["spec"]["parentRefs"] == [{"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": "kong",
+                                            "namespace": "kong-system", "sectionName": "http"}]
+    assert route["spec"]["hostnames"] == ["cart.lab.test", "*.cart.lab.test"]
+    weights, kinds, share = _share_from_live(cluster, "cart")
+    assert share == Fraction(100 * 2, 2 * 199 + 2) and sorted(set(weights.values())) == [1, 199]
 
 
 def test_conflicting_field_manager_reported_then_forced(cluster, crds):
