@@ -23,6 +23,7 @@ import re
 from ansible_collections.mixedrun.kong.plugins.module_utils._kic import (
     MAX_TARGET_WEIGHT,
     KicWeightError,
+    backend_weight_for,
     backend_weights,
     format_target,
     slice_endpoints,
@@ -141,6 +142,12 @@ def validate(params):
     for field in ("namespace", "section_name"):
         if gateway.get(field) is not None and not _DNS_LABEL.match(gateway[field]):
             raise BindingInputError("gateway.%s must be a DNS label, got %r" % (field, gateway[field]))
+    try:    # what can be checked of the Gateway API weight limit without the cluster
+        backend_weight_for(params["vm_target_weight"], sum(1 for e in endpoints if e["ready"]), "vm_target_weight")
+        if count is not None:
+            backend_weight_for(params["container_target_weight"], count, "container_target_weight")
+    except KicWeightError as exc:
+        raise BindingInputError(str(exc))
     container_port = params.get("container_port")
     if container_port is not None and not 1 <= container_port <= 65535:
         raise BindingInputError("container_port must be a port 1..65535, got %r" % container_port)
@@ -344,8 +351,13 @@ def ensure_binding(api, spec, check_mode=False):
     """Bring the VM Service, its EndpointSlices and the HTTPRoute in line with ``spec``; returns the result dict."""
     namespace = spec["namespace"]
     # Gateway API first: nothing is written on a cluster that cannot take the route.
-    if api.request("GET", "/apis/%s/%s" % (GATEWAY_GROUP, GATEWAY_VERSION)) is None:
+    resources = api.request("GET", "/apis/%s/%s" % (GATEWAY_GROUP, GATEWAY_VERSION))
+    if resources is None:
         raise K8sBindingError("the cluster has no Gateway API %s/%s (HTTPRoute): %s" % (GATEWAY_GROUP, GATEWAY_VERSION, CRD_HINT), status=404)
+    served = [r.get("name") for r in resources.get("resources") or []]
+    if served and "httproutes" not in served:
+        raise K8sBindingError("the cluster's Gateway API %s/%s serves no httproutes (only %s): %s"
+                              % (GATEWAY_GROUP, GATEWAY_VERSION, ", ".join(sorted(served)), CRD_HINT), status=404)
     container = api.request("GET", _path("Service", namespace, spec["container_service"]))
     if container is None:
         raise BindingInputError("the container Service %s/%s does not exist: fix container_service or namespace" % (namespace, spec["container_service"]))

@@ -34,7 +34,9 @@ class FakeApi:
         if method != "GET":
             self.calls.append("%s %s" % (method, path))
         if path == "/apis/gateway.networking.k8s.io/v1":
-            return {"kind": "APIResourceList"} if self.gateway_api else None
+            if self.gateway_api == "gateways-only":
+                return {"kind": "APIResourceList", "resources": [{"name": "gateways"}, {"name": "gatewayclasses"}]}
+            return {"kind": "APIResourceList", "resources": [{"name": "gateways"}, {"name": "httproutes"}]} if self.gateway_api else None
         if method == "GET":
             if path in self.objects:
                 return copy.deepcopy(self.objects[path])
@@ -106,6 +108,9 @@ def spec(**overrides):
     ({"container_service": "shop-vms"}, "container_service must not be"),
     ({"gateway": {"name": "", "namespace": None, "section_name": None}}, "gateway.name"),
     ({"port_name": "much-too-long-port-name"}, "port_name"),
+    ({"vm_target_weight": 60000, "vm_endpoints": [{"target": "10.5.0.%d:80" % i, "drained": False} for i in range(1, 21)]},
+     "over Gateway API's maximum of 1000000"),
+    ({"container_endpoints": 100, "container_target_weight": 20000}, "container_target_weight 20000 per target over 100"),
 ])
 def test_bad_input_fails_naming_the_option(overrides, option):
     with pytest.raises(kb.BindingInputError) as info:
@@ -152,6 +157,14 @@ def test_missing_gateway_api_fails_before_any_write():
     with pytest.raises(kb.K8sBindingError) as info:
         kb.ensure_binding(api, spec())
     assert "Gateway API" in str(info.value) and "../shared/realk8s/crds" in str(info.value)
+    assert api.calls == []
+
+
+def test_gateway_api_without_httproutes_fails_before_any_write():
+    api = FakeApi(gateway_api="gateways-only")
+    container_service(api)
+    with pytest.raises(kb.K8sBindingError, match="serves no httproutes"):
+        kb.ensure_binding(api, spec())
     assert api.calls == []
 
 
