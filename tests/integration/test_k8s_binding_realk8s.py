@@ -307,3 +307,45 @@ def test_conflicting_field_manager_reported_then_forced(cluster, crds):
     forced = run(params(cluster, force_conflicts=True), False)
     assert forced["changed"]
     assert [r["weight"] for r in cluster.route()["spec"]["rules"][0]["backendRefs"]] == [3, 2]
+
+
+EXAMPLE_GATEWAY = os.path.join(REPO, "inventories", "example", "kic", "gateway.yml")
+PLURALS = {"Namespace": "/api/v1/namespaces/%(name)s",
+           "GatewayClass": "/apis/gateway.networking.k8s.io/v1/gatewayclasses/%(name)s",
+           "Gateway": "/apis/gateway.networking.k8s.io/v1/namespaces/%(namespace)s/gateways/%(name)s"}
+
+
+def test_example_gateway_and_bind_kic_playbook(cluster, crds, tmp_path):
+    """inventories/example/kic/gateway.yml is accepted by the real API server with the CRDs, and
+    playbooks/bind_kic.yml binds inventory VMs and the containers' Service at an exact share given as an -e string."""
+    with open(EXAMPLE_GATEWAY, encoding="utf-8") as handle:
+        docs = [doc for doc in yaml.safe_load_all(handle) if doc]
+    assert [doc["kind"] for doc in docs] == ["Namespace", "GatewayClass", "Gateway"]
+    for doc in docs:
+        path = PLURALS[doc["kind"]] % dict(doc["metadata"], namespace=doc["metadata"].get("namespace"))
+        cluster.raw("PATCH", path, body=doc, query={"fieldManager": "mixedrun-example-test"},
+                    content_type="application/apply-patch+yaml")
+    gateway = cluster.custom.get_namespaced_custom_object("gateway.networking.k8s.io", "v1", "kong", "gateways", "kong")
+    assert gateway["spec"]["gatewayClassName"] == "kong"
+
+    hosts = dict(("kic-vm-%d" % i, {"ansible_host": "10.40.0.%d" % i, "mixed_port": 8080,
+                                    "mixed_labels": {"app": "kicdemo", "tier": "web"}}) for i in (1, 2, 3))
+    hosts["localhost"] = {"ansible_connection": "local", "ansible_python_interpreter": sys.executable}
+    (tmp_path / "inventory.yml").write_text(yaml.safe_dump({"all": {"hosts": hosts}}))
+    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=os.path.join(REPO, ".tmp", "collections"), ANSIBLE_CONFIG=os.path.join(REPO, "ansible.cfg"),
+               ANSIBLE_NOCOLOR="1")
+    for name in ("K8S_AUTH_KUBECONFIG", "K8S_AUTH_HOST", "K8S_AUTH_API_KEY"):
+        env.pop(name, None)
+    command = [os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), "-i", str(tmp_path / "inventory.yml"),
+               os.path.join(REPO, "playbooks", "bind_kic.yml"),
+               "-e", "kic_share=12.5", "-e", "kic_service=kicdemo", "-e", "kic_namespace=" + NS,
+               "-e", "kic_vm_selector=app=kicdemo", "-e", "kic_kubeconfig=" + cluster.info["kubeconfig"],
+               "-e", json.dumps({"kic_domains": ["kicdemo.lab.test"], "kic_gateway": {"name": "kong", "namespace": "kong"}})]
+    proc = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=180, check=False)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
+    # 3 VMs and the 2 ready pods at 12.5 %: per-target weights 14 and 3, backendRef weights 42 and 6
+    assert "backendRef weights VMs 42, containers 6" in " ".join(proc.stdout.split()), proc.stdout[-2000:]
+    route = cluster.route("kicdemo")
+    assert route["spec"]["parentRefs"][0]["name"] == "kong" and route["spec"]["hostnames"] == ["kicdemo.lab.test"]
+    _weights_live, _kinds, share = _share_from_live(cluster, "kicdemo")
+    assert share == 12.5
