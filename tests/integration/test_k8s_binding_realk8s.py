@@ -319,7 +319,7 @@ def test_example_gateway_and_bind_kic_playbook(cluster, crds, tmp_path):
     """inventories/example/kic/gateway.yml is accepted by the real API server with the CRDs, and
     playbooks/bind_kic.yml binds inventory VMs and the containers' Service at an exact share given as an -e string."""
     with open(EXAMPLE_GATEWAY, encoding="utf-8") as handle:
-        docs = [doc for doc in yaml.safe_load_all(handle) if doc]
+        docs = yaml.safe_load(handle)["items"]
     assert [doc["kind"] for doc in docs] == ["Namespace", "GatewayClass", "Gateway"]
     for doc in docs:
         path = PLURALS[doc["kind"]] % dict(doc["metadata"], namespace=doc["metadata"].get("namespace"))
