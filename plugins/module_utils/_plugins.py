@@ -38,11 +38,11 @@ def validate_plugin_name(value, field="name"):
     return value
 
 
-def resolve_scope(client, params):
-    """``{scope: entity}`` for each of service, route and consumer given in ``params``; a clear error naming the
-    option when one does not exist (before any write)."""
+def resolve_scope(client, params, scopes=SCOPES, missing=None):
+    """``{scope: entity}`` for each of ``scopes`` given in ``params``; a clear error naming the option when one is
+    empty or, unless ``missing`` (a list that collects their names) is given, does not exist (before any write)."""
     out = {}
-    for scope in SCOPES:
+    for scope in scopes:
         ref = params.get(scope)
         if ref is None:
             continue
@@ -51,7 +51,10 @@ def resolve_scope(client, params):
                              "and consumer is global)" % (scope, scope, scope))
         found = client.get("/%s/%s" % (_SCOPE_PATHS[scope], client.quote(ref)))
         if found is None:
-            raise ValueError("%s %r does not exist in Kong: create it first or fix the %s option" % (scope, ref, scope))
+            if missing is None:
+                raise ValueError("%s %r does not exist in Kong: create it first or fix the %s option" % (scope, ref, scope))
+            missing.append(scope)
+            continue
         out[scope] = found
     return out
 
@@ -321,19 +324,9 @@ def _effective_info(client, params):
     if params.get("consumer") or params.get("scope_mode"):
         raise ValueError("effective=true reads the instance for requests without a consumer: leave consumer and "
                          "scope_mode out")
-    ids = {}
     missing = []
-    for scope in ("service", "route"):
-        ref = params.get(scope)
-        if ref is None:
-            continue
-        if not isinstance(ref, str) or not ref.strip():
-            raise ValueError("%s is empty: give the %s's name or id, or leave it out" % (scope, scope))
-        found = client.get("/%s/%s" % (_SCOPE_PATHS[scope], client.quote(ref)))
-        if found is None:
-            missing.append(scope)
-        else:
-            ids[scope] = found["id"]
+    ids = dict((scope, entity["id"]) for scope, entity in
+               resolve_scope(client, params, scopes=("service", "route"), missing=missing).items())
     plugins = find_plugins(client, name)
     chosen = effective_instance(plugins, ids.get("service"), ids.get("route"))
     listed = _masked(client, plugins)

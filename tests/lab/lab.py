@@ -81,6 +81,15 @@ def _write(path, text):
     os.replace(path + ".tmp", path)
 
 
+def _tail(path, lines=25):
+    """The last ``lines`` lines of a log file, for error messages ("(no log)" when it cannot be read)."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as fh:
+            return "".join(fh.readlines()[-lines:]).rstrip()
+    except OSError:
+        return "(no log)"
+
+
 def _read_json(path):
     try:
         with open(path, encoding="utf-8") as fh:
@@ -178,14 +187,6 @@ class Lab:
         """True when the recorded pid still runs the process we started (not a recycled pid)."""
         argv = _cmdline(rec["pid"])
         return bool(argv) and _running(rec["pid"]) and any(rec["marker"] in arg for arg in argv)
-
-    @staticmethod
-    def _log_tail(path, lines=15):
-        try:
-            with open(path, encoding="utf-8", errors="replace") as fh:
-                return "".join(fh.readlines()[-lines:]).rstrip()
-        except OSError:
-            return "(no log)"
 
     @contextlib.contextmanager
     def locked(self):
@@ -466,7 +467,7 @@ class Lab:
             if data:
                 return data
             if proc.poll() is not None:
-                raise LabError("%s exited with code %s while starting:\n%s" % (component, proc.returncode, self._log_tail(self.path(component + ".log"))))
+                raise LabError("%s exited with code %s while starting:\n%s" % (component, proc.returncode, _tail(self.path(component + ".log"), 15)))
             time.sleep(0.05)
         raise LabError("%s did not get ready within %d s; see %s" % (component, timeout, self.path(component + ".log")))
 
@@ -474,7 +475,7 @@ class Lab:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if proc.poll() is not None:
-                raise LabError("%s exited with code %s while starting:\n%s" % (component, proc.returncode, self._log_tail(self.path(component + ".log"))))
+                raise LabError("%s exited with code %s while starting:\n%s" % (component, proc.returncode, _tail(self.path(component + ".log"), 15)))
             try:
                 code = requests.get(url, timeout=1).status_code
                 if (want is None and code < 500) or code == want:

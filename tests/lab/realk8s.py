@@ -38,7 +38,7 @@ import time
 
 import requests
 
-from tests.lab.lab import _read_json, _write  # pylint: disable=cyclic-import
+from tests.lab.lab import _read_json, _tail, _write  # pylint: disable=cyclic-import
 
 ENGINE_FILE = "engine.json"
 UP_LOG = "k8s-cluster.log"
@@ -50,14 +50,6 @@ TERMINATING_GRACE = 3600           # the `terminating` fault: a graceful delete 
 
 class RealK8sError(RuntimeError):
     """The kit could not start, seed, report or stop a cluster; the message carries the kit's own words."""
-
-
-def _tail(path, lines=25):
-    try:
-        with open(path, encoding="utf-8", errors="replace") as fh:
-            return "".join(fh.readlines()[-lines:]).rstrip()
-    except OSError:
-        return "(no log)"
 
 
 def _now():

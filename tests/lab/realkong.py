@@ -19,7 +19,7 @@ import time
 
 import requests
 
-from tests.lab.lab import _read_json, _running, _write  # pylint: disable=cyclic-import
+from tests.lab.lab import _read_json, _running, _tail, _write  # pylint: disable=cyclic-import
 
 ENGINE_FILE = "engine.json"
 UP_LOG = "kong-cluster.log"
@@ -36,14 +36,6 @@ class RealKongError(RuntimeError):
 
 def _write_json(path, data):
     _write(path, json.dumps(data, indent=2))
-
-
-def _tail(path, lines=25):
-    try:
-        with open(path, encoding="utf-8", errors="replace") as fh:
-            return "".join(fh.readlines()[-lines:]).rstrip()
-    except OSError:
-        return "(no log)"
 
 
 class RealKongCluster:
