@@ -32,9 +32,15 @@ description:
     re-run resumes from what Kong shows.
   - The targets of both groups must already exist in the upstream (bind them with the
     M(mixedrun.kong.kong_upstream_targets) module or the C(mixedrun.kong.mixed_service) role).
+  - With O(binding=kubernetes) (Kong under the Kong Ingress Controller) the same plan is written as the HTTPRoute's two
+    backendRef weights, chosen so that KIC's division over each Service's ready endpoints gives the planned per-target
+    weights; the groups are the two Services' ready endpoints (tags and O(vm_targets)/O(container_targets) are not used),
+    and every Kong node given is read until its route for the HTTPRoute's hostnames leads to an upstream with exactly
+    those targets and weights, and its balancer routes with them.
 extends_documentation_fragment:
   - mixedrun.kong.kong
   - mixedrun.kong.kong.ATTRIBUTES
+  - mixedrun.kong.kic_binding
 attributes:
   check_mode:
     support: full
@@ -344,6 +350,20 @@ from ansible_collections.mixedrun.kong.plugins.module_utils._balancer import (
     snapshot_balancers,
     wait_balancers,
 )
+from ansible_collections.mixedrun.kong.plugins.module_utils._kic_split import (
+    KUBERNETES_OPTIONS,
+    KicSplitError,
+    apply_backends,
+    kong_targets,
+    kong_upstream,
+    binding_target,
+    connect,
+    kic_share,
+    kic_weights,
+    plan_backends,
+    read_binding,
+    wait_nodes,
+)
 from ansible_collections.mixedrun.kong.plugins.module_utils._kong_api import KongApiError, KongClient, redact_url, validate_admin_url
 from ansible_collections.mixedrun.kong.plugins.module_utils._kong_module import KongModule
 from ansible_collections.mixedrun.kong.plugins.module_utils._targets import TargetError, format_target, split_target, target_key
@@ -371,6 +391,8 @@ ARGUMENT_SPEC = dict(
     verify_timeout=dict(type="float", default=30.0),
     concurrency=dict(type="int", default=8),
     approximate=dict(type="bool", default=False),
+    binding=dict(type="str", default="admin_api", choices=["admin_api", "kubernetes"]),
+    kubernetes=dict(type="dict", options=KUBERNETES_OPTIONS),
 )
 
 # Kong 3.9's balancer algorithms; only round-robin picks targets in proportion to their weights.
@@ -726,7 +748,15 @@ def ensure_traffic_split(client, params, check_mode=False, diff=False):
     result = {"changed": False, "planned_share": None, "error": None, "verified_nodes": {}, "consistent": True,
               "writes": 0, "balancers": {}, "approximate": False}
     try:
-        _split(client, extra_clients, balancer_clients, groups, params, check_mode, diff, result)
+        if params.get("binding") == "kubernetes":
+            _split_kubernetes(client, extra_clients, balancer_clients, params, check_mode, diff, result)
+        else:
+            _split(client, extra_clients, balancer_clients, groups, params, check_mode, diff, result)
+    except KicSplitError as exc:
+        details = dict(result)
+        details.update(exc.result)
+        details["api_calls"] = _all_calls(client, extra_clients, balancer_clients)
+        raise SplitError(str(exc), details)
     except (SplitError, KongApiError, BalancerError) as exc:
         details = dict(result)
         details.update(getattr(exc, "result", None) or {})
@@ -737,6 +767,84 @@ def ensure_traffic_split(client, params, check_mode=False, diff=False):
         raise exc
     result["api_calls"] = _all_calls(client, extra_clients, balancer_clients)
     return result
+
+
+def _split_kubernetes(client, extra_clients, balancer_clients, params, check_mode, diff, result):
+    """binding: kubernetes. The groups are the two Services' ready endpoints as KIC counts them; the write is the
+    HTTPRoute's two backendRef weights; Kong's nodes are only read."""
+    for field in ("vm_targets", "container_targets", "nodes"):
+        if params.get(field) is not None:
+            raise SplitError("%s is not used with binding: kubernetes (the groups are the ready endpoints of the VM Service and of the "
+                             "containers' Service): leave it out" % field)
+    namespace, name, route_name = binding_target(params, params["upstream"])
+    api, api_client = connect(params)
+    try:
+        _split_kic(api, client, extra_clients, balancer_clients, (namespace, name, route_name), params, check_mode, diff, result)
+    finally:
+        result["kubernetes_calls"] = list(api.calls)
+        api_client.close()
+
+
+def _split_kic(api, client, extra_clients, balancer_clients, where, params, check_mode, diff, result):
+    state = read_binding(api, *where)
+    own_url = redact_url(client.base_url)
+    members = {"vm": sorted(state["vm"]["targets"]), "container": sorted(state["container"]["targets"]), "other": []}
+    upstream = kong_upstream(client, state["hostnames"])
+    before = kong_targets(client, upstream)
+    members["other"] = sorted(t for t in before if t not in state["vm"]["targets"] and t not in state["container"]["targets"])
+    live_backends = {"vm": state["vm"]["weight"], "container": state["container"]["weight"]}
+    # what Kong routes with; before the controller's first push, what KIC makes of the live weights
+    previous = _share(dict((t, before.get(t, 0)) for t in members["vm"] + members["container"] + members["other"]), members, "fail") \
+        if upstream else kic_share(state)
+    result.update({
+        "binding": "kubernetes",
+        "previous_share": as_float(previous),
+        "weights_before": before,
+        "counts": dict((kind, len(keys)) for kind, keys in members.items()),
+        "targets": members,
+        "kubernetes": {"namespace": state["namespace"], "route": state["route_name"], "hostnames": state["hostnames"],
+                       "vm_service": state["vm"]["service"], "container_service": state["container"]["service"],
+                       "backend_weights_before": live_backends, "backend_weights": live_backends, "kong_upstream": upstream},
+    })
+    nodes = [(own_url, client)] + list(extra_clients)
+    if params.get("container_share") is None:
+        translated = kic_weights(state)
+        result.update({"achieved_share": as_float(previous), "weights_after": dict(before),
+                       "vm_weight": _uniform(before, [t for t in members["vm"] if t in before]) if upstream else None,
+                       "container_weight": _uniform(before, [t for t in members["container"] if t in before]) if upstream else None})
+        for url, other in nodes:
+            result["verified_nodes"][url] = _node_id(other)
+            if url != own_url and (kong_upstream(other, state["hostnames"]) != upstream or
+                                   kong_targets(other, kong_upstream(other, state["hostnames"])) != before):
+                result["consistent"] = False
+        if before != translated:
+            # the controller has not pushed the live weights yet (or another writer changed Kong): not consistent
+            result["consistent"] = False
+            result["pending"] = {"kic_targets": translated}
+        return
+    plan, weights = plan_backends(state, params["container_share"], params["max_error"])
+    expected = kic_weights(state, weights)
+    result.update({
+        "planned_share": plan["planned_share"], "achieved_share": plan["achieved_share"], "error": plan["error"],
+        "vm_weight": plan["vm_weight"], "container_weight": plan["container_weight"], "weights_after": expected,
+    })
+    result["kubernetes"]["backend_weights"] = weights
+    if diff:
+        result["diff"] = {"before": {"container_share": result["previous_share"], "backend_weights": live_backends, "weights": before},
+                          "after": {"container_share": result["achieved_share"], "backend_weights": weights, "weights": expected}}
+    written = apply_backends(api, state, weights, check_mode=check_mode, force=bool((params.get("kubernetes") or {}).get("force_conflicts")))
+    result["changed"] = written
+    result["writes"] = 1 if written else 0
+    if check_mode:
+        return
+    started = time.monotonic()
+    found, seconds = wait_nodes(nodes, state["hostnames"], expected, params["verify_timeout"])
+    result["verified_nodes"] = dict((url, _node_id(other)) for url, other in nodes)
+    upstreams = sorted(set(found.values()))
+    result["kubernetes"]["kong_upstream"] = upstreams[0] if len(upstreams) == 1 else upstreams
+    remaining = max(0.0, params["verify_timeout"] - (time.monotonic() - started))
+    result["balancers"] = wait_balancers(balancer_clients, upstreams[0], expected, remaining, started=started) if len(upstreams) == 1 else {}
+    result["converged_seconds"] = max([seconds] + [node["seconds"] for node in result["balancers"].values()])
 
 
 def _split(client, extra_clients, balancer_clients, groups, params, check_mode, diff, result):

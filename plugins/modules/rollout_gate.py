@@ -44,6 +44,7 @@ author:
 extends_documentation_fragment:
   - mixedrun.kong.kong
   - mixedrun.kong.kong.ATTRIBUTES
+  - mixedrun.kong.kic_binding
 attributes:
   check_mode:
     description: Evaluates once without holding; writes nothing.
@@ -302,6 +303,23 @@ options:
         description: Seconds the refreshed lock stays valid after the hold window ends.
         type: float
         default: 1800
+  share_guard:
+    description:
+      - With O(binding=kubernetes), the share the step planned. KIC divides each backendRef's weight over the Service's ready
+        endpoints, so a pod added or removed during the hold changes the share; at every evaluation a gate named C(share)
+        reads the endpoint counts and the live weights and, when KIC's division gives a share more than O(share_guard.max_error)
+        points from O(share_guard.share), writes the weights again (reported with C(corrected=true) and a warning). It fails
+        when the weights cannot be written (for example another field manager owns them).
+    type: dict
+    suboptions:
+      share:
+        description: The planned container share in percent (a number or an exact fraction text such as V(100/7)).
+        type: raw
+        required: true
+      max_error:
+        description: Largest allowed drift in percentage points before the weights are written again.
+        type: float
+        default: 0.05
 seealso:
   - module: mixedrun.kong.kong_traffic_split
   - module: mixedrun.kong.kong_rollout_lock
@@ -483,6 +501,15 @@ from ansible_collections.mixedrun.kong.plugins.module_utils._rollout import (
     validate_no_data,
 )
 from ansible_collections.mixedrun.kong.plugins.module_utils._rollout_lock import LockFailure, renew_lock
+from ansible_collections.mixedrun.kong.plugins.module_utils._k8s_binding import K8sBindingError
+from ansible_collections.mixedrun.kong.plugins.module_utils._kic_split import (
+    KUBERNETES_OPTIONS,
+    KicSplitError,
+    binding_target,
+    connect,
+    guard_share,
+    read_binding,
+)
 from ansible_collections.mixedrun.kong.plugins.module_utils._balancer import health_from_balancer
 from ansible_collections.mixedrun.kong.plugins.module_utils._prometheus import metric_names, missing_metric_hint
 from ansible_collections.mixedrun.kong.plugins.module_utils._entities import node_role
@@ -494,6 +521,7 @@ DBLESS_LIST_CAP = 100       # Kong 3.9.3 DB-less nodes list at most this many ta
 GATE_PROBES = "probes"
 GATE_PROMETHEUS = "prometheus"
 GATE_TRAFFIC = "traffic"
+GATE_SHARE = "share"
 
 
 class GateSetupError(Exception):
@@ -533,6 +561,7 @@ class GateRunner:
         self.healthchecks_on = None
         self.warnings = []
         self.started = time.time()
+        self.k8s = None             # binding kubernetes: (K8sApi, ApiClient)
 
     # -- setup ------------------------------------------------------------------------------------------
     def check_inputs(self):
@@ -579,6 +608,19 @@ class GateRunner:
                 self.container_targets = sorted(set(target_key(t) for t in params["container_targets"]))
             except TargetError as exc:
                 raise GateSetupError("container_targets: %s" % exc)
+        if params.get("binding") == "kubernetes":
+            if (params.get("kong_health") or {}).get("enabled"):
+                raise GateSetupError("kong_health is not available with binding: kubernetes: the Kong Ingress Controller's targets carry no "
+                                     "kind tags and have active health checks only through a KongUpstreamPolicy, so the gate would measure "
+                                     "nothing; disable it (kong_health.enabled: false, the rollout role's rollout_kong_health: false) and gate "
+                                     "on probes, prometheus or traffic")
+            try:
+                binding_target(params, params["upstream"])
+            except KicSplitError as exc:
+                raise GateSetupError(str(exc))
+        elif params.get("share_guard"):
+            raise GateSetupError("share_guard is only used with binding: kubernetes (in the Admin API binding the weights do not depend on "
+                                 "the endpoint counts): leave it out")
         if not self.checks():
             raise GateSetupError("no gate is enabled: enable kong_health, probes, prometheus or traffic")
 
@@ -586,7 +628,14 @@ class GateRunner:
         params = self.params
         upstream = params["upstream"]
         self.check_inputs()
-        if not params.get("container_targets") and self._needs_targets():
+        if params.get("binding") == "kubernetes":
+            try:
+                self.k8s = connect(params)
+                if not params.get("container_targets") and self._needs_targets():
+                    self.container_targets = self._binding_container_targets()
+            except (KicSplitError, K8sBindingError) as exc:
+                raise GateSetupError(str(exc))
+        elif not params.get("container_targets") and self._needs_targets():
             items = self.client.list("/upstreams/%s/targets" % self.client.quote(upstream))
             tag = params["container_tag"]
             self.container_targets = sorted(set(target_key(t["target"]) for t in items if tag in (t.get("tags") or [])))
@@ -656,6 +705,32 @@ class GateRunner:
                                      "(the rollout role's rollout_balancer_urls): the Status API (status_listen) of every data "
                                      "plane" % where)
 
+    def _binding_container_targets(self):
+        """binding kubernetes: the containers' ready endpoints as KIC counts them, read now (pods come and go)."""
+        namespace, name, route_name = binding_target(self.params, self.params["upstream"])
+        targets = read_binding(self.k8s[0], namespace, name, route_name)["container"]["targets"]
+        if not targets:
+            raise KicSplitError("the containers' Service of %s/%s has no ready endpoint: nothing to probe" % (namespace, route_name))
+        return sorted(targets)
+
+    def share_guard(self):
+        """binding kubernetes: the share KIC's division gives now, re-applied when it drifted beyond max_error."""
+        guard = self.params["share_guard"]
+        threshold = "%s %% within %s points" % (guard["share"], guard["max_error"])
+        try:
+            out = guard_share(self.k8s[0], self.params, guard["share"], guard["max_error"], check_mode=self.params.get("_check_mode", False))
+        except (KicSplitError, K8sBindingError) as exc:
+            return _result(GATE_SHARE, "share", STATUS_FAIL, None, threshold, "cannot keep the share: %s" % exc)
+        detail = "%d VM and %d container endpoint(s), backendRef weights %s/%s" % (
+            out["vm_endpoints"], out["container_endpoints"], out["backend_weights"]["vm"], out["backend_weights"]["container"])
+        if out["corrected"]:
+            detail = "drifted to %s %% (endpoints changed), weights written again: %s" % (out["previous_share"], detail)
+            self.warnings.append("share drifted to %s %% at %s (ready endpoints changed); the weights were written again"
+                                 % (out["previous_share"], self.params.get("step_label") or "the current step"))
+        result = _result(GATE_SHARE, "share", STATUS_PASS, out["share"], threshold, detail)
+        result["corrected"] = out["corrected"]
+        return result
+
     def _needs_targets(self):
         probes = self.params.get("probes") or {}
         health = self.params.get("kong_health") or {}
@@ -666,6 +741,8 @@ class GateRunner:
         out = []
         params = self.params
         health = params.get("kong_health") or {}
+        if params.get("binding") == "kubernetes" and params.get("share_guard"):
+            out.append(lambda: [self.share_guard()])
         if health.get("enabled"):
             for url, is_balancer in self._health_sources():
                 out.append(lambda url=url, is_balancer=is_balancer: [self.kong_health(url, is_balancer)])
@@ -759,6 +836,11 @@ class GateRunner:
     def probe_nodes(self):
         probes = self.params["probes"]
         targets = probes.get("targets") or self.container_targets
+        if self.k8s is not None and not probes.get("targets") and not self.params.get("container_targets"):
+            try:
+                targets = self.container_targets = self._binding_container_targets()
+            except (KicSplitError, K8sBindingError) as exc:
+                return _result(GATE_PROBES, "probes", STATUS_FAIL, None, "container endpoints readable", str(exc))
         threshold = "0 nodes failing (HTTP %s on %s within %ss)" % (
             "/".join(str(s) for s in probes["expected_status"]), probes["path"], probes["timeout"])
         workers = max(1, min(probes["concurrency"], len(targets)))
@@ -841,8 +923,14 @@ class GateRunner:
         status = STATUS_PASS if ratio >= traffic["min_success_ratio"] else STATUS_FAIL
         return _result(GATE_TRAFFIC, "traffic", status, ratio, ">= %s" % traffic["min_success_ratio"], detail)
 
+    def close(self):
+        if self.k8s is not None:
+            self.k8s[1].close()
+
     def all_calls(self):
         calls = list(self.client.calls)
+        if self.k8s is not None:
+            calls.extend({"method": c.split(" ", 1)[0], "path": c.split(" ", 1)[1], "node": "kubernetes"} for c in self.k8s[0].calls)
         for url, client in sorted(self.clients.items()):
             calls.extend(dict(call, node=redact_url(url)) for call in client.calls)
         return calls
@@ -856,7 +944,13 @@ class GateRunner:
         lock = self.params["lock"]
         clock = (lambda: now) if now is not None else None
         try:
-            info = renew_lock(self.client, self.params["upstream"], lock["owner"], lock["ttl"] + hold, clock=clock)
+            if self.k8s is not None:
+                # pylint: disable-next=import-outside-toplevel
+                from ansible_collections.mixedrun.kong.plugins.module_utils._k8s_rollout_lock import renew_k8s_lock
+                namespace, name, _route = binding_target(self.params, self.params["upstream"])
+                info = renew_k8s_lock(self.k8s[0], namespace, name, lock["owner"], lock["ttl"] + hold, clock=clock)
+            else:
+                info = renew_lock(self.client, self.params["upstream"], lock["owner"], lock["ttl"] + hold, clock=clock)
         except LockLost as exc:
             return False, exc.lock, str(exc)
         except LockFailure as exc:
@@ -901,6 +995,7 @@ def run_gate(module_params, client, check_mode=False, clock=None, sleep=None, se
     budget = FailureBudget(params["max_failures"], params["max_consecutive_failures"],
                            params["failures_before"], params["consecutive_before"])
     hold = 0.0 if check_mode else params["hold"]
+    params["_check_mode"] = check_mode
     runner = GateRunner(params, client, session=session)
     result = {"container_targets": [], "started_at": round(clock(), 3)}
     try:
@@ -908,6 +1003,7 @@ def run_gate(module_params, client, check_mode=False, clock=None, sleep=None, se
         result["container_targets"] = runner.container_targets
         return _run(runner, params, budget, hold, check_mode, clock, sleep, result)
     finally:
+        runner.close()
         result["api_calls"] = runner.all_calls()
         result["finished_at"] = round(clock(), 3)
         result["no_data"] = no_data_counts(result.get("evaluations") or [])
@@ -1041,6 +1137,12 @@ def main():
                 owner=dict(type="str", required=True),
                 ttl=dict(type="float", default=1800.0),
             )),
+            share_guard=dict(type="dict", options=dict(
+                share=dict(type="raw", required=True),
+                max_error=dict(type="float", default=0.05),
+            )),
+            binding=dict(type="str", default="admin_api", choices=["admin_api", "kubernetes"]),
+            kubernetes=dict(type="dict", options=KUBERNETES_OPTIONS),
         ),
         supports_check_mode=True,
     )
