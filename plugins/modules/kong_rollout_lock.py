@@ -40,6 +40,17 @@ description:
   - Legacy (collection 1.x) - the lock, origin and rollback tags on the upstream itself are still read. A live legacy
     lock of another owner is refused (unless O(force=true)); the new holder moves the origin and rollback tags into
     the state consumer and removes the legacy tags from the upstream, once.
+  - With O(binding=kubernetes) (Kong managed by the Kong Ingress Controller, whose Admin API is read-only) the lock
+    and the rollout state live in Kubernetes instead, as the C(coordination.k8s.io/v1) Lease
+    C(mixedrun-rollout-<name>) in the service's namespace (see O(kubernetes)). C(spec.holderIdentity) is the owner,
+    C(spec.leaseDurationSeconds) the O(ttl) (whole seconds, rounded up), C(spec.acquireTime) and C(spec.renewTime)
+    when it was taken and last renewed (so C(kubectl get lease) shows the holder); the origin and the rollback
+    under way are the annotations C(mixedrun.kong/origin-share) and C(mixedrun.kong/rolling-back). Every write is
+    conditional on the Lease's C(resourceVersion) read before (a create when there is none), so of two jobs exactly
+    one wins and the other fails naming the holder; a renewal after a takeover fails (RV(lock_lost=true)) and never
+    overwrites the new holder. A release clears the holder (the Lease stays with the annotations when
+    O(keep_origin=true)) or deletes the Lease. The Kong Admin API is not used at all (O(admin_url) may be given
+    and is ignored).
 author:
   - mixedrun.kong maintainers (@mixedrun)
 extends_documentation_fragment:
@@ -106,6 +117,69 @@ options:
         with RV(lock_lost=true), taking nothing, when there is no lock or it is another owner's.
     type: bool
     default: false
+  binding:
+    description:
+      - Where the lock and the rollout state are stored.
+      - V(admin_api) - Kong consumers written through the Admin API (see the description).
+      - V(kubernetes) - a Kubernetes Lease, for a Kong managed by the Kong Ingress Controller (see O(kubernetes)).
+    type: str
+    choices: [admin_api, kubernetes]
+    default: admin_api
+  kubernetes:
+    description:
+      - Where the Lease is and how to reach the Kubernetes API server, with O(binding=kubernetes) (ignored otherwise).
+      - The connection options resolve as in kubernetes.core and M(mixedrun.kong.kong_k8s_binding) (each option,
+        else its E(K8S_AUTH_*) environment variable; O(kubernetes.host) with O(kubernetes.api_key) alone, else the
+        given kubeconfig or context, else the in-cluster service account and then the default kubeconfig).
+    type: dict
+    suboptions:
+      name:
+        description:
+          - The mixed service's name; the Lease is C(mixedrun-rollout-<name>).
+          - Default, O(upstream).
+        type: str
+      namespace:
+        description: The service's namespace, where the Lease is. Required with O(binding=kubernetes).
+        type: str
+      request_timeout:
+        description: Seconds to wait for each Kubernetes API request.
+        type: float
+        default: 30
+      route_name:
+        description:
+          - Not used by this module (the HTTPRoute's name for the modules that write the split); accepted so that one
+            O(kubernetes) dictionary serves all modules of a binding, as in the C(mixedrun.kong.rollout) role.
+        type: str
+      force_conflicts:
+        description:
+          - Not used by this module (the Lease is written with conditional updates, not server-side apply); accepted
+            for the same reason as O(kubernetes.route_name).
+        type: bool
+        default: false
+      kubeconfig:
+        description: Path to a kubeconfig file. If not set, the E(K8S_AUTH_KUBECONFIG) environment variable is used.
+        type: path
+      context:
+        description: The kubeconfig context to use. If not set, E(K8S_AUTH_CONTEXT); else the current context.
+        type: str
+      host:
+        description: URL of the Kubernetes API server. If not set, the E(K8S_AUTH_HOST) environment variable is used.
+        type: str
+      api_key:
+        description:
+          - Bearer token for the API server. If not set, the E(K8S_AUTH_API_KEY) environment variable is used.
+          - Never shown in output, logs or errors.
+        type: str
+      ca_cert:
+        description: CA certificate bundle of the API server. If not set, E(K8S_AUTH_SSL_CA_CERT) is used.
+        type: path
+        aliases: [ssl_ca_cert]
+      validate_certs:
+        description:
+          - Whether to verify the API server's TLS certificate. Unset keeps the kubeconfig's choice.
+          - If not set, the E(K8S_AUTH_VERIFY_SSL) environment variable is used.
+        type: bool
+        aliases: [verify_ssl]
   settle:
     description:
       - No longer needed and ignored (kept so existing playbooks run unchanged; it will be removed in 3.0.0).
@@ -124,6 +198,10 @@ notes:
     (RV(lock_lost=true)) without touching the weights.
   - Needs a Kong with a database (traditional, or a hybrid control plane). DB-less nodes refuse the write with an
     error that says so.
+  - With O(binding=kubernetes) it uses C(GET/POST/PUT/DELETE) on C(leases) in C(coordination.k8s.io/v1) in the
+    namespace (a Role allowing get, create, update and delete on leases is enough) and needs the C(kubernetes) Python
+    library. Expiry is C(renewTime) + C(leaseDurationSeconds) compared with the local clock of the job reading it,
+    so keep O(ttl) well above the time between renewals plus the clock skew between controllers.
 seealso:
   - module: mixedrun.kong.rollout_gate
   - module: mixedrun.kong.kong_traffic_split
@@ -152,6 +230,17 @@ EXAMPLES = r"""
     state: inspected
   register: lock_info
 
+- name: Under the Kong Ingress Controller, take the lock as a Lease in the service's namespace
+  mixedrun.kong.kong_rollout_lock:
+    upstream: shop
+    binding: kubernetes
+    kubernetes:
+      namespace: shop
+      kubeconfig: ~/.kube/config
+    owner: "awx-job-{{ awx_job_id | default('manual') }}"
+    ttl: 1800
+    origin_share: 0
+
 - name: Release it (operators may add force=true for a lock whose job is gone)
   mixedrun.kong.kong_rollout_lock:
     upstream: shop
@@ -178,10 +267,12 @@ lock:
       description: Whether it has expired.
       type: bool
     tag:
-      description: The lock tag (on the lock consumer; on the upstream for a legacy lock).
+      description:
+        - The lock tag (on the lock consumer; on the upstream for a legacy lock).
+        - With O(binding=kubernetes) the same text made from the Lease's holder and expiry (not stored).
       type: str
     id:
-      description: The lock consumer's id (null for a legacy lock, and in check mode).
+      description: The lock consumer's id (null for a legacy lock, and in check mode); with O(binding=kubernetes) the Lease's uid.
       type: str
     legacy:
       description: Whether this is a legacy lock tag on the upstream (collection 1.x).
@@ -213,12 +304,19 @@ rolling_back:
   description: The share a rollback under way goes back to (recorded in the rollout state, after the task), or null.
   returned: always
   type: float
+binding:
+  description: Where the lock is stored, V(admin_api) or V(kubernetes) (the O(binding) option).
+  returned: always
+  type: str
+  sample: admin_api
 lock_lost:
   description: True when O(renew_only=true) found the lock gone or another owner's.
   returned: on failure with O(renew_only=true)
   type: bool
 tags:
-  description: The upstream's tags after the task (planned ones in check mode); legacy rollout tags are removed.
+  description:
+    - The upstream's tags after the task (planned ones in check mode); legacy rollout tags are removed.
+    - Always empty with O(binding=kubernetes) (the upstream is not read).
   returned: always
   type: list
   elements: str
@@ -227,15 +325,20 @@ diff:
   returned: in diff mode
   type: dict
 api_calls:
-  description: The Admin API calls made, in order.
+  description: The Admin API calls made, in order (the Kubernetes API calls with O(binding=kubernetes)).
   returned: always
   type: list
   elements: dict
 """
 
+import copy
 import getpass
 import socket
 
+from ansible_collections.mixedrun.kong.plugins.module_utils._discovery import K8S_AUTH_SPEC
+from ansible_collections.mixedrun.kong.plugins.module_utils._k8s_binding import K8sApi, K8sBindingError
+from ansible_collections.mixedrun.kong.plugins.module_utils._k8s_discovery import K8sDiscoveryError, build_api_client
+from ansible_collections.mixedrun.kong.plugins.module_utils._k8s_rollout_lock import K8sRolloutLock
 from ansible_collections.mixedrun.kong.plugins.module_utils._kong_api import KongApiError
 from ansible_collections.mixedrun.kong.plugins.module_utils._kong_module import KongModule
 from ansible_collections.mixedrun.kong.plugins.module_utils._rollout import (
@@ -245,6 +348,18 @@ from ansible_collections.mixedrun.kong.plugins.module_utils._rollout import (
     validate_owner,
 )
 from ansible_collections.mixedrun.kong.plugins.module_utils._rollout_lock import LockFailure, RolloutLock
+
+K8S_AUTH_KEYS = ("kubeconfig", "context", "host", "api_key", "ca_cert", "validate_certs")
+
+
+def kubernetes_spec():
+    """The ``kubernetes`` option's suboptions: the Lease's service name and namespace plus the connection options
+    of ``_discovery.K8S_AUTH_SPEC`` (a fresh copy: AnsibleModule mutates nested specs)."""
+    spec = dict(name=dict(type="str"), namespace=dict(type="str"), request_timeout=dict(type="float", default=30.0),
+                # accepted and unused, so the one kubernetes dict of the rollout role serves every module of a binding
+                route_name=dict(type="str"), force_conflicts=dict(type="bool", default=False))
+    spec.update(copy.deepcopy(K8S_AUTH_SPEC))
+    return spec
 
 
 def default_owner():
@@ -257,11 +372,13 @@ def default_owner():
     return "".join(c if (33 <= ord(c) <= 126 and c not in ":,/") else "-" for c in owner)
 
 
-def ensure_lock(client, params, clock=None):
-    """Acquire, renew, release or inspect the lock for ``params`` (the module's options). Raises LockHeld,
-    LockFailure (with a result), RolloutError or KongApiError."""
+def ensure_lock(client, params, clock=None, store=None):
+    """Acquire, renew, release or inspect the lock for ``params`` (the module's options) in ``store`` (default: the
+    Admin API binding's RolloutLock on ``client``; K8sRolloutLock has the same interface). Raises LockHeld,
+    LockFailure (with a result), RolloutError, KongApiError or K8sBindingError."""
     owner = validate_owner(params.get("owner") or default_owner())
-    store = RolloutLock(client, params["upstream"], clock=clock)
+    if store is None:
+        store = RolloutLock(client, params["upstream"], clock=clock)
     try:
         store.load()
     except LockFailure as exc:
@@ -294,6 +411,63 @@ def ensure_lock(client, params, clock=None):
     return result
 
 
+def kubernetes_target(params):
+    """``(namespace, name)`` of the Lease for ``params`` with binding=kubernetes, checked before any connection;
+    LockFailure naming the option."""
+    k8s = params.get("kubernetes") or {}
+    namespace = k8s.get("namespace")
+    if not namespace:
+        raise LockFailure("kubernetes.namespace is required with binding=kubernetes: the namespace of the mixed service, "
+                          "where the Lease mixedrun-rollout-<name> is")
+    name = k8s.get("name") or params["upstream"]
+    try:
+        K8sRolloutLock(None, namespace, name)
+    except ValueError as exc:
+        raise LockFailure(str(exc))
+    return namespace, name
+
+
+def run_kubernetes(params, check_mode, calls, clock=None):
+    """ensure_lock on the Lease (binding=kubernetes): connect as kong_k8s_binding does, close the client after.
+    ``calls`` (a list) receives the Kubernetes API calls made, also on failure."""
+    namespace, name = kubernetes_target(params)
+    k8s = params.get("kubernetes") or {}
+    auth = dict((k, k8s.get(k)) for k in K8S_AUTH_KEYS)
+    api_client, _namespace, _described = build_api_client(auth)
+    try:
+        api = K8sApi(api_client, timeout=k8s.get("request_timeout") or 30.0, secret=auth.get("api_key"))
+        store = K8sRolloutLock(api, namespace, name, clock=clock, check_mode=check_mode)
+        store.calls = calls
+        return ensure_lock(None, params, clock=clock, store=store)
+    finally:
+        api_client.close()
+
+
+def main_kubernetes(module):
+    """binding=kubernetes: never touches module.client (no Kong Admin API needed)."""
+    params = module.params
+    calls = []
+    what = "the rollout lock of '%s'" % ((params.get("kubernetes") or {}).get("name") or params["upstream"])
+    try:
+        result = run_kubernetes(params, module.check_mode, calls)
+    except LockHeld as exc:
+        module.fail_json(msg="Cannot %s %s: %s" % ("release" if params["state"] == "absent" else "acquire", what, exc),
+                         lock=exc.lock, held=False, locked_by=exc.lock["owner"], binding="kubernetes", api_calls=calls)
+    except LockFailure as exc:
+        module.fail_json(msg=str(exc), api_calls=calls, **dict(exc.result, binding="kubernetes"))
+    except RolloutError as exc:
+        module.fail_json(msg=str(exc), binding="kubernetes", api_calls=calls)
+    except (K8sBindingError, K8sDiscoveryError) as exc:
+        module.fail_json(msg="Failed to %s %s (Lease in namespace %s): %s" % (
+            params["state"], what, (params.get("kubernetes") or {}).get("namespace"), exc),
+            status=getattr(exc, "status", None), binding="kubernetes", api_calls=calls)
+    result["binding"] = "kubernetes"
+    result["api_calls"] = calls
+    if not module._diff:
+        result.pop("diff", None)
+    module.exit_json(**result)
+
+
 def main():
     module = KongModule(
         argument_spec=dict(
@@ -307,6 +481,8 @@ def main():
             keep_origin=dict(type="bool", default=False),
             rollback_to=dict(type="float"),
             renew_only=dict(type="bool", default=False),
+            binding=dict(type="str", default="admin_api", choices=["admin_api", "kubernetes"]),
+            kubernetes=dict(type="dict", options=kubernetes_spec()),
         ),
         supports_check_mode=True,
     )
@@ -316,6 +492,9 @@ def main():
     if params["settle"] < 0:
         module.fail_json(msg="settle must be 0 or more seconds, got %s (it is no longer needed: leave it out)"
                          % params["settle"], api_calls=[])
+    if params["binding"] == "kubernetes":
+        main_kubernetes(module)
+        return
     try:
         result = ensure_lock(module.client, params)
     except LockHeld as exc:
@@ -330,6 +509,7 @@ def main():
         module.fail_json_kong(exc, "Failed to %s the rollout lock on upstream %s" % (params["state"], params["upstream"]))
     if not module._diff:
         result.pop("diff", None)
+    result["binding"] = "admin_api"
     module.exit_kong(**result)
 
 

@@ -1,7 +1,8 @@
 # -*- coding: utf-8 -*-
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """kong_rollout_lock: the lock consumer (create / 409 / release / renew / takeover / force), the state consumer and
-the legacy upstream tags, HTTP mocked with responses by a small Kong that keeps consumers unique like Kong does."""
+the legacy upstream tags, HTTP mocked with responses by a small Kong that keeps consumers unique like Kong does; and
+binding=kubernetes (the Lease) with a fake API server that keeps resourceVersions."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ import uuid
 import pytest
 import responses
 
-from ansible_collections.mixedrun.kong.plugins.module_utils import _rollout_lock
+from ansible_collections.mixedrun.kong.plugins.module_utils import _k8s_rollout_lock, _rollout_lock
+from ansible_collections.mixedrun.kong.plugins.module_utils._k8s_binding import K8sBindingError
 from ansible_collections.mixedrun.kong.plugins.module_utils._kong_api import KongClient
 from ansible_collections.mixedrun.kong.plugins.modules import kong_rollout_lock
 
@@ -428,3 +430,174 @@ def test_force_release_clears_legacy_tags_too(kong, run_module):
     store = FakeKong(kong, ["keep", "mixedrun-lock:ghost@ctl:%d" % (NOW + 300), "mixedrun-rollout-origin:0"])
     result = run(run_module, owner="op@ctl", state="absent", force=True)
     assert result["changed"] is True and store.tags == ["keep"] and store.state() is None
+
+
+# -- binding: kubernetes (a coordination.k8s.io/v1 Lease; the Kong Admin API is never used) ---------------------------
+
+LEASES = "/apis/coordination.k8s.io/v1/namespaces/shop-ns/leases"
+LEASE = LEASES + "/mixedrun-rollout-shop"
+
+
+class FakeLeases:
+    """The Lease as the API server keeps it: POST of an existing name, PUT with a stale resourceVersion and DELETE
+    with a stale precondition answer 409. ``before_write`` runs once before the next write (another job racing)."""
+
+    def __init__(self):
+        self.lease = None
+        self.version = 1
+        self.writes = []
+        self.before_write = None
+        self.closed = 0
+        self.auth = None
+
+    def set(self, holder, renew, duration=60, annotations=None):
+        self.version += 1
+        stamp = _k8s_rollout_lock.format_micro_time(renew)
+        self.lease = {"metadata": {"name": "mixedrun-rollout-shop", "namespace": "shop-ns", "uid": "uid-1",
+                                   "resourceVersion": str(self.version), "annotations": dict(annotations or {})},
+                      "spec": {"holderIdentity": holder, "leaseDurationSeconds": duration, "acquireTime": stamp, "renewTime": stamp}}
+
+    def request(self, method, path, query=None, body=None, content_type=None):  # pylint: disable=unused-argument
+        if method == "GET":
+            return json.loads(json.dumps(self.lease)) if self.lease and path == LEASE else None
+        self.writes.append((method, path))
+        if self.before_write:
+            hook, self.before_write = self.before_write, None
+            hook()
+        version = (self.lease or {}).get("metadata", {}).get("resourceVersion")
+        if method == "POST" and self.lease is not None or method == "PUT" and body["metadata"].get("resourceVersion") != version:
+            raise K8sBindingError("%s %s: HTTP 409: conflict" % (method, path), status=409)
+        if method == "DELETE":
+            self.lease = None
+            return {}
+        self.version += 1
+        self.lease = json.loads(json.dumps(body))
+        self.lease["metadata"].update(resourceVersion=str(self.version), uid="uid-1")
+        return json.loads(json.dumps(self.lease))
+
+
+class _ApiClient:
+    def __init__(self, leases):
+        self.leases = leases
+
+    def close(self):
+        self.leases.closed += 1
+
+
+@pytest.fixture
+def leases(monkeypatch):
+    fake = FakeLeases()
+
+    def build(auth):
+        fake.auth = auth
+        return _ApiClient(fake), "default", "fake"
+
+    monkeypatch.setattr(kong_rollout_lock, "build_api_client", build)
+
+    def make_api(client, timeout, secret):
+        fake.timeout = timeout
+        return client.leases
+
+    monkeypatch.setattr(kong_rollout_lock, "K8sApi", make_api)
+    return fake
+
+
+def run_k8s(run_module, check_mode=False, diff=False, kubernetes=None, **args):
+    k8s = dict({"namespace": "shop-ns", "kubeconfig": "/tmp/kubeconfig"}, **(kubernetes or {}))
+    return run_module(kong_rollout_lock, dict({"upstream": "shop", "binding": "kubernetes", "kubernetes": k8s}, **args),
+                      check_mode=check_mode, diff=diff)
+
+
+def test_k8s_acquire_creates_the_lease_and_never_calls_kong(kong, leases, run_module):
+    result = run_k8s(run_module, owner="job-1@ctl", ttl=90, origin_share=0)
+    assert result["changed"] is True and result["held"] is True and result["binding"] == "kubernetes"
+    assert result["lock"]["owner"] == "job-1@ctl" and result["lock"]["expires_at"] == NOW + 90 and result["lock"]["id"] == "uid-1"
+    assert result["origin_share"] == 0.0 and result["rolling_back"] is None and result["tags"] == [] and result["taken_over"] is False
+    assert leases.lease["spec"]["holderIdentity"] == "job-1@ctl" and leases.lease["spec"]["leaseDurationSeconds"] == 90
+    assert leases.lease["metadata"]["annotations"] == {"mixedrun.kong/origin-share": "0"}
+    assert [(c["method"], c["path"]) for c in result["api_calls"]] == [("GET", LEASE), ("POST", LEASES)]
+    assert len(kong.calls) == 0 and leases.closed == 1 and leases.auth["kubeconfig"] == "/tmp/kubeconfig"
+
+
+def test_k8s_admin_api_binding_reports_its_binding(kong, run_module):
+    FakeKong(kong)
+    assert run(run_module, owner="job-1@ctl")["binding"] == "admin_api"
+
+
+def test_k8s_live_lock_of_another_owner_is_refused(kong, leases, run_module):
+    leases.set("job-9@ctl", NOW - 10, 60)
+    result = run_k8s(run_module, owner="job-1@ctl")
+    assert result["failed"] is True and "Cannot acquire the rollout lock of 'shop'" in result["msg"]
+    assert "locked by 'job-9@ctl'" in result["msg"] and result["locked_by"] == "job-9@ctl" and result["held"] is False
+    assert leases.writes == [] and leases.closed == 1
+
+
+def test_k8s_expired_lock_is_taken_over_and_force_takes_a_live_one(kong, leases, run_module):
+    leases.set("dead@ctl", NOW - 100, 60, {"mixedrun.kong/origin-share": "5"})
+    result = run_k8s(run_module, owner="job-2@ctl", origin_share=50)
+    assert result["taken_over"] is True and result["previous"]["owner"] == "dead@ctl" and result["origin_share"] == 5.0
+    result = run_k8s(run_module, owner="operator@ctl", force=True)
+    assert result["taken_over"] is True and leases.lease["spec"]["holderIdentity"] == "operator@ctl"
+    result = run_k8s(run_module, owner="job-2@ctl", renew_only=True)
+    assert result["failed"] is True and result["lock_lost"] is True and "taken over" in result["msg"]
+    assert "Cannot renew the rollout lock on upstream 'shop'" in result["msg"]
+    assert leases.lease["spec"]["holderIdentity"] == "operator@ctl"
+
+
+def test_k8s_renew_only_renews_and_fails_when_the_lease_is_gone(kong, leases, run_module):
+    leases.set("job-1@ctl", NOW - 30, 60)
+    result = run_k8s(run_module, owner="job-1@ctl", ttl=120, renew_only=True)
+    assert result["held"] is True and result["lock"]["expires_at"] == NOW + 120 and result["changed"] is True
+    leases.lease = None
+    result = run_k8s(run_module, owner="job-1@ctl", renew_only=True)
+    assert result["failed"] is True and result["lock_lost"] is True and "is gone" in result["msg"] and leases.lease is None
+
+
+def test_k8s_race_on_create_the_loser_names_the_winner(kong, leases, run_module):
+    leases.before_write = lambda: leases.set("job-3@ctl", NOW, 600)
+    result = run_k8s(run_module, owner="job-2@ctl")
+    assert result["failed"] is True and "locked by 'job-3@ctl'" in result["msg"]
+    assert leases.lease["spec"]["holderIdentity"] == "job-3@ctl" and result["api_calls"][1]["status"] == 409
+
+
+def test_k8s_release_keep_origin_then_release(kong, leases, run_module):
+    leases.set("job-1@ctl", NOW, 60, {"mixedrun.kong/origin-share": "0"})
+    result = run_k8s(run_module, owner="job-1@ctl", state="absent", keep_origin=True, diff=True)
+    assert result["changed"] is True and result["held"] is False and result["lock"] is None and result["origin_share"] == 0.0
+    assert "holderIdentity" not in leases.lease["spec"] and result["diff"]["before"]["lock"]["owner"] == "job-1@ctl"
+    seen = run_k8s(run_module, owner="other@ctl", state="inspected")
+    assert seen["changed"] is False and seen["origin_share"] == 0.0 and seen["lock"] is None
+    result = run_k8s(run_module, owner="job-1@ctl", state="absent")
+    assert result["changed"] is True and leases.lease is None and result["origin_share"] is None
+    assert [w[0] for w in leases.writes] == ["PUT", "DELETE"]
+
+
+def test_k8s_check_mode_writes_nothing(kong, leases, run_module):
+    result = run_k8s(run_module, check_mode=True, owner="job-1@ctl", origin_share=0)
+    assert result["changed"] is True and result["lock"]["owner"] == "job-1@ctl" and leases.writes == []
+    assert result["api_calls"][-1]["check_mode"] is True
+
+
+def test_k8s_bad_input_fails_before_connecting(kong, leases, run_module):
+    result = run_module(kong_rollout_lock, {"upstream": "shop", "binding": "kubernetes", "owner": "job-1@ctl"})
+    assert result["failed"] is True and "kubernetes.namespace is required with binding=kubernetes" in result["msg"]
+    result = run_k8s(run_module, owner="job-1@ctl", kubernetes={"name": "Shop_A"})
+    assert result["failed"] is True and "kubernetes.name must be" in result["msg"]
+    assert leases.auth is None and len(kong.calls) == 0
+
+
+def test_k8s_name_defaults_to_upstream_and_api_errors_are_reported(kong, leases, run_module):
+    def forbidden(*_args, **_kwargs):
+        raise K8sBindingError("GET %s: HTTP 403: leases is forbidden" % LEASE, status=403)
+
+    leases.request = forbidden
+    result = run_k8s(run_module, owner="job-1@ctl", kubernetes={"api_key": TOKEN})
+    assert result["failed"] is True and result["status"] == 403 and "Lease in namespace shop-ns" in result["msg"]
+    assert "forbidden" in result["msg"] and TOKEN not in result.raw and leases.closed == 1
+
+
+def test_k8s_accepts_the_rollout_roles_shared_kubernetes_dict(kong, leases, run_module):
+    shared = {"name": "shop", "route_name": "shop-route", "force_conflicts": True, "request_timeout": 7, "context": "kic"}
+    result = run_k8s(run_module, owner="job-1@ctl", kubernetes=shared)
+    assert result["held"] is True and leases.timeout == 7.0 and leases.auth["context"] == "kic"
+    assert "route_name" not in leases.auth and len(kong.calls) == 0
