@@ -32,6 +32,8 @@ def main(argv=None):
     p_restart.add_argument("node", help="the node's name in lab.json kong_nodes (kong-1, dp-2, ...)")
     p_serve = sub.add_parser("serve", help=argparse.SUPPRESS)
     p_serve.add_argument("--state-dir", dest="serve_state_dir", required=True)
+    p_kic = sub.add_parser("kic", help=argparse.SUPPRESS)
+    p_kic.add_argument("--state-dir", dest="kic_state_dir", required=True)
     args = parser.parse_args(argv)
 
     lab = Lab(args.state_dir or default_state_dir())
@@ -39,6 +41,9 @@ def main(argv=None):
         if args.command == "serve":
             serve(args.serve_state_dir)
             return 0
+        if args.command == "kic":
+            from tests.lab import kic  # pylint: disable=import-outside-toplevel
+            return kic.main(args.kic_state_dir)
         if args.command == "up":
             if args.kong_nodes is not None and not 1 <= args.kong_nodes <= 16:
                 raise LabConfigError("--kong-nodes: must be between 1 and 16, got %d" % args.kong_nodes)

@@ -35,6 +35,10 @@ REALKONG_KIT_ENV = "MIXEDRUN_REALKONG_KIT"      # the real Kong kit's directory 
 K8S_ENGINES = ("auto", "real", "standin")
 K8S_ENGINE_ENV = "MIXEDRUN_LAB_K8S_ENGINE"      # overrides k8s.engine
 REALK8S_KIT_ENV = "MIXEDRUN_REALK8S_KIT"        # the real Kubernetes kit's directory (default: ../shared/realk8s)
+NETWORKS = ("loopback", "netns")
+NETNS_NET = ipaddress.IPv4Network("10.0.0.0/8")   # network: netns -- local in the namespace tests/tools/in_netns.sh makes
+NETNS_TOOL = "tests/tools/in_netns.sh"
+KIC_CONTROLLER_NAME = "konghq.com/kic-gateway-controller"
 
 
 def realk8s_kit():
@@ -145,6 +149,8 @@ class LabConfig:
     control: dict
     k8s: dict
     auto_ports: list = field(default_factory=list)   # port fields still to be picked (node_port: auto)
+    network: str = "loopback"                         # loopback | netns (node addresses may be 10.x: tests/tools/in_netns.sh)
+    kic: dict = None                                  # the ingress-controller stand-in's settings (tests/lab/kic.py); None: off
 
     @property
     def nodes(self):
@@ -232,10 +238,31 @@ def _labels(value, fieldname):
     return out
 
 
-def _address_range(base, count, fieldname):
-    start = ipaddress.IPv4Address(_loopback(base, fieldname))
+def _node_address(value, fieldname, netns):
+    """A node address: loopback, or with ``network: netns`` also 10.0.0.0/8 (local in tests/tools/in_netns.sh's namespace)."""
+    if not netns:
+        try:
+            addr = ipaddress.IPv4Address(str(value))
+        except ValueError:
+            addr = None
+        _need(addr is None or addr.is_loopback or addr not in NETNS_NET, fieldname,
+              "%s is not a loopback address; 10.x node addresses need network: netns (and the lab run through %s)" % (value, NETNS_TOOL))
+        return _loopback(value, fieldname)
+    try:
+        addr = ipaddress.IPv4Address(str(value))
+    except ValueError:
+        raise LabConfigError("%s: %r is not an IPv4 address; use a loopback address or one in 10.0.0.0/8" % (fieldname, value)) from None
+    _need(addr.is_loopback or addr in NETNS_NET, fieldname, "%s is neither a loopback address nor in 10.0.0.0/8 (network: netns)" % addr)
+    return str(addr)
+
+
+def _address_range(base, count, fieldname, netns=False):
+    start = ipaddress.IPv4Address(_node_address(base, fieldname, netns))
     addrs = [start + i for i in range(count)]
-    _need(all(a.is_loopback for a in addrs), fieldname, "the range leaves 127.0.0.0/8; lower address_base or count")
+    if start.is_loopback:
+        _need(all(a.is_loopback for a in addrs), fieldname, "the range leaves 127.0.0.0/8; lower address_base or count")
+    else:
+        _need(all(a in NETNS_NET for a in addrs), fieldname, "the range leaves 10.0.0.0/8; lower address_base or count")
     return [str(a) for a in addrs]
 
 
@@ -257,9 +284,13 @@ def _listener(raw, name, extra_keys=()):
 def validate(raw):
     """Turn a merged raw configuration dict into a LabConfig, or raise LabConfigError."""
     _mapping(raw, "config")
-    known_top = {"node_port", "kong", "haproxy", "prometheus", "control", "k8s", "services"}
+    known_top = {"node_port", "kong", "haproxy", "prometheus", "control", "k8s", "services", "network", "kic"}
     unknown = sorted(set(raw) - known_top)
     _need(not unknown, unknown[0] if unknown else "", "unknown top-level key; known keys: %s" % ", ".join(sorted(known_top)))
+    network = raw.get("network", "loopback")
+    _need(network in NETWORKS, "network", "must be loopback (every address in 127.0.0.0/8) or netns (node addresses may be in "
+          "10.0.0.0/8; run the lab through %s), got %r" % (NETNS_TOOL, network))
+    netns = network == "netns"
     auto_ports = []
     node_port = raw.get("node_port", 18080)
     if node_port in (AUTO, 0) and not isinstance(node_port, bool):
@@ -326,7 +357,7 @@ def validate(raw):
     kcount = _int(knodes_raw.get("count", 3), "k8s.nodes.count", 1, 1000)
     kprefix = str(knodes_raw.get("name_prefix", "lab-worker-"))
     _need(_DNS_LABEL.match(kprefix + "1"), "k8s.nodes.name_prefix", "must make DNS-1123 names (lowercase, digits, '-')")
-    kaddrs = _address_range(knodes_raw.get("address_base", "127.0.30.1"), kcount, "k8s.nodes.address_base")
+    kaddrs = _address_range(knodes_raw.get("address_base", "127.0.30.1"), kcount, "k8s.nodes.address_base", netns)
     k8s_nodes = [K8sNodeSpec("%s%d" % (kprefix, i + 1), kaddrs[i]) for i in range(kcount)]
     extra = k8s.get("extra_objects") or []
     _need(isinstance(extra, list), "k8s.extra_objects", "must be a list of objects or file paths")
@@ -385,7 +416,7 @@ def validate(raw):
             count = _int(group.get("count", 0), "%s.%s.count" % (where, key), 0, 250)
             if not count:
                 continue
-            addrs = _address_range(group.get("address_base"), count, "%s.%s.address_base" % (where, key))
+            addrs = _address_range(group.get("address_base"), count, "%s.%s.address_base" % (where, key), netns)
             glabels = _labels(group.get("labels") or labels, "%s.%s.labels" % (where, key))
             names = group.get("names")
             if names is not None:
@@ -417,8 +448,39 @@ def validate(raw):
         services.append(svc)
     for kn in k8s_nodes:
         _need(kn.address not in seen_addrs, "k8s.nodes.address_base", "address %s is also used by node %s" % (kn.address, seen_addrs.get(kn.address)))
+    kic = _kic(raw, kong, k8s)
     return LabConfig(raw=raw, node_port=node_port, services=services, k8s_nodes=k8s_nodes, kong=kong, haproxy=haproxy,
-                     prometheus=prom, control=control, k8s=k8s, auto_ports=auto_ports)
+                     prometheus=prom, control=control, k8s=k8s, auto_ports=auto_ports, network=network, kic=kic)
+
+
+def _kic(raw, kong, k8s):
+    """``kic``: the ingress-controller stand-in (tests/lab/kic.py); None when off."""
+    sec = dict(_mapping(raw.get("kic") or {}, "kic"))
+    known = {"enabled", "sync_delay", "gateway", "gateway_class", "controller_name"}
+    unknown = sorted(set(sec) - known)
+    _need(not unknown, "kic.%s" % (unknown[0] if unknown else ""), "unknown key; known keys: %s" % ", ".join(sorted(known)))
+    _need(isinstance(sec.get("enabled", False), bool), "kic.enabled", "must be true or false")
+    if not sec.get("enabled"):
+        return None
+    delay = sec.get("sync_delay", 2)
+    _need(isinstance(delay, (int, float)) and not isinstance(delay, bool) and 0 <= delay <= 60, "kic.sync_delay",
+          "must be a number of seconds between 0 and 60 (KIC's proxy sync period), got %r" % (delay,))
+    gateway = dict(_mapping(sec.get("gateway") or {}, "kic.gateway"))
+    unknown = sorted(set(gateway) - {"name", "namespace"})
+    _need(not unknown, "kic.gateway.%s" % (unknown[0] if unknown else ""), "unknown key; known keys: name, namespace")
+    gateway = {"name": gateway.get("name", "kong"), "namespace": gateway.get("namespace", "kong")}
+    for key, value in gateway.items():
+        _need(isinstance(value, str) and _DNS_LABEL.match(value), "kic.gateway." + key, "must be a DNS-1123 label, got %r" % (value,))
+    gclass = sec.get("gateway_class", "kong")
+    _need(isinstance(gclass, str) and _DNS_SUBDOMAIN.match(gclass), "kic.gateway_class", "must be a DNS-1123 name, got %r" % (gclass,))
+    controller = sec.get("controller_name", KIC_CONTROLLER_NAME)
+    _need(isinstance(controller, str) and re.match(r"^[a-z0-9.-]+/[A-Za-z0-9/._-]+$", controller), "kic.controller_name",
+          "must be a domain-prefixed path such as %s, got %r" % (KIC_CONTROLLER_NAME, controller))
+    _need(kong["mode"] == "dbless", "kic.enabled", "the ingress controller pushes declarative configuration to DB-less Kong: set "
+          "kong.mode: dbless (got %s)" % kong["mode"])
+    _need(k8s["engine"] == "real", "kic.enabled", "the ingress-controller stand-in watches the real API server: set k8s.engine: real "
+          "(the kit in ../shared/realk8s or $%s)" % REALK8S_KIT_ENV)
+    return {"sync_delay": delay, "gateway": gateway, "gateway_class": gclass, "controller_name": controller}
 
 
 def load_user(path=None, overrides=None):

@@ -5,7 +5,11 @@ Processes (each in its own session; pidfiles in ``<state_dir>/pids/<component>.j
 * ``fleet``: ``python -m tests.lab serve`` -- every VM/container node, the nodePorts, the control listener and
   the Kubernetes API stand-in, on one event loop;
 * ``kong-N``: the Kong simulator nodes (``tests.lab.kong_sim.launcher.KongCluster``, state in ``<state_dir>/kong``);
-* ``haproxy``: the front load balancer; ``prometheus``: metrics.
+* ``haproxy``: the front load balancer; ``prometheus``: metrics;
+* ``kic`` (``kic.enabled``): the ingress-controller stand-in (``python -m tests.lab kic``, tests/lab/kic.py).
+
+``network: netns``: the lab runs inside the network namespace of ``tests/tools/in_netns.sh`` (10.0.0.0/8 local), so
+node addresses may be 10.x; ``up`` refuses to start elsewhere.
 
 ``up`` when a healthy lab with the same configuration already runs in the state dir prints its lab.json and
 exits 0; a partly running (degraded) lab is stopped and started again; a healthy lab with a different
@@ -211,6 +215,8 @@ class Lab:
         overrides = overrides or None
         user_raw = labconfig.load_user(config_path, overrides)
         cfg = labconfig.load(config_path, overrides)
+        if cfg.network == "netns":
+            check_netns()
         # what was asked for, before ports are picked: the same request finds the running lab again
         fingerprint = cfg.fingerprint()
         current = self.status()
@@ -337,7 +343,10 @@ class Lab:
         prom_url = "http://%s" % prom_listen
         self._wait_http(proc, "prometheus", prom_url + "/-/ready", 60, want=200)
 
-        # 5. kubeconfigs and lab.json
+        # 5. the ingress-controller stand-in (kic.enabled): Gateway API objects, then its process
+        kic_info = self._start_kic(cfg, k8s, kong) if cfg.kic else None
+
+        # 6. kubeconfigs and lab.json
         from tests.lab.k8s_api import kubeconfig  # pylint: disable=import-outside-toplevel
         ca_data = None
         if cfg.k8s["tls"] or k8s is not None:
@@ -380,6 +389,8 @@ class Lab:
             "services": [s.as_dict() for s in cfg.services],
             "config_fingerprint": fingerprint or cfg.fingerprint(),
             "started_at": started,
+            "network": cfg.network,
+            "kic": kic_info,
         }
         if k8s is not None:
             for node in info["nodes"]:
@@ -392,6 +403,42 @@ class Lab:
             info["k8s_pods_file"] = self.path(K8S_DIR, realk8s.PODS_FILE)
         _write(self.path(LAB_JSON), json.dumps(info, indent=2) + "\n")
         return info
+
+    def _start_kic(self, cfg, k8s, kong):
+        """The Gateway API CRDs, the Gateway's namespace, GatewayClass and Gateway; then the stand-in process, waited
+        for until its first push went to every DB-less node. Returns lab.json's ``kic``."""
+        from tests.lab import kic as lab_kic  # pylint: disable=import-outside-toplevel
+        from tests.lab import realk8s  # pylint: disable=import-outside-toplevel
+        from tests.lab.realkong import PROMETHEUS_PLUGIN  # pylint: disable=import-outside-toplevel
+        crds = os.path.join(labconfig.realk8s_kit(), "crds", "gateway-api-v1.2.1-standard.yaml")
+        if not os.path.isfile(crds):
+            raise LabError("kic: the Gateway API CRDs are missing from the realk8s kit (%s)" % crds)
+        settings = dict(cfg.kic, server=k8s.server, token_file=k8s.cluster["token_file"], ca_path=self.path("k8s-ca.crt"),
+                        admin_urls=list(kong.admin_urls), plugins=[PROMETHEUS_PLUGIN] if cfg.kong["prometheus_plugin"] else [],
+                        log=self.path(lab_kic.PUSH_LOG), state=self.path(lab_kic.STATE_FILE), interval=0.5)
+        try:
+            lab_kic.install_gateway(k8s.call, crds, settings)
+        except (realk8s.RealK8sError, RuntimeError, OSError, requests.RequestException) as exc:
+            raise LabError("kic: installing the Gateway API objects failed: %s" % exc) from None
+        for stale in (lab_kic.STATE_FILE, lab_kic.PUSH_LOG):
+            if os.path.exists(self.path(stale)):
+                os.unlink(self.path(stale))
+        _write(lab_kic.settings_path(self.state_dir), json.dumps(settings, indent=2))
+        proc = self._spawn("kic", [sys.executable, "-m", "tests.lab", "kic", "--state-dir", self.state_dir], env=self._env(), cwd=labconfig.REPO_ROOT)
+        deadline = time.monotonic() + 30
+        while True:
+            state = lab_kic.read_state(self.state_dir) or {}
+            if state.get("ready"):
+                break
+            if proc.poll() is not None:
+                raise LabError("kic exited with code %s while starting:\n%s" % (proc.returncode, _tail(self.path("kic.log"), 15)))
+            if time.monotonic() > deadline:
+                raise LabError("kic: no first push within 30 s (%s); see %s and %s"
+                               % (state.get("last_error"), self.path("kic.log"), self.path(lab_kic.PUSH_LOG)))
+            time.sleep(0.1)
+        return {"gateway": dict(cfg.kic["gateway"]), "gateway_class": cfg.kic["gateway_class"], "sync_delay": cfg.kic["sync_delay"],
+                "controller_name": cfg.kic["controller_name"], "log": self.path(lab_kic.PUSH_LOG), "state": self.path(lab_kic.STATE_FILE),
+                "admin_urls": list(kong.admin_urls)}
 
     def _start_real_k8s(self, cfg):
         """Start the kit's control plane in <state>/k8s and seed it; returns (the cluster, cfg with the pods' names)."""
@@ -491,7 +538,7 @@ class Lab:
         stopped, leftovers = [], []
         records = self._records()
         # HAProxy first so no new traffic arrives, Kong next, then the fleet; Prometheus last.
-        order = ["haproxy", "kong"] + sorted(set(records) - {"haproxy", "fleet", "prometheus"}) + ["fleet", "k8s", "prometheus"]
+        order = ["kic", "haproxy", "kong"] + sorted(set(records) - {"kic", "haproxy", "fleet", "prometheus"}) + ["fleet", "k8s", "prometheus"]
         for component in order:
             if component == "kong":
                 stopped.extend(self._stop_kong())
@@ -627,6 +674,12 @@ class Lab:
             elif component == "prometheus":
                 entry["url"] = info.get("prometheus_url")
                 entry["healthy"] = entry["running"] and bool(info.get("prometheus_url")) and _http_ok(info["prometheus_url"] + "/-/ready")
+            elif component == "kic":
+                from tests.lab.kic import read_state  # pylint: disable=import-outside-toplevel
+                kstate = read_state(self.state_dir) or {}
+                entry.update(last_push=kstate.get("last_push"), last_hash=kstate.get("last_hash"), pushes=kstate.get("pushes"),
+                             failures=kstate.get("failures"), last_error=kstate.get("last_error"))
+                entry["healthy"] = entry["running"] and bool(kstate.get("ready"))
             else:
                 entry["healthy"] = entry["running"]
             comps[component] = entry
@@ -650,6 +703,17 @@ class Lab:
         else:
             state = "degraded"
         return {"state": state, "state_dir": self.state_dir, "lab_json": self.path(LAB_JSON) if info else None, "components": comps}
+
+
+def check_netns():
+    """``network: netns``: 10.0.0.0/8 must be local here (tests/tools/in_netns.sh); else LabError."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind(("10.255.255.254", 0))
+        except OSError as exc:
+            tool = labconfig.NETNS_TOOL
+            raise LabError("network: netns needs 10.0.0.0/8 local in this network namespace (binding 10.255.255.254: %s); run the lab "
+                           "through %s, e.g. %s .venv/bin/python -m tests.lab up --config ..." % (exc.strerror, tool, tool)) from None
 
 
 # -------------------------------------------------------------------------------------------------------------------

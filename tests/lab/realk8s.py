@@ -23,7 +23,9 @@ The kit has no kubelet, scheduler or kube-proxy. The lab plays them:
 Pod IPs: the API server refuses loopback addresses in EndpointSlices (``ValidateNonSpecialIP``, Kubernetes 1.26
 ``pkg/apis/discovery/validation``), so a pod's IP is its container address moved into ``k8s.pod_cidr`` (a /8, default
 10.0.0.0/8: 127.0.20.1 -> 10.0.20.1). Nothing binds or routes those addresses: the fleet node listens on the loopback
-address (lab.json ``nodes[].address``; ``nodes[].pod_ip`` is what Kubernetes lists). The ``services[].cluster_ip``
+address (lab.json ``nodes[].address``; ``nodes[].pod_ip`` is what Kubernetes lists). With ``network: netns`` (the lab
+run through ``tests/tools/in_netns.sh``, where 10.0.0.0/8 is local) container addresses may be 10.x: such an address is
+its pod IP as is, so the EndpointSlices list addresses that really answer. The ``services[].cluster_ip``
 addresses are kept when the Service CIDR (the /16 around them, 127.x.0.0/16) is accepted by the API server.
 """
 
@@ -57,7 +59,10 @@ def _now():
 
 
 def pod_ip(address, pod_cidr):
-    """The pod IP Kubernetes lists for a container's loopback address: the address moved into ``pod_cidr`` (a /8)."""
+    """The pod IP Kubernetes lists for a container's loopback address: the address moved into ``pod_cidr`` (a /8).
+    An address outside 127.0.0.0/8 (``network: netns``: 10.x, bound for real) is the pod IP itself."""
+    if not ipaddress.IPv4Address(address).is_loopback:
+        return str(address)
     net = ipaddress.IPv4Network(pod_cidr)
     return str(net.network_address + (int(ipaddress.IPv4Address(address)) & 0x00FFFFFF))
 
@@ -484,7 +489,8 @@ class KubeletPlayer:  # pylint: disable=too-many-instance-attributes
             knode = bound or fleet_node.spec.k8s_node or self._least_loaded()
         else:
             if known_ip:                                   # a pod of an earlier run of this process
-                address = loopback_of(known_ip)
+                direct = not ipaddress.IPv4Address(svc.containers[0].address).is_loopback      # network: netns, 10.x
+                address = known_ip if direct else loopback_of(known_ip)
             else:
                 address = self._next_free(svc)
                 if address is None:
@@ -522,7 +528,7 @@ class KubeletPlayer:  # pylint: disable=too-many-instance-attributes
         base = ipaddress.IPv4Address(svc.containers[0].address)
         for i in range(0, 250):
             address = base + i
-            if not address.is_loopback:
+            if address.is_loopback != base.is_loopback or (not base.is_loopback and address not in ipaddress.IPv4Network("10.0.0.0/8")):
                 return None
             if str(address) not in used:
                 return str(address)
