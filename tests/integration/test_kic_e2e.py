@@ -355,7 +355,10 @@ def test_failing_pods_are_rolled_back(lab, extra_vars, tmp_path):
     scale(lab, 2)
     playbook(lab, "split.yml", extra_vars, {"service": SERVICE, "share": 0})
     wait_share(lab, 0.0, pods=2)
-    pods = [n["name"] for n in lab["nodes"] if n["kind"] == "container"]
+    # the pods running now (the ReplicaSet chose which ones to delete when it scaled down): the fleet lists them
+    fleet = requests.get(lab["control_url"] + "/nodes", timeout=10).json()["nodes"]
+    pods = [n["name"] for n in fleet if n["kind"] == "container" and n["listening"]]
+    assert len(pods) == 2, fleet
     for name in pods:
         control(lab, name, error_rate=1.0)          # every request answered 500; /healthz (readiness) stays fine
     try:
