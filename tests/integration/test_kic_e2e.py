@@ -375,3 +375,21 @@ def test_failing_pods_are_rolled_back(lab, extra_vars, tmp_path):
     lease = k8s_get(lab, "/apis/coordination.k8s.io/v1/namespaces/shop/leases")
     holders = [i["spec"].get("holderIdentity") for i in lease["items"] if i["metadata"]["name"].startswith("mixedrun-rollout-")]
     assert not any(holders), holders
+
+
+def test_operator_rollback_and_status(lab, extra_vars, tmp_path):
+    playbook(lab, "split.yml", extra_vars, {"service": SERVICE, "share": 50})
+    wait_share(lab, 50.0, pods=2)
+    report_dir = str(tmp_path / "reports")
+    playbook(lab, "rollback.yml", extra_vars, rollout_vars(lab, report_dir, rollout_rollback_to=0))
+    wait_share(lab, 0.0, pods=2)
+    assert last_report(report_dir)["run"]["binding"] == "kubernetes"
+    status_file = str(tmp_path / "status.json")
+    playbook(lab, "status.yml", extra_vars, {"status_file": status_file})
+    with open(status_file, encoding="utf-8") as fh:
+        status = json.load(fh)
+    entry = [s for s in status if s["service"] == SERVICE][0]
+    assert entry["binding"] == "kubernetes" and entry["bound"] and entry["httproute"] == "shop/shop", entry
+    assert entry["container_share"] == 0.0 and entry["consistent_across_nodes"] is True, entry
+    assert entry["counts"]["vm"] == 3 and entry["counts"]["container"] == 2, entry
+    assert entry["backend_weights"]["container"] == 0 and entry["backend_weights"]["vm"] > 0, entry
