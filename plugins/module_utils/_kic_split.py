@@ -266,8 +266,9 @@ def wait_nodes(clients, hostnames, expected, timeout, clock=time.monotonic, slee
         if not pending:
             return done, round(clock() - started, 2)
         if clock() - started >= timeout:
-            detail = "; ".join("%s routes %s with %s" % (url, seen[url][0] or "no upstream (no route for %s yet)" % ", ".join(hostnames),
-                                                          _describe(seen[url][1], expected)) for url, _client in pending)
+            none_yet = "no upstream (no route for %s yet)" % ", ".join(hostnames)
+            detail = "; ".join("%s routes %s with %s" % (url, seen[url][0] or none_yet, _describe(seen[url][1], expected))
+                               for url, _client in pending)
             raise KicSplitError("%d of %d Kong node(s) do not route with the planned targets %.1f s after the HTTPRoute was written: %s. The "
                                 "ingress controller pushes a change at its next sync; raise verify_timeout if it is slower, else check the "
                                 "controller's log and the HTTPRoute's status" % (len(pending), len(clients), clock() - started, detail),

@@ -363,8 +363,8 @@ def test_failing_pods_are_rolled_back(lab, extra_vars, tmp_path):
         control(lab, name, error_rate=1.0)          # every request answered 500; /healthz (readiness) stays fine
     try:
         report_dir = str(tmp_path / "reports")
-        rc, out = playbook(lab, "rollout.yml", extra_vars, rollout_vars(lab, report_dir, rollout_steps=[10, 50],
-                                                                                 rollout_probe_path="/"), expect_rc=None)
+        variables = rollout_vars(lab, report_dir, rollout_steps=[10, 50], rollout_probe_path="/")
+        rc, out = playbook(lab, "rollout.yml", extra_vars, variables, expect_rc=None)
     finally:
         reset(lab)
     assert rc != 0, out[-3000:]
