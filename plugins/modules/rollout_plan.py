@@ -105,6 +105,17 @@ options:
     type: str
     choices: [immediate, gradual]
     default: immediate
+  capacity:
+    description:
+      - Capacity-aware steps. The service's traffic (C(demand)) and what a VM (C(vm)) and a pod (C(container)) carry, in one
+        unit (for example requests per second; default 1 each, equal per node). Without C(demand), the VMs are taken to carry the
+        whole service now at their capacity (O(vm_count) times C(vm)).
+      - Each step then gets C(replicas), the ready pods its share needs with C(headroom) (default 0.25), at least C(min_replicas)
+        (default 1); a step needing more than C(max_replicas) fails the plan, naming the numbers.
+    type: dict
+  vm_count:
+    description: The VMs that serve the service now (for the default demand of O(capacity)).
+    type: int
 seealso:
   - module: mixedrun.kong.rollout_gate
   - module: mixedrun.kong.kong_traffic_split
@@ -138,7 +149,7 @@ EXAMPLES = r"""
 
 RETURN = r"""
 steps:
-  description: The whole schedule; each step has C(index) (1-based), C(share), C(hold), C(approval), C(approved) and
+  description: The whole schedule; each step has C(index) (1-based), C(share), C(hold), C(approval), C(approved), with O(capacity) C(replicas), C(needed) and C(carries), and
     C(needs_approval).
   returned: always
   type: list
@@ -188,6 +199,14 @@ rollback_target:
   description: The share a rollback goes back to (O(rollback_to), else O(rolling_back_to), else RV(origin_share)).
   returned: always
   type: float
+rollback_replicas:
+  description: With O(capacity), the pods the rollback's target share needs (what a rollback scales down to).
+  returned: when O(capacity) is given
+  type: int
+capacity:
+  description: The capacity settings used, with defaults and the demand (null without O(capacity)).
+  returned: always
+  type: dict
 rollback_path:
   description:
     - The shares a rollback from RV(current_share) applies, in order, ending at RV(rollback_target) (empty when it is
@@ -200,7 +219,22 @@ rollback_path:
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.mixedrun.kong.plugins.module_utils._capacity import CapacityError, normalize, replicas_for
 from ansible_collections.mixedrun.kong.plugins.module_utils._rollout import RolloutError, build_schedule, make_plan
+
+
+def with_capacity(result, params):
+    """Replicas per step (and for the rollback's target) when ``capacity`` is given."""
+    if params.get("capacity") is None:
+        result["capacity"] = None
+        return result
+    capacity = normalize(params["capacity"], params.get("vm_count") or 0)
+    for key in ("steps", "remaining"):
+        for step in result[key]:
+            step.update(replicas_for(step["share"], capacity))
+    result["rollback_replicas"] = replicas_for(result["rollback_target"], capacity)["replicas"]
+    result["capacity"] = capacity
+    return result
 
 
 def plan(params):
@@ -209,10 +243,10 @@ def plan(params):
         linear_start=params.get("linear_start"), exponential_start=params.get("exponential_start"),
         exponential_factor=params.get("exponential_factor"), hold=params["hold"], holds=params.get("holds"),
         approvals=params.get("approvals"), target_share=params["target_share"])
-    return make_plan(schedule, params["current_share"], params.get("origin_share"),
-                     tolerance=params["resume_tolerance"], approved=params.get("approved"),
-                     rolling_back_to=params.get("rolling_back_to"), rollback_mode=params["rollback_mode"],
-                     rollback_to=params.get("rollback_to"))
+    return with_capacity(make_plan(schedule, params["current_share"], params.get("origin_share"),
+                                   tolerance=params["resume_tolerance"], approved=params.get("approved"),
+                                   rolling_back_to=params.get("rolling_back_to"), rollback_mode=params["rollback_mode"],
+                                   rollback_to=params.get("rollback_to")), params)
 
 
 def main():
@@ -235,6 +269,8 @@ def main():
             rolling_back_to=dict(type="float"),
             rollback_to=dict(type="float"),
             rollback_mode=dict(type="str", default="immediate", choices=["immediate", "gradual"]),
+            capacity=dict(type="dict"),
+            vm_count=dict(type="int"),
         ),
         supports_check_mode=True,
     )
@@ -242,6 +278,8 @@ def main():
         result = plan(module.params)
     except RolloutError as exc:
         module.fail_json(msg="Invalid rollout schedule: %s" % exc)
+    except CapacityError as exc:
+        module.fail_json(msg="Invalid rollout capacity: %s; nothing was changed" % exc)
     module.exit_json(changed=False, **result)
 
 

@@ -248,3 +248,14 @@ def test_report_types_numbers_the_role_hands_over_as_text(run, tmp_path):
     assert report["steps"][0]["index"] is None and report["steps"][0]["converged_seconds"] is None
     assert report["steps"][1]["index"] == 1 and report["steps"][1]["vm_weight"] == 9
     assert report["steps"][1]["achieved_share"] == 10.0 and report["steps"][2]["applied_at"] == 1003.2
+
+
+def test_plan_shows_the_pods_each_step_needs(run):
+    result = run(rollout_plan, {"steps": [10, 50, 100], "current_share": 0, "capacity": {}, "vm_count": 3})
+    assert [(s["share"], s["replicas"]) for s in result["steps"]] == [(10.0, 1), (50.0, 2), (100.0, 4)]
+    assert result["rollback_replicas"] == 1 and result["capacity"]["demand"] == 3.0
+    for step in result["steps"]:
+        assert step["carries"] >= step["share"]                      # the pods can carry the step's share
+    assert run(rollout_plan, {"steps": [10], "current_share": 0})["capacity"] is None
+    failed = run(rollout_plan, {"steps": [10, 100], "current_share": 0, "capacity": {"max_replicas": 2}, "vm_count": 3})
+    assert failed["failed"] and "100 % needs 4 ready pods" in failed["msg"] and "nothing was changed" in failed["msg"]
