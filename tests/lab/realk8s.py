@@ -20,6 +20,21 @@ The kit has no kubelet, scheduler or kube-proxy. The lab plays them:
   its fleet node stopped. The ``terminating`` fault deletes the pod gracefully (it stays Terminating, serving while
   healthy, and its ReplicaSet creates a replacement); clearing the fault completes the deletion.
 
+What a pod's template tells the player (its first container; the convention for versions under test):
+
+* ``readinessProbe.initialDelaySeconds``: the pod turns Ready that many seconds after the player started it (default 0);
+* env ``MIXEDRUN_LAB_READY=false``: a failing version: the node runs, but the pod never turns Ready (``Ready`` and
+  ``ContainersReady`` False, reason ``ContainersNotReady``, message ``containers with unready status: [<name>]``, the
+  container status ``ready: false``, and one Warning event ``Unhealthy``, as a kubelet records a failing readiness
+  probe), so its EndpointSlice endpoint stays not ready;
+* env ``MIXEDRUN_LAB_ERROR_RATE=<0..1>``: that share of the node's application requests answer 500 (the fleet's
+  ``error_rate`` fault, set when the player starts the node); ``/healthz`` stays 200, so the pod is Ready;
+* a deleted pod (``deletionTimestamp``; by its ReplicaSet, a namespace deletion, ``kubectl delete``) keeps serving,
+  its Ready condition unchanged, for its grace period (``metadata.deletionGracePeriodSeconds``, else
+  ``spec.terminationGracePeriodSeconds``) capped at ``GRACE_CAP`` (2 s), while kube-controller-manager lists it as
+  terminating (``ready: false, serving: <ready>, terminating: true``); then the player stops its node and confirms the
+  deletion (grace 0). A pod deleted with grace 0 is gone at once.
+
 Pod IPs: the API server refuses loopback addresses in EndpointSlices (``ValidateNonSpecialIP``, Kubernetes 1.26
 ``pkg/apis/discovery/validation``), so a pod's IP is its container address moved into ``k8s.pod_cidr`` (a /8, default
 10.0.0.0/8: 127.0.20.1 -> 10.0.20.1). Nothing binds or routes those addresses: the fleet node listens on the loopback
@@ -48,6 +63,9 @@ PODS_FILE = "pods.json"
 MANAGED_BY = "mixedrun-lab"
 IMAGE = "registry.lab.test/mixedrun/node:1.0"
 TERMINATING_GRACE = 3600           # the `terminating` fault: a graceful delete that lasts until the fault is cleared
+GRACE_CAP = 2.0                    # seconds a deleted pod keeps serving at most (its grace period, capped)
+READY_ENV = "MIXEDRUN_LAB_READY"
+ERROR_RATE_ENV = "MIXEDRUN_LAB_ERROR_RATE"
 
 
 class RealK8sError(RuntimeError):
@@ -133,18 +151,57 @@ def node_status(knode, version="v1.26.0"):
 def pod_status(pod, host_ip, ip, ready, started_at):
     """What the kubelet writes for a running pod: phase, IPs, conditions and the container's status."""
     status = "True" if ready else "False"
+    container = ((pod.get("spec") or {}).get("containers") or [{}])[0]
     conditions = [{"type": "Initialized", "status": "True", "lastTransitionTime": started_at},
                   {"type": "PodScheduled", "status": "True", "lastTransitionTime": started_at}]
     for ctype in ("Ready", "ContainersReady"):
         cond = {"type": ctype, "status": status, "lastTransitionTime": _now()}
         if not ready:
             cond["reason"] = "ContainersNotReady"
+            cond["message"] = "containers with unready status: [%s]" % container.get("name", "app")
         conditions.append(cond)
-    container = ((pod.get("spec") or {}).get("containers") or [{}])[0]
     return {"phase": "Running", "hostIP": host_ip, "podIP": ip, "podIPs": [{"ip": ip}], "startTime": started_at, "conditions": conditions,
             "containerStatuses": [{"name": container.get("name", "app"), "image": container.get("image", IMAGE),
                                    "imageID": IMAGE.rsplit(":", 1)[0] + "@sha256:" + "0" * 64, "containerID": "containerd://" + "1" * 64,
                                    "ready": ready, "started": True, "restartCount": 0, "state": {"running": {"startedAt": started_at}}}]}
+
+
+def container_env(pod, name):
+    """The value of env ``name`` of the pod's first container (None when unset)."""
+    container = ((pod.get("spec") or {}).get("containers") or [{}])[0]
+    for item in container.get("env") or []:
+        if item.get("name") == name:
+            return item.get("value")
+    return None
+
+
+def readiness_delay(pod):
+    """The first container's readinessProbe.initialDelaySeconds (0 without one)."""
+    container = ((pod.get("spec") or {}).get("containers") or [{}])[0]
+    return float(((container.get("readinessProbe") or {}).get("initialDelaySeconds")) or 0)
+
+
+def deletion_grace(pod):
+    """Seconds a deleted pod keeps serving in the lab: its deletion grace period, capped at GRACE_CAP."""
+    meta, spec = pod.get("metadata") or {}, pod.get("spec") or {}
+    grace = meta.get("deletionGracePeriodSeconds")
+    if grace is None:
+        grace = spec.get("terminationGracePeriodSeconds") or 0
+    return min(float(grace), GRACE_CAP)
+
+
+def unhealthy_event(pod, node_name):
+    """The Warning event a kubelet records for a failing readiness probe (a MIXEDRUN_LAB_READY=false pod)."""
+    meta = pod["metadata"]
+    container = ((pod.get("spec") or {}).get("containers") or [{}])[0]
+    now = _now()
+    return {"apiVersion": "v1", "kind": "Event",
+            "metadata": {"name": "%s.%x" % (meta["name"], int(time.time() * 1e6)), "namespace": meta["namespace"]},
+            "involvedObject": {"apiVersion": "v1", "kind": "Pod", "name": meta["name"], "namespace": meta["namespace"], "uid": meta.get("uid"),
+                               "fieldPath": "spec.containers{%s}" % container.get("name", "app")},
+            "reason": "Unhealthy", "type": "Warning", "count": 1, "firstTimestamp": now, "lastTimestamp": now,
+            "message": "Readiness probe failed: HTTP probe failed with statuscode: 503 (%s=false)" % READY_ENV,
+            "source": {"component": "kubelet", "host": node_name}, "reportingComponent": "kubelet", "reportingInstance": node_name}
 
 
 def pod_ready(pod):
@@ -355,6 +412,7 @@ class KubeletPlayer:  # pylint: disable=too-many-instance-attributes
         self.services = [s for s in cfg.services if s.containers]
         self.assigned = {}            # (namespace, pod) -> {"address", "node", "started_at"}
         self.graceful = set()         # pods the `terminating` fault deleted gracefully
+        self.deleting = {}            # (namespace, pod) -> monotonic time its deletionTimestamp was first seen
         self.errors = []
         self._wake = asyncio.Event()
         self._session = None
@@ -442,11 +500,15 @@ class KubeletPlayer:  # pylint: disable=too-many-instance-attributes
         key = (ns, name)
         fleet_node = self.fleet.nodes.get(name)
         if meta.get("deletionTimestamp"):
-            # the `terminating` fault holds a graceful delete open; any other delete the kubelet confirms at once
+            # the `terminating` fault holds a graceful delete open; any other delete the kubelet confirms after the
+            # pod's grace period (capped at GRACE_CAP), serving until then
             if not (key in self.graceful and fleet_node is not None and fleet_node.faults.get("terminating")):
-                await self._call("DELETE", "/api/v1/namespaces/%s/pods/%s" % (ns, name), params={"gracePeriodSeconds": "0"}, ok=(200, 404))
-                await self._release(key)
-                return None
+                since = self.deleting.setdefault(key, time.monotonic())
+                grace = 0 if key in self.graceful else deletion_grace(pod)        # the fault cleared: at once
+                if key not in self.assigned or time.monotonic() - since >= grace:
+                    await self._call("DELETE", "/api/v1/namespaces/%s/pods/%s" % (ns, name), params={"gracePeriodSeconds": "0"}, ok=(200, 404))
+                    await self._release(key)
+                    return None
         elif fleet_node is not None and fleet_node.faults.get("terminating") and key not in self.graceful:
             await self._call("DELETE", "/api/v1/namespaces/%s/pods/%s" % (ns, name), params={"gracePeriodSeconds": str(TERMINATING_GRACE)},
                              ok=(200, 404))
@@ -461,6 +523,12 @@ class KubeletPlayer:  # pylint: disable=too-many-instance-attributes
                     "target": {"apiVersion": "v1", "kind": "Node", "name": entry["node"]}}
             await self._call("POST", "/api/v1/namespaces/%s/pods/%s/binding" % (ns, name), body, ok=(201, 409))
         ready = bool(fleet_node is not None and fleet_node.ready)
+        failing = (container_env(pod, READY_ENV) or "").lower() == "false"
+        if failing or time.monotonic() - entry["started_mono"] < readiness_delay(pod):
+            ready = False
+        if failing and not entry.get("event_sent"):
+            entry["event_sent"] = True
+            await self._call("POST", "/api/v1/namespaces/%s/events" % ns, unhealthy_event(pod, entry["node"]), ok=(201, 409))
         status = pod.get("status") or {}
         ip = pod_ip(entry["address"], self.pod_cidr)
         if status.get("phase") != "Running" or status.get("podIP") != ip or pod_ready(pod) is not ready:
@@ -510,7 +578,13 @@ class KubeletPlayer:  # pylint: disable=too-many-instance-attributes
             members = {id(p.nodes): p.nodes for p in self.fleet.node_ports if p.port == svc.node_port}     # one list per service
             for nodes in members.values():
                 nodes.append(fleet_node)
-        self.assigned[(ns, name)] = {"address": address, "node": knode, "service": svc.name,
+        rate = container_env(pod, ERROR_RATE_ENV)
+        if rate:
+            try:
+                await fleet_node.set_faults({"error_rate": min(max(float(rate), 0.0), 1.0)})
+            except ValueError:
+                self._error("pod %s/%s: %s=%r is no number between 0 and 1" % (ns, name, ERROR_RATE_ENV, rate))
+        self.assigned[(ns, name)] = {"address": address, "node": knode, "service": svc.name, "started_mono": time.monotonic(),
                                      "started_at": (pod.get("status") or {}).get("startTime") or _now()}
         return fleet_node
 
@@ -538,6 +612,7 @@ class KubeletPlayer:  # pylint: disable=too-many-instance-attributes
         """A pod is gone: forget it and stop its fleet node."""
         entry = self.assigned.pop(key, None)
         self.graceful.discard(key)
+        self.deleting.pop(key, None)
         node_ = self.fleet.nodes.pop(key[1], None)
         if node_ is None:
             return
