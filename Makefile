@@ -120,7 +120,7 @@ _static:
 _lab_suites:
 	$(MAKE) --no-print-directory lab-tests
 	$(MAKE) --no-print-directory discovery-realk8s
-	$(MAKE) --no-print-directory kic-e2e
+	$(MAKE) --no-print-directory netns-e2e
 	$(MAKE) --no-print-directory core-matrix
 	$(MAKE) --no-print-directory _integration_on KONG=$(word 1,$(INTEG_KONGS)) SLOT=1
 
@@ -130,14 +130,18 @@ _lab_suites:
 discovery-realk8s: venv collection-link system-deps realk8s
 	$(PYTEST) -q tests/integration/test_node_discovery_realk8s.py
 
-# The Kubernetes binding end to end (binding: kubernetes): HAProxy -> real DB-less Kong nodes configured by the lab's
-# ingress-controller stand-in from Gateway API objects on the real API server. The lab runs in a private network
-# namespace where 10.0.0.0/8 is local (tests/tools/in_netns.sh), so EndpointSlices list the nodes' real addresses.
-.PHONY: kic-e2e
-kic-e2e: venv collection-link system-deps realkong realk8s
+# The end-to-end suites that need real pod addresses, in a private network namespace where 10.0.0.0/8 is local
+# (tests/tools/in_netns.sh): the Kubernetes binding (HAProxy -> real DB-less Kong nodes configured by the lab's
+# ingress-controller stand-in from Gateway API objects on the real API server) and the capacity-aware rollout (the real
+# Deployment scaled as the share grows; real Kong, Admin API binding).
+.PHONY: netns-e2e kic-e2e
+netns-e2e: venv collection-link system-deps realkong realk8s
 	@if [ -n "$(HAVE_REALKONG)" ] && [ -n "$(HAVE_REALK8S)" ]; then \
-	  tests/tools/in_netns.sh $(PYTEST) -q -p tests.lab.pytest_plugin tests/lab/tests/test_kic.py tests/integration/test_kic_e2e.py; \
-	else echo "kic-e2e: skipped: the Kubernetes binding's end-to-end test needs both kits (../shared/realkong and ../shared/realk8s)"; fi
+	  tests/tools/in_netns.sh $(PYTEST) -q -p tests.lab.pytest_plugin tests/lab/tests/test_kic.py tests/integration/test_kic_e2e.py \
+	    tests/integration/test_capacity_e2e.py; \
+	else echo "netns-e2e: skipped: the Kubernetes binding and capacity end-to-end tests need both kits (../shared/realkong and ../shared/realk8s)"; fi
+
+kic-e2e: netns-e2e
 
 units: venv collection-link
 	$(PYTEST) -q -n 2 tests/unit
@@ -209,7 +213,7 @@ _integration:
 	$(BIN)/python tests/tools/integration_config.py $(LAB_JSON) > $(INTEG_COPY)/tests/integration/integration_config.yml
 	cd $(INTEG_COPY) && $(BIN)/ansible-test integration --python $$($(BIN)/python -c 'import sys; print("%d.%d" % sys.version_info[:2])') --color no
 	MIXEDRUN_LAB_JSON=$(LAB_JSON) $(PYTEST) -q -p tests.lab.pytest_plugin tests/integration --ignore=tests/integration/test_demo.py \
-	  --ignore=tests/integration/test_node_discovery_realk8s.py --ignore=tests/integration/test_kic_e2e.py $(INTEG_ONLY_ELSEWHERE_$(SLOT))
+	  --ignore=tests/integration/test_node_discovery_realk8s.py --ignore=tests/integration/test_kic_e2e.py --ignore=tests/integration/test_capacity_e2e.py $(INTEG_ONLY_ELSEWHERE_$(SLOT))
 	@# molecule keeps its state by project directory: each cluster runs the scenarios from its own copy
 	@mkdir -p $(INTEG_COPY)/.tmp/collections/ansible_collections/mixedrun && ln -sfn $(INTEG_COPY) $(INTEG_COPY)/.tmp/collections/ansible_collections/mixedrun/kong
 	MIXEDRUN_LAB_JSON=$(LAB_JSON) $(MAKE) --no-print-directory -C $(INTEG_COPY) -f $(ROOT)/Makefile molecule ROOT=$(INTEG_COPY) BIN=$(BIN) VENV=$(VENV)

@@ -14,7 +14,7 @@ backendRef's weight over its own endpoints). In order:
 4. a failing pod version: the rollout is rolled back, the play fails naming the gate, every node routes 0 % to pods.
 
 Runs only inside the network namespace: ``tests/tools/in_netns.sh .venv/bin/python -m pytest tests/integration/test_kic_e2e.py``
-(``make kic-e2e``); elsewhere it is skipped with the reason printed.
+(``make netns-e2e``); elsewhere it is skipped with the reason printed.
 """
 
 import glob
@@ -42,7 +42,7 @@ PLAYBOOK_TIMEOUT = 420
 
 def _skip_reason():
     if os.environ.get("MIXEDRUN_NETNS") != "1":
-        return "not inside the lab's network namespace: run it through tests/tools/in_netns.sh (make kic-e2e)"
+        return "not inside the lab's network namespace: run it through tests/tools/in_netns.sh (make netns-e2e)"
     if not labconfig.realkong_kit():
         return "the real Kong kit is absent ($%s or ../shared/realkong)" % labconfig.REALKONG_KIT_ENV
     if not labconfig.realk8s_kit():
