@@ -191,7 +191,10 @@ SLOT ?= 1
 # workflow's approve and deny paths) on the first, the front load balancer (bind, remove, rolling restart of every
 # Kong node; hybrid also checks each data plane's config hash) on the second. Where only one cluster runs (no
 # real Kong kit), it runs both.
-INTEG_ONLY_ELSEWHERE_1 := $(if $(word 2,$(INTEG_KONGS)),--ignore=tests/integration/test_front_lb.py)
+# The tests that start their own real Kubernetes control plane (no Kong cluster involved) run on the second too.
+INTEG_OWN_K8S := --ignore=tests/integration/test_k8s_binding_realk8s.py --ignore=tests/integration/test_k8s_lock_realk8s.py \
+  --ignore=tests/integration/test_k8s_workload_realk8s.py
+INTEG_ONLY_ELSEWHERE_1 := $(if $(word 2,$(INTEG_KONGS)),--ignore=tests/integration/test_front_lb.py $(INTEG_OWN_K8S))
 INTEG_ONLY_ELSEWHERE_2 := --ignore=tests/integration/test_awx_runner.py
 # Proxy nodes per cluster: 2 on the first; 3 data planes on the second, where the front load balancer test binds 2,
 # then 3 Kong nodes, removes one and restarts each in turn.
