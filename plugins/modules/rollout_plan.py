@@ -149,7 +149,8 @@ EXAMPLES = r"""
 
 RETURN = r"""
 steps:
-  description: The whole schedule; each step has C(index) (1-based), C(share), C(hold), C(approval), C(approved), with O(capacity) C(replicas), C(needed) and C(carries), and
+  description: The whole schedule; each step has C(index) (1-based), C(share), C(hold), C(approval), C(approved), with
+    O(capacity) C(replicas), C(needed) and C(carries), and
     C(needs_approval).
   returned: always
   type: list

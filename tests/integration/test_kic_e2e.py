@@ -11,7 +11,8 @@ backendRef's weight over its own endpoints). In order:
    HAProxy for 12.5 %);
 3. a gated rollout 0 -> 100 % (playbooks/rollout.yml) under continuous traffic, with a pod added in the middle of a step:
    the share is corrected within max_error, and no request fails;
-4. a failing pod version: the rollout is rolled back, the play fails naming the gate, every node routes 0 % to pods.
+4. a failing pod version: the rollout is rolled back, the play fails naming the gate, every node routes 0 % to pods;
+5. the operator's rollback.yml and status.yml; 6. capacity-aware steps (the Deployment scaled before each step).
 
 Runs only inside the network namespace: ``tests/tools/in_netns.sh .venv/bin/python -m pytest tests/integration/test_kic_e2e.py``
 (``make netns-e2e``); elsewhere it is skipped with the reason printed.
@@ -393,3 +394,22 @@ def test_operator_rollback_and_status(lab, extra_vars, tmp_path):
     assert entry["container_share"] == 0.0 and entry["consistent_across_nodes"] is True, entry
     assert entry["counts"]["vm"] == 3 and entry["counts"]["container"] == 2, entry
     assert entry["backend_weights"]["container"] == 0 and entry["backend_weights"]["vm"] > 0, entry
+
+
+def test_capacity_aware_steps_in_the_kubernetes_binding(lab, extra_vars, tmp_path):
+    """The Deployment is scaled before each step in this binding too: KIC lists the new pods and the split counts them."""
+    wait_share(lab, 0.0, pods=2)
+    report_dir = str(tmp_path / "reports")
+    variables = rollout_vars(lab, report_dir, rollout_steps=[50, 100], rollout_hold=2,
+                             rollout_workload={"namespace": "shop", "deployment": "shop", "service": "shop", "wait_timeout": 90},
+                             rollout_capacity={"headroom": 0.25})
+    with Traffic(lab) as traffic:
+        playbook(lab, "rollout.yml", extra_vars, variables)
+    assert traffic.failures == [], "%d of %d requests failed: %s" % (len(traffic.failures), traffic.sent, traffic.failures[:10])
+    report = last_report(report_dir)
+    steps = [s for s in report["steps"] if s["kind"] == "step"]
+    # 3 VMs' worth of demand, 25 % headroom: 50 % needs 2 pods, 100 % needs 4
+    assert [int(s["replicas"]) for s in steps] == [2, 4], [s.get("replicas") for s in steps]
+    for step in steps:
+        assert step["pods"]["ready"] >= int(step["replicas"]) and float(step["achieved_share"]) <= step["pods"]["carries"] + 1e-6, step
+    wait_share(lab, 100.0, pods=4)
