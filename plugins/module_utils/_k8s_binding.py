@@ -271,7 +271,10 @@ class K8sApi:
             headers["Content-Type"] = content_type
         if method != "GET":
             self.calls.append("%s %s" % (method, path))
-        payload = json.dumps(body) if body is not None else None
+        # the kubernetes client JSON-encodes a body sent with a JSON content type itself (a text would be encoded twice);
+        # any other (apply-patch+yaml, yaml) goes as the JSON text, which is YAML too
+        json_type = bool(content_type) and content_type.endswith("json")
+        payload = body if (body is None or json_type) else json.dumps(body)
         api = self.api_client
         try:
             if hasattr(api, "param_serialize"):     # kubernetes >= 33 (the pydantic-based client)

@@ -6,8 +6,7 @@ and waited for (module ``k8s_workload``).
 
 * Pure parts, unit-tested with API dicts: ``validate(params)``, ``check_manifests(...)``, ``matching_hpa(...)``,
   ``plan_scale(...)``, ``rollout_state(...)``, ``ready_endpoints(...)``, ``failure_reason(...)``, ``label_selector(...)``.
-* ``WorkloadApi``: ``K8sApi`` (``_k8s_binding``) that also sends JSON merge patches (the kubernetes client JSON-encodes
-  a body whose content type is ``*json`` itself, so the dict is handed over as is).
+* ``WorkloadApi``: ``K8sApi`` (``_k8s_binding``), which also sends JSON merge patches.
 * ``ensure_workload(api, spec, check_mode, clock, sleep)``: read, check, apply, scale, wait; returns the result dict.
 """
 
@@ -23,7 +22,6 @@ from ansible_collections.mixedrun.kong.plugins.module_utils._k8s_binding import 
     FIELD_MANAGER,
     K8sApi,
     K8sBindingError,
-    _api_error,
     _project,
     covers,
 )
@@ -378,37 +376,8 @@ def summary(deployment):
 # API
 
 
-class WorkloadApi(K8sApi):
-    """K8sApi; a body sent with a ``*json`` content type (merge patch) goes to the client as a dict, which encodes it once."""
-
-    def request(self, method, path, query=None, body=None, content_type=None):
-        if body is None or not content_type or "json" not in content_type:
-            return K8sApi.request(self, method, path, query=query, body=body, content_type=content_type)
-        from kubernetes.client.exceptions import ApiException  # pylint: disable=import-outside-toplevel
-        headers = {"Accept": "application/json", "Content-Type": content_type}
-        self.calls.append("%s %s" % (method, path))
-        api = self.api_client
-        try:
-            if hasattr(api, "param_serialize"):
-                method_, url, headers, payload, _post = api.param_serialize(method, path, query_params=list((query or {}).items()),
-                                                                            header_params=headers, body=body, auth_settings=["BearerToken"])
-                response = api.call_api(method_, url, header_params=headers, body=payload, _request_timeout=self.timeout)
-                response.read()
-                if not 200 <= response.status <= 299:
-                    raise ApiException.from_response(http_resp=response, body=None, data=None)
-            else:
-                response = api.call_api(path, method, query_params=list((query or {}).items()), header_params=headers, body=body,
-                                        auth_settings=["BearerToken"], _preload_content=False, _request_timeout=self.timeout)
-                response = response[0] if isinstance(response, tuple) else response
-            data = response.data
-            return json.loads(data) if data else {}
-        except ApiException as exc:
-            raise _api_error(exc, method, path, self.secret)
-        except Exception as exc:  # urllib3 and socket errors
-            text = str(exc)
-            if self.secret:
-                text = text.replace(self.secret, "********")
-            raise K8sBindingError("%s %s failed: %s" % (method, path, text))
+# K8sApi sends a body with a JSON content type (the merge patches here) as a dict, which the client encodes once.
+WorkloadApi = K8sApi
 
 
 # ---------------------------------------------------------------------------------------------------------

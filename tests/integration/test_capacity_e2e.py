@@ -17,53 +17,24 @@ Runs only inside the network namespace: ``tests/tools/in_netns.sh .venv/bin/pyth
 """
 
 import copy
-import glob
-import json
 import os
-import subprocess
 import sys
-import threading
 import time
 
 import pytest
 import requests
-import yaml
 
-from tests.lab import config as labconfig
-from tests.lab.pytest_plugin import start_lab, stop_lab
+from tests.integration.netns_e2e import REPO, Traffic, k8s, lab_from, last_report, playbook, write_vars
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 LAB_CONFIG = os.path.join(REPO, "tests", "integration", "lab-capacity.yml")
 RETIRE_TASKS = os.path.join(REPO, "tests", "integration", "files", "retire_vm.yml")
 SERVICE = "shop"
 DOMAIN = "shop.lab.test"
-PLAYBOOK_TIMEOUT = 600
-
-
-def _skip_reason():
-    if os.environ.get("MIXEDRUN_NETNS") != "1":
-        return "not inside the lab's network namespace: run it through tests/tools/in_netns.sh (make netns-e2e)"
-    if not labconfig.realkong_kit():
-        return "the real Kong kit is absent ($%s or ../shared/realkong)" % labconfig.REALKONG_KIT_ENV
-    if not labconfig.realk8s_kit():
-        return "the real Kubernetes kit is absent ($%s or ../shared/realk8s)" % labconfig.REALK8S_KIT_ENV
-    return None
 
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
-    reason = _skip_reason()
-    if reason:
-        print("test_capacity_e2e: skipped: " + reason, file=sys.stderr)
-        pytest.skip(reason)
-    with open(LAB_CONFIG, encoding="utf-8") as fh:
-        extra = yaml.safe_load(fh)
-    state_dir = str(tmp_path_factory.mktemp("lab-capacity"))
-    info = start_lab(state_dir, extra_config=extra)
-    try:
-        yield info
-    finally:
-        stop_lab(state_dir)
+    yield from lab_from(LAB_CONFIG, str(tmp_path_factory.mktemp("lab-capacity")), "test_capacity_e2e")
 
 
 @pytest.fixture(scope="module")
@@ -74,44 +45,7 @@ def varfile(tmp_path_factory):
         "container": {"namespace": "shop", "service": "shop", "address_mode": "endpoints"},
         "healthchecks": {"active": {"path": "/healthz", "interval": 2, "healthy_successes": 1, "unhealthy_failures": 2}},
         "initial_container_share": 0}]}
-    path = str(tmp_path_factory.mktemp("capacity-vars") / "vars.json")
-    with open(path, "w", encoding="utf-8") as fh:
-        json.dump(data, fh)
-    return path
-
-
-def _env(lab):
-    env = dict(os.environ)
-    env["MIXEDRUN_LAB_JSON"] = os.path.join(lab["state_dir"], "lab.json")
-    env["ANSIBLE_CONFIG"] = os.path.join(REPO, "ansible.cfg")
-    env["ANSIBLE_NOCOLOR"] = "1"
-    env.pop("KONG_ADMIN_URL", None)
-    return env
-
-
-def _command(name, varfile, variables):
-    return [os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), "-i", os.path.join(REPO, "inventories", "lab"),
-            os.path.join(REPO, "playbooks", name), "-e", "@" + varfile, "-e", json.dumps(variables)]
-
-
-def playbook(lab, name, varfile, variables=None, expect_rc=0):
-    proc = subprocess.run(_command(name, varfile, variables or {}), cwd=REPO, env=_env(lab), capture_output=True, text=True,
-                          timeout=PLAYBOOK_TIMEOUT, check=False, stdin=subprocess.DEVNULL)
-    text = " ".join((proc.stdout + proc.stderr).split())
-    if expect_rc is not None:
-        assert proc.returncode == expect_rc, "%s -> rc %d:\n%s\n%s" % (name, proc.returncode, proc.stdout[-6000:], proc.stderr[-2000:])
-    return proc.returncode, text
-
-
-def k8s(lab, method, path, body=None, content_type=None):
-    # pylint: disable=import-outside-toplevel
-    from kubernetes import config as kconfig
-    from ansible_collections.mixedrun.kong.plugins.module_utils._k8s_binding import K8sApi
-    client = kconfig.new_client_from_config(config_file=lab["kubeconfig"])
-    try:
-        return K8sApi(client).request(method, path, body=body, content_type=content_type)
-    finally:
-        client.close()
+    return write_vars(str(tmp_path_factory.mktemp("capacity-vars") / "vars.json"), data)
 
 
 def deployment(lab):
@@ -139,47 +73,6 @@ def share(lab):
     return 100.0 * totals["container"] / total if total else None
 
 
-class Traffic:
-    """Continuous requests through HAProxy; every failure is kept."""
-
-    def __init__(self, lab, max_seconds=PLAYBOOK_TIMEOUT):
-        self.url, self.deadline = lab["lb_url"] + "/", time.time() + max_seconds
-        self.admin = lab.get("admin_url")
-        self.stop = threading.Event()
-        self.sent, self.failures, self.lock = 0, [], threading.Lock()
-        self.threads = [threading.Thread(target=self.run, daemon=True) for _worker in range(2)]
-
-    def run(self):
-        session = requests.Session()
-        while not self.stop.is_set() and time.time() < self.deadline:
-            try:
-                resp = session.get(self.url, headers={"Host": DOMAIN}, timeout=5)
-                error = None if resp.status_code == 200 else "HTTP %d %s" % (resp.status_code, resp.text[:100])
-            except requests.RequestException as exc:
-                error = type(exc).__name__
-            with self.lock:
-                self.sent += 1
-                if error:
-                    self.failures.append((time.time(), error))
-                    if self.admin and len(self.failures) == 1:
-                        try:
-                            routes = requests.get(self.admin + "/routes", timeout=5).json()["data"]
-                            self.failures.append((time.time(), "routes then: %s" % [(r["name"], r["hosts"], r.get("updated_at")) for r in routes]))
-                        except (requests.RequestException, ValueError, KeyError) as exc:
-                            self.failures.append((time.time(), "routes then: %s" % exc))
-            time.sleep(0.01)
-
-    def __enter__(self):
-        for thread in self.threads:
-            thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.stop.set()
-        for thread in self.threads:
-            thread.join(10)
-
-
 def rollout_vars(lab, report_dir, **extra):
     variables = {
         "rollout_upstream": SERVICE,
@@ -200,13 +93,6 @@ def rollout_vars(lab, report_dir, **extra):
     }
     variables.update(extra)
     return variables
-
-
-def last_report(report_dir):
-    paths = sorted(glob.glob(os.path.join(report_dir, "rollout-*.json")), key=os.path.getmtime)
-    assert paths, "no rollout report in %s" % report_dir
-    with open(paths[-1], encoding="utf-8") as fh:
-        return json.load(fh)
 
 
 def test_bind(lab, varfile):
@@ -241,12 +127,11 @@ def test_capacity_aware_rollout(lab, varfile, tmp_path):
     variables = rollout_vars(lab, report_dir, rollout_workload={
         "namespace": "shop", "deployment": "shop", "service": "shop", "wait_timeout": 90, "force_conflicts": True,
         "manifests": [manifest(lab, "mixedrun/lab-node:2")]})
-    with Traffic(lab) as traffic:
+    with Traffic(lab, DOMAIN, admin=lab["admin_url"]) as traffic:
         playbook(lab, "rollout.yml", varfile, variables)
     report = last_report(report_dir)
     steps = [s for s in report["steps"] if s["kind"] == "step"]
-    assert traffic.failures == [], "%d of %d requests failed: %s; first at %s; steps applied at %s" % (
-        len(traffic.failures), traffic.sent, traffic.failures[:3], traffic.failures[0][0], [(s["applied_at"], s["started_at"]) for s in steps])
+    traffic.assert_none_failed(" (steps applied at %s)" % [s["applied_at"] for s in steps])
     assert [int(s["replicas"]) for s in steps] == [1, 2, 4], [s.get("replicas") for s in steps]
     for step in steps:
         pods = step["pods"]

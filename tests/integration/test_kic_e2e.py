@@ -18,57 +18,26 @@ Runs only inside the network namespace: ``tests/tools/in_netns.sh .venv/bin/pyth
 (``make netns-e2e``); elsewhere it is skipped with the reason printed.
 """
 
-import glob
 import json
 import os
-import subprocess
 import sys
-import threading
 import time
 
 import pytest
 import requests
-import yaml
 
-from tests.lab import config as labconfig
-from tests.lab.pytest_plugin import control, reset, start_lab, stop_lab
+from tests.integration.netns_e2e import REPO, PLAYBOOK_TIMEOUT, Traffic, k8s, lab_from, last_report, playbook, scale, start_playbook, write_vars
+from tests.lab.pytest_plugin import control, reset
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 LAB_CONFIG = os.path.join(REPO, "tests", "integration", "lab-kic.yml")
 SERVICE = "shop"
 DOMAIN = "shop.lab.test"
 MAX_ERROR = 0.05
-PLAYBOOK_TIMEOUT = 420
-
-
-def _skip_reason():
-    if os.environ.get("MIXEDRUN_NETNS") != "1":
-        return "not inside the lab's network namespace: run it through tests/tools/in_netns.sh (make netns-e2e)"
-    if not labconfig.realkong_kit():
-        return "the real Kong kit is absent ($%s or ../shared/realkong)" % labconfig.REALKONG_KIT_ENV
-    if not labconfig.realk8s_kit():
-        return "the real Kubernetes kit is absent ($%s or ../shared/realk8s)" % labconfig.REALK8S_KIT_ENV
-    return None
 
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
-    reason = _skip_reason()
-    if reason:
-        print("test_kic_e2e: skipped: " + reason, file=sys.stderr)
-        pytest.skip(reason)
-    with open(LAB_CONFIG, encoding="utf-8") as fh:
-        extra = yaml.safe_load(fh)
-    state_dir = str(tmp_path_factory.mktemp("lab-kic"))
-    started = time.monotonic()
-    info = start_lab(state_dir, extra_config=extra)
-    print("KIC lab up in %.1f s: Kong %s (%s, %d nodes), Kubernetes %s, sync delay %s s" % (
-        time.monotonic() - started, info.get("kong_version"), info.get("kong_mode"), len(info.get("admin_urls") or []),
-        info.get("k8s_version"), (info.get("kic") or {}).get("sync_delay")), file=sys.stderr)
-    try:
-        yield info
-    finally:
-        stop_lab(state_dir)
+    yield from lab_from(LAB_CONFIG, str(tmp_path_factory.mktemp("lab-kic")), "test_kic_e2e")
 
 
 @pytest.fixture(scope="module")
@@ -85,61 +54,11 @@ def extra_vars(lab, tmp_path_factory):
         }],
         "mixed_service_verify_timeout": 60,
     }
-    path = str(tmp_path_factory.mktemp("kic-vars") / "vars.json")
-    with open(path, "w", encoding="utf-8") as fh:
-        json.dump(data, fh)
-    return path
-
-
-def _env(lab):
-    env = dict(os.environ)
-    env["MIXEDRUN_LAB_JSON"] = os.path.join(lab["state_dir"], "lab.json")
-    env["ANSIBLE_CONFIG"] = os.path.join(REPO, "ansible.cfg")
-    env["ANSIBLE_NOCOLOR"] = "1"
-    env.pop("KONG_ADMIN_URL", None)
-    return env
-
-
-def _command(name, varfile, variables):
-    return [os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), "-i", os.path.join(REPO, "inventories", "lab"),
-            os.path.join(REPO, "playbooks", name), "-e", "@" + varfile, "-e", json.dumps(variables)]
-
-
-def playbook(lab, name, varfile, variables=None, expect_rc=0):
-    proc = subprocess.run(_command(name, varfile, variables or {}), cwd=REPO, env=_env(lab), capture_output=True, text=True,
-                          timeout=PLAYBOOK_TIMEOUT, check=False, stdin=subprocess.DEVNULL)
-    text = " ".join((proc.stdout + proc.stderr).split())
-    if expect_rc is not None:
-        assert proc.returncode == expect_rc, "%s -> rc %d:\n%s\n%s" % (name, proc.returncode, proc.stdout[-6000:], proc.stderr[-2000:])
-    return proc.returncode, text
-
-
-# -- Kubernetes ------------------------------------------------------------------------------------------------
-def _k8s(lab):
-    from kubernetes import config as kconfig  # pylint: disable=import-outside-toplevel
-    return kconfig.new_client_from_config(config_file=lab["kubeconfig"])
-
-
-def k8s_get(lab, path):
-    from ansible_collections.mixedrun.kong.plugins.module_utils._k8s_binding import K8sApi  # pylint: disable=import-outside-toplevel
-    client = _k8s(lab)
-    try:
-        return K8sApi(client).request("GET", path)
-    finally:
-        client.close()
-
-
-def scale(lab, replicas):
-    from kubernetes import client as kclient  # pylint: disable=import-outside-toplevel
-    api = _k8s(lab)
-    try:
-        kclient.AppsV1Api(api).patch_namespaced_deployment_scale("shop", "shop", {"spec": {"replicas": replicas}})
-    finally:
-        api.close()
+    return write_vars(str(tmp_path_factory.mktemp("kic-vars") / "vars.json"), data)
 
 
 def route_weights(lab):
-    route = k8s_get(lab, "/apis/gateway.networking.k8s.io/v1/namespaces/shop/httproutes/%s" % SERVICE)
+    route = k8s(lab, "GET", "/apis/gateway.networking.k8s.io/v1/namespaces/shop/httproutes/%s" % SERVICE)
     return dict((ref["name"], ref.get("weight")) for ref in route["spec"]["rules"][0]["backendRefs"])
 
 
@@ -212,40 +131,6 @@ def sample(lab, count=800):
     return counts
 
 
-class Traffic:
-    """Continuous requests through HAProxy; every failure is kept."""
-
-    def __init__(self, lab, workers=2, max_seconds=PLAYBOOK_TIMEOUT):
-        self.url, self.deadline = lab["lb_url"] + "/", time.time() + max_seconds
-        self.stop = threading.Event()
-        self.sent, self.failures, self.lock = 0, [], threading.Lock()
-        self.threads = [threading.Thread(target=self.run, daemon=True) for _worker in range(workers)]
-
-    def run(self):
-        session = requests.Session()
-        while not self.stop.is_set() and time.time() < self.deadline:
-            try:
-                resp = session.get(self.url, headers={"Host": DOMAIN}, timeout=5)
-                error = None if resp.status_code == 200 else "HTTP %d" % resp.status_code
-            except requests.RequestException as exc:
-                error = type(exc).__name__
-            with self.lock:
-                self.sent += 1
-                if error:
-                    self.failures.append((time.time(), error))
-            time.sleep(0.01)
-
-    def __enter__(self):
-        for thread in self.threads:
-            thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.stop.set()
-        for thread in self.threads:
-            thread.join(10)
-
-
 def rollout_vars(lab, report_dir, **extra):
     variables = {
         "rollout_upstream": SERVICE,
@@ -267,20 +152,13 @@ def rollout_vars(lab, report_dir, **extra):
     return variables
 
 
-def last_report(report_dir):
-    paths = sorted(glob.glob(os.path.join(report_dir, "rollout-*.json")), key=os.path.getmtime)
-    assert paths, "no rollout report in %s" % report_dir
-    with open(paths[-1], encoding="utf-8") as fh:
-        return json.load(fh)
-
-
 # -- the tests -------------------------------------------------------------------------------------------------
 def test_bind_in_the_kubernetes_binding(lab, extra_vars):
     _rc, out = playbook(lab, "bind.yml", extra_vars)
     assert "binding kubernetes" in out and "containers get 0.0 %" in out, out[-3000:]
     weights = route_weights(lab)
     assert weights["shop"] == 0 and weights["shop-vms"] > 0, weights
-    slices = k8s_get(lab, "/apis/discovery.k8s.io/v1/namespaces/shop/endpointslices?labelSelector=kubernetes.io/service-name=shop-vms")
+    slices = k8s(lab, "GET", "/apis/discovery.k8s.io/v1/namespaces/shop/endpointslices?labelSelector=kubernetes.io/service-name=shop-vms")
     addresses = sorted(e["addresses"][0] for s in slices["items"] for e in s["endpoints"])
     assert addresses == sorted(n["address"] for n in lab["nodes"] if n["kind"] == "vm")
     assert all(s["metadata"]["labels"]["endpointslice.kubernetes.io/managed-by"] == "mixedrun.kong" for s in slices["items"])
@@ -316,9 +194,8 @@ def test_gated_rollout_with_a_pod_added_mid_step(lab, extra_vars, tmp_path):
     # backendRef weight over 4 pods (integer division, at least 1 each), so the share drifts unless the weight happens to
     # divide by 4; the rollout's share guard writes the weights again then
     variables = rollout_vars(lab, report_dir, rollout_steps=[12.5, 50, 100], rollout_holds={"12.5": 25})
-    with Traffic(lab) as traffic:
-        proc = subprocess.Popen(_command("rollout.yml", extra_vars, variables), cwd=REPO, env=_env(lab), stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, text=True, stdin=subprocess.DEVNULL)
+    with Traffic(lab, DOMAIN) as traffic:
+        proc = start_playbook(lab, "rollout.yml", extra_vars, variables)
         try:
             deadline = time.time() + 120
             while not route_weights(lab).get("shop"):
@@ -327,7 +204,7 @@ def test_gated_rollout_with_a_pod_added_mid_step(lab, extra_vars, tmp_path):
                 time.sleep(0.5)
             wait_share(lab, 12.5)
             before = route_weights(lab)
-            scale(lab, 4)
+            scale(lab, "shop", "shop", 4)
             kept = wait_share(lab, 12.5, pods=4, timeout=60)
             print("pods 2 -> 4 mid-step: backendRef weights %s before; every node routes %s" % (
                 before, dict((u, round(v[0], 4)) for u, v in kept.items())), file=sys.stderr)
@@ -336,7 +213,7 @@ def test_gated_rollout_with_a_pod_added_mid_step(lab, extra_vars, tmp_path):
             if proc.poll() is None:
                 proc.kill()
     assert proc.returncode == 0, out[-6000:]
-    assert traffic.failures == [], "%d of %d requests failed: %s" % (len(traffic.failures), traffic.sent, traffic.failures[:10])
+    traffic.assert_none_failed()
     report = last_report(report_dir)
     assert report["run"]["binding"] == "kubernetes" and report["run"]["outcome"] == "finished", report["run"]
     steps = [s for s in report["steps"] if s["kind"] == "step"]
@@ -353,7 +230,7 @@ def test_gated_rollout_with_a_pod_added_mid_step(lab, extra_vars, tmp_path):
 
 
 def test_failing_pods_are_rolled_back(lab, extra_vars, tmp_path):
-    scale(lab, 2)
+    scale(lab, "shop", "shop", 2)
     playbook(lab, "split.yml", extra_vars, {"service": SERVICE, "share": 0})
     wait_share(lab, 0.0, pods=2)
     # the pods running now (the ReplicaSet chose which ones to delete when it scaled down): the fleet lists them
@@ -373,7 +250,7 @@ def test_failing_pods_are_rolled_back(lab, extra_vars, tmp_path):
     wait_share(lab, 0.0, pods=2)
     report = last_report(report_dir)
     assert report["run"]["binding"] == "kubernetes" and report["run"]["outcome"] != "finished", report["run"]
-    lease = k8s_get(lab, "/apis/coordination.k8s.io/v1/namespaces/shop/leases")
+    lease = k8s(lab, "GET", "/apis/coordination.k8s.io/v1/namespaces/shop/leases")
     holders = [i["spec"].get("holderIdentity") for i in lease["items"] if i["metadata"]["name"].startswith("mixedrun-rollout-")]
     assert not any(holders), holders
 
@@ -403,9 +280,9 @@ def test_capacity_aware_steps_in_the_kubernetes_binding(lab, extra_vars, tmp_pat
     variables = rollout_vars(lab, report_dir, rollout_steps=[50, 100], rollout_hold=2,
                              rollout_workload={"namespace": "shop", "deployment": "shop", "service": "shop", "wait_timeout": 90},
                              rollout_capacity={"headroom": 0.25})
-    with Traffic(lab) as traffic:
+    with Traffic(lab, DOMAIN) as traffic:
         playbook(lab, "rollout.yml", extra_vars, variables)
-    assert traffic.failures == [], "%d of %d requests failed: %s" % (len(traffic.failures), traffic.sent, traffic.failures[:10])
+    traffic.assert_none_failed()
     report = last_report(report_dir)
     steps = [s for s in report["steps"] if s["kind"] == "step"]
     # 3 VMs' worth of demand, 25 % headroom: 50 % needs 2 pods, 100 % needs 4
