@@ -223,7 +223,8 @@ class Blackhole:
 
 
 class Slammer:
-    """Accepts every connection and closes it at once (the upstream fails after Kong sent the request); counts them."""
+    """Accepts every connection, reads the request and resets the connection (the upstream fails after Kong sent the
+    request); counts them."""
 
     def __init__(self):
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -243,6 +244,13 @@ class Slammer:
             except OSError:
                 continue
             self.accepted += 1
+            # read the request first: a reset before the proxy has written it would mean "nothing sent", which Kong
+            # retries whatever the method (on a loaded machine the accept loop can run that early)
+            conn.settimeout(2)
+            try:
+                conn.recv(65536)
+            except OSError:
+                pass
             conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             conn.close()
 
